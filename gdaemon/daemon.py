@@ -1,0 +1,308 @@
+"""The :class:`Daemon`: a small orchestrator wiring the parts of a daemon together.
+
+Life of a daemon (``run_foreground`` / ``daemonize``)::
+
+    lock pid file -> logging -> niceness -> signal handlers -> daemon.start
+    -> setup() -> bind the RPC socket(s) -> serve -> start workers
+    -> daemon.ready (READY=1, -d returns) -> ... wait for stop ...
+    -> daemon.stop (STOPPING=1) -> stop accepting -> stop workers
+    -> close connections, remove the socket file -> release the pid file
+
+The RPC server, the worker manager and the event bus are separate objects;
+the daemon only sequences them.
+
+Fork safety: :meth:`Daemon.child_after_fork` is what a forked worker calls
+first: it drops every descriptor and greenlet the daemon owns (see
+:func:`gdaemon.process.fresh_hub_after_fork`).
+"""
+
+import logging
+import os
+import sys
+import time
+
+import gevent
+from gevent.event import Event
+
+from . import listeners, process
+from .config import Config, slugify
+from .errors import GDaemonError
+from .events import EventBus, SignalRouter
+from .rpc.builtin import register_builtins, status_dict
+from .rpc.methods import MethodRegistry
+from .rpc.protocol import Engine, Subscribers
+from .rpc.server import RpcServer
+from .systemd import Notifier
+
+__all__ = ["Daemon", "ExitCode"]
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+
+
+class ExitCode:
+    """Exit statuses of a daemon process (SPEC 6)."""
+
+    #: stopped by SIGTERM, SIGINT or ``daemon.stop``.
+    OK = 0
+    #: could not start, or a non-forever worker died.
+    FAILURE = 1
+
+
+class Daemon:
+    """Base class of a gdaemon daemon; subclass it and implement :meth:`setup`.
+
+    :param config: dict of configuration keys (SPEC 3).
+    :param argv: command line for :meth:`init` (default ``sys.argv[1:]``).
+    :raises ConfigError: for an unknown key or a value of the wrong type.
+    """
+
+    def __init__(self, config=None, argv=None):
+        self.config = Config(config).resolve()
+        self.argv = argv
+        #: Options parsed from the command line by :meth:`init`.
+        self.arguments = {}
+        #: ``gdaemon.<slug of the description>``.
+        self.logger = logging.getLogger("gdaemon." + slugify(self.config["description"]))
+        #: The daemon's event bus (a blinker Namespace).
+        self.events = EventBus(sender=self)
+        #: The RPC method registry: ``@daemon.rpc.method(...)``.
+        self.rpc = MethodRegistry()
+        self.subscribers = Subscribers()
+        self.engine = Engine(self.rpc, token=self.config["token"], injected={"daemon": self})
+        register_builtins(self, self.engine, self.subscribers)
+        self.events.add_tap(self.subscribers.publish)
+        listeners.connect_defaults(self.events)
+        from .workers.manager import WorkerManager
+        #: The worker manager: ``daemon.workers.install(worker, ...)``.
+        self.workers = WorkerManager(self)
+        self.workers.register_methods(self.rpc)
+        #: Epoch seconds at which the daemon became ready, else ``None``.
+        self.started_at = None
+        self.exitcode = ExitCode.OK
+        self.verbose = False
+        self.transports = []
+        self._stop_event = None
+        self._stop_requested = False
+        self._reloading = False
+        self._reload_again = False
+        self._router = None
+        self._pidfile = None
+        self._log_handler = None
+        self._notifier = Notifier()
+
+    # -- to override ----------------------------------------------------------
+
+    def setup(self):
+        """Register RPC methods and receivers; called once, before serving."""
+        raise NotImplementedError("subclasses of Daemon implement setup()")
+
+    # -- public API -----------------------------------------------------------
+
+    def init(self, argv=None):
+        """Parse the command line (SPEC 6) and act on it; exits the process."""
+        from .console import Console
+        sys.exit(Console(self).main(self.argv if argv is None else argv))
+
+    def on(self, name):
+        """Decorator: connect the function to event ``name`` (held strongly)."""
+        def decorate(fn):
+            self.events.signal(name).connect(fn, weak=False)
+            return fn
+        return decorate
+
+    def run_foreground(self):
+        """Run in this process with its stdio; return the exit code."""
+        return self._run(ready_fd=None, foreground=True)
+
+    def daemonize(self):
+        """Detach (double fork, setsid, umask, chdir('/'), stdio to /dev/null) and run.
+
+        The calling process waits until the daemon serves, then exits 0 (or
+        prints the reason it could not start and exits 1); the daemon
+        process returns its exit code from here when it stops.
+        """
+        ready_fd = process.detach(self.config["umask"])
+        process.redirect_stdio()
+        return self._run(ready_fd=ready_fd, foreground=False)
+
+    def stop(self, exitcode=ExitCode.OK):
+        """Request a graceful stop (from any greenlet or receiver); returns at once."""
+        if exitcode:
+            self.exitcode = exitcode
+        self._stop_requested = True
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    def reload(self):
+        """Reload like SIGHUP; overlapping requests are coalesced into one more pass."""
+        if self._reloading:
+            self._reload_again = True
+            return
+        self._reloading = True
+        gevent.spawn(self._reload_passes)
+
+    def reopen_logs(self):
+        """Reopen the log file (after logrotate moved it away)."""
+        handler = self._log_handler
+        if isinstance(handler, logging.FileHandler):
+            stream = open(handler.baseFilename, handler.mode, encoding=handler.encoding)
+            old = handler.setStream(stream)
+            if old is not None:
+                old.close()
+
+    def status(self):
+        """The ``daemon.status`` dict."""
+        return status_dict(self)
+
+    def connection_count(self):
+        """Open RPC connections over every transport."""
+        return sum(len(t.connections) for t in self.transports)
+
+    def child_after_fork(self):
+        """In a forked worker: drop what belongs to the daemon (fds, handlers, greenlets)."""
+        if self._router is not None:
+            self._router.reset_in_child()
+        for transport in self.transports:
+            transport.close_in_child()
+        if self._pidfile is not None:
+            self._pidfile.close_in_child()
+        self._notifier = Notifier(environ={})
+        self.events.remove_tap(self.subscribers.publish)
+        process.fresh_hub_after_fork()
+
+    # -- the run --------------------------------------------------------------
+
+    def _run(self, ready_fd, foreground):
+        cfg = self.config
+        self._stop_event = Event()
+        if self._stop_requested:
+            self._stop_event.set()
+        started = False
+        try:
+            self._check_security()
+            self._pidfile = process.PidFile(cfg["pidfile"]).acquire()
+            self._setup_logging(foreground)
+            process.set_niceness(cfg["niceness"])
+            self._router = SignalRouter(self.events)
+            self._router.install()
+            self.events.emit("daemon.start")
+            self.setup()
+            self._open_transports()
+            self.workers.start()
+            started = True
+        except (GDaemonError, OSError) as exc:
+            self.logger.error("cannot start: %s", exc)
+            if foreground and not isinstance(self._log_handler, logging.StreamHandler):
+                sys.stderr.write("error: %s\n" % exc)
+            process.report_ready(ready_fd, str(exc))
+            self.exitcode = ExitCode.FAILURE
+        except BaseException as exc:
+            self.logger.exception("cannot start")
+            process.report_ready(ready_fd, "%s: %s" % (type(exc).__name__, exc))
+            self.exitcode = ExitCode.FAILURE
+            self._shutdown(started)
+            raise
+        if started:
+            self.started_at = time.time()
+            self.logger.info("%s ready on %s (pid %d)", cfg["description"], cfg["sockethandler"], os.getpid())
+            process.report_ready(ready_fd)
+            if foreground:
+                self._notifier.notify("READY=1")
+                self._notifier.start_watchdog()
+            self.events.emit("daemon.ready")
+            try:
+                self._stop_event.wait()
+            except KeyboardInterrupt:
+                self.logger.info("interrupted")
+        self._shutdown(started)
+        return self.exitcode
+
+    def _check_security(self):
+        cfg = self.config
+        if cfg["token"] or cfg["insecure"]:
+            return
+        endpoints = [("sockethandler", cfg.address), ("websockethandler", cfg.websocket_address)]
+        for key, address in endpoints:
+            if address is not None and not address.is_loopback:
+                raise GDaemonError(
+                    "refusing to serve %s=%s on a non-loopback address without a token "
+                    "(set 'token', or 'insecure': True)" % (key, address))
+
+    def _open_transports(self):
+        cfg = self.config
+        ssl_context = None
+        if cfg.address.scheme == "tls":
+            from .tls import server_context
+            ssl_context = server_context(cfg["certfile"], cfg["keyfile"])
+        server = RpcServer(cfg, self.engine, self.events, self.subscribers, ssl_context=ssl_context)
+        server.bind()
+        self.transports.append(server)
+        if cfg["websockethandler"]:
+            # Imported only when used: the websocket stack costs memory.
+            from .rpc.http import HttpEndpoint
+            endpoint = HttpEndpoint(self)
+            endpoint.bind()
+            self.transports.append(endpoint)
+        for transport in self.transports:
+            transport.start()
+
+    def _reload_passes(self):
+        try:
+            while True:
+                self._reload_again = False
+                if self._stop_requested:
+                    return
+                self.logger.info("reloading")
+                self._notifier.notify("RELOADING=1")
+                self.events.emit("daemon.reload")
+                self.reopen_logs()
+                self.workers.reload()
+                self._notifier.notify("READY=1")
+                if not self._reload_again:
+                    return
+        finally:
+            self._reloading = False
+
+    def _shutdown(self, started):
+        """Undo whatever :meth:`_run` did, in reverse order; never raises."""
+        if started:
+            self.logger.info("stopping")
+            self._notifier.notify("STOPPING=1")
+            self.events.emit("daemon.stop")
+        for transport in self.transports:
+            transport.close_listener()
+        try:
+            self.workers.stop(timeout=self.config["shutdowntimeout"])
+        except Exception:
+            self.logger.exception("error while stopping workers")
+        for transport in self.transports:
+            try:
+                transport.stop()
+            except Exception:
+                self.logger.exception("error while closing %r", transport)
+        self.transports = []
+        if self._router is not None:
+            self._router.uninstall()
+            self._router = None
+        if self._pidfile is not None:
+            self._pidfile.release()
+            self._pidfile = None
+        self._notifier.close()
+        if started:
+            self.logger.info("stopped (exit %d)", self.exitcode)
+        if self._log_handler is not None:
+            self._log_handler.flush()
+
+    def _setup_logging(self, foreground):
+        root = logging.getLogger()
+        if foreground:
+            handler = logging.StreamHandler(sys.stderr)
+        else:
+            handler = logging.FileHandler(self.config["logfile"], mode="a", encoding="utf-8")
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG if self.verbose else logging.INFO)
+        self._log_handler = handler
+
+    def __repr__(self):
+        return "<%s %r on %s>" % (type(self).__name__, self.config["description"], self.config["sockethandler"])

@@ -1,0 +1,169 @@
+"""The whole gdaemon exception hierarchy, in one place.
+
+Every error gdaemon raises derives from :class:`GDaemonError`.  Errors that cross
+the RPC wire are :class:`RpcError` subclasses; each declares its JSON-RPC
+``code`` and the client maps a code back to its class through a registry built
+from the subclasses themselves (no hand-written table to keep in sync).
+"""
+
+__all__ = [
+    "GDaemonError", "ConfigError", "ProcessError", "AlreadyRunning", "WorkerError",
+    "ChannelFull", "ChannelClosed", "RpcError", "ParseError", "InvalidRequest",
+    "MethodNotFound", "InvalidParams", "InternalError", "Unauthorized",
+    "UnknownWorker", "MessageTooLarge", "TooManyConnections", "WorkerUnavailable",
+    "ConnectionLost", "HaltDaemon",
+]
+
+
+class GDaemonError(Exception):
+    """Root of every error gdaemon raises."""
+
+
+class ConfigError(GDaemonError, ValueError):
+    """A configuration key is unknown or has a value of the wrong type.
+
+    The message always names the key.
+    """
+
+
+class ProcessError(GDaemonError, OSError):
+    """An operating-system step (fork, chdir, pid file, bind...) failed.
+
+    Inherits from :class:`OSError` too, so callers may catch either.
+    """
+
+
+class AlreadyRunning(ProcessError):
+    """The pid file is locked by a live daemon."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        super().__init__("already running (pid %s)" % (pid,))
+
+
+class WorkerError(GDaemonError):
+    """A worker could not be installed, spawned or reached."""
+
+
+class ChannelFull(WorkerError):
+    """A channel ring has no room for the message; nothing was written."""
+
+
+class ChannelClosed(WorkerError):
+    """The other end of a channel is gone."""
+
+
+class HaltDaemon(BaseException):
+    """Control flow: unwinds the daemon's main greenlet.  Not an error."""
+
+    def __init__(self, exitcode=0):
+        super().__init__(exitcode)
+        self.exitcode = exitcode
+
+
+# ---------------------------------------------------------------------------
+# Errors that cross the wire as JSON-RPC error objects.
+
+class RpcError(GDaemonError):
+    """A JSON-RPC error: sent to the client as ``{"code", "message", "data"}``.
+
+    Raise it from a handler to send it as is.  ``RpcError(code, message)`` with
+    a code that one of the subclasses declares builds that subclass's instance
+    on the client side (see :meth:`from_dict`).
+    """
+
+    #: JSON-RPC error code of this class (subclasses override).
+    code = -32000
+    #: Default message of this class.
+    default_message = "Server error"
+
+    _by_code = {}
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if "code" in cls.__dict__:
+            RpcError._by_code.setdefault(cls.code, cls)
+
+    def __init__(self, code=None, message=None, data=None):
+        # Subclasses are raised as ``InvalidParams("message")``: accept a string
+        # in the first position for them.
+        if isinstance(code, str) and message is None:
+            code, message = None, code
+        if code is not None:
+            self.code = int(code)
+        self.message = message if message is not None else self.default_message
+        self.data = data
+        super().__init__(self.code, self.message)
+
+    def __str__(self):
+        return "%s (%d)" % (self.message, self.code)
+
+    def to_dict(self):
+        """The JSON-RPC error object."""
+        error = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+    @classmethod
+    def from_dict(cls, error):
+        """Build the most specific :class:`RpcError` for a wire error object."""
+        if not isinstance(error, dict):
+            return RpcError(-32603, "malformed error object", data=error)
+        code = error.get("code", -32603)
+        klass = RpcError._by_code.get(code, RpcError)
+        return klass(code, str(error.get("message", "")), error.get("data"))
+
+
+class ParseError(RpcError):
+    code = -32700
+    default_message = "Parse error"
+
+
+class InvalidRequest(RpcError):
+    code = -32600
+    default_message = "Invalid Request"
+
+
+class MethodNotFound(RpcError):
+    code = -32601
+    default_message = "Method not found"
+
+
+class InvalidParams(RpcError):
+    code = -32602
+    default_message = "Invalid params"
+
+
+class InternalError(RpcError):
+    code = -32603
+    default_message = "Internal error"
+
+
+class Unauthorized(RpcError):
+    code = -32001
+    default_message = "Unauthorized"
+
+
+class UnknownWorker(RpcError):
+    code = -32002
+    default_message = "Unknown worker"
+
+
+class MessageTooLarge(RpcError):
+    code = -32003
+    default_message = "Message too large"
+
+
+class TooManyConnections(RpcError):
+    code = -32004
+    default_message = "Too many connections"
+
+
+class WorkerUnavailable(RpcError):
+    code = -32005
+    default_message = "Worker unavailable"
+
+
+class ConnectionLost(GDaemonError, ConnectionError):
+    """Client side: the daemon closed the connection or cannot be reached."""

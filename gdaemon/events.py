@@ -1,0 +1,162 @@
+"""The daemon's signal bus: a blinker :class:`~blinker.Namespace` of named events.
+
+Every event the daemon emits goes through :meth:`EventBus.emit` (or a plain
+``bus.signal(name).send(sender, **data)``), which
+
+- calls each receiver in turn, logging (not propagating) a receiver's
+  exception, so one faulty receiver cannot take the daemon down or keep the
+  other receivers from running;
+- then hands ``(name, data)`` to the bus's *taps*, which is how RPC
+  subscribers (``events.subscribe``) see events without a receiver per name.
+
+POSIX signals are turned into ``posix.<name>`` events by :class:`SignalRouter`.
+
+Signal safety: handlers are installed with :func:`gevent.signal_handler`, so
+libev only records the signal and the hub later runs our callback in a fresh
+greenlet: receivers may log, do I/O and block cooperatively.  Nothing runs
+inside a raw C-level signal handler.
+"""
+
+import logging
+import signal as _signal
+import time
+
+import gevent
+from blinker import NamedSignal, Namespace
+
+__all__ = ["EventBus", "SignalRouter", "HANDLED_SIGNALS", "EVENT_NAMES", "posix_event_name"]
+
+log = logging.getLogger("gdaemon.events")
+
+#: The POSIX signals the daemon turns into events (SPEC 5.1).  SIGCHLD is
+#: emitted by the worker manager from gevent's child watchers instead of a
+#: signal handler, because a SIGCHLD handler would fight libev's own.
+HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT", "SIGWINCH")
+
+#: Every event name gdaemon itself emits (SPEC 5).
+EVENT_NAMES = (
+    "posix.sigterm", "posix.sigint", "posix.sighup", "posix.sigchld", "posix.sigusr1",
+    "posix.sigusr2", "posix.sigquit", "posix.sigwinch",
+    "daemon.start", "daemon.ready", "daemon.reload", "daemon.stop",
+    "worker.spawned", "worker.state", "worker.exited", "worker.respawned",
+    "worker.failed", "worker.message", "rpc.connect", "rpc.disconnect",
+)
+
+
+def posix_event_name(signum):
+    """``signal.SIGTERM`` -> ``"posix.sigterm"``."""
+    return "posix." + _signal.Signals(signum).name.lower()
+
+
+class BusSignal(NamedSignal):
+    """A blinker signal whose receivers are isolated from each other."""
+
+    #: The bus this signal belongs to (set by :meth:`EventBus.signal`).
+    bus = None
+
+    def send(self, sender=None, /, **kwargs):
+        """Call every receiver; log a receiver's exception and go on.
+
+        Returns ``[(receiver, result), ...]`` as blinker does; a receiver that
+        raised has its exception as result.
+        """
+        results = []
+        if not self.is_muted:
+            for receiver in self.receivers_for(sender):
+                try:
+                    result = receiver(sender, **kwargs)
+                except Exception as exc:  # isolation: see the module docstring
+                    log.exception("receiver %r of event %r failed", receiver, self.name)
+                    result = exc
+                results.append((receiver, result))
+        if self.bus is not None:
+            self.bus._tap(self.name, kwargs)
+        return results
+
+
+class EventBus(Namespace):
+    """The daemon's own namespace of events (never blinker's global one).
+
+    :param sender: what receivers get as ``sender`` from :meth:`emit`
+        (the daemon).
+    """
+
+    def __init__(self, sender=None):
+        super().__init__()
+        self.sender = sender
+        self._taps = []
+
+    def signal(self, name, doc=None):
+        """The :class:`BusSignal` called ``name``, created on first use."""
+        if name not in self:
+            sig = BusSignal(name, doc)
+            sig.bus = self
+            self[name] = sig
+        return self[name]
+
+    def emit(self, name, **data):
+        """Send event ``name`` with ``data`` from the bus's sender."""
+        return self.signal(name).send(self.sender, **data)
+
+    def add_tap(self, tap):
+        """Call ``tap(name, data, time)`` after every event; see :meth:`remove_tap`."""
+        self._taps.append(tap)
+
+    def remove_tap(self, tap):
+        try:
+            self._taps.remove(tap)
+        except ValueError:
+            pass
+
+    def _tap(self, name, data):
+        if not self._taps:
+            return
+        now = time.time()
+        for tap in list(self._taps):
+            try:
+                tap(name, data, now)
+            except Exception:
+                log.exception("event tap %r failed on %r", tap, name)
+
+
+class SignalRouter:
+    """Installs gevent signal handlers that emit ``posix.*`` events on a bus.
+
+    :meth:`install` remembers the previous Python-level handlers and
+    :meth:`uninstall` restores them (so an embedding program, or a test, gets
+    its process back as it was).
+    """
+
+    def __init__(self, bus, signals=HANDLED_SIGNALS):
+        self.bus = bus
+        self.signals = [getattr(_signal, name) for name in signals if hasattr(_signal, name)]
+        self._handles = []
+        self._previous = {}
+
+    def install(self):
+        for signum in self.signals:
+            self._previous[signum] = _signal.getsignal(signum)
+            self._handles.append(gevent.signal_handler(signum, self._deliver, signum))
+
+    def _deliver(self, signum):
+        self.bus.emit(posix_event_name(signum), signum=signum)
+
+    def uninstall(self):
+        """Cancel our handlers and put the previous ones back (idempotent)."""
+        for handle in self._handles:
+            handle.cancel()
+        self._handles = []
+        for signum, previous in self._previous.items():
+            try:
+                _signal.signal(signum, previous if previous is not None else _signal.SIG_DFL)
+            except (TypeError, ValueError, OSError):
+                log.debug("could not restore handler of signal %d", signum, exc_info=True)
+        self._previous = {}
+
+    def reset_in_child(self):
+        """In a forked worker: drop the parent's handlers, default dispositions."""
+        for handle in self._handles:
+            handle.cancel()
+        self._handles = []
+        for signum in self.signals:
+            _signal.signal(signum, _signal.SIG_DFL)

@@ -1,0 +1,154 @@
+"""The methods every daemon serves: ``system.*``, ``daemon.*``, ``events.*`` (SPEC 4.3).
+
+Each handler's docstring is what ``system.methodHelp`` returns for it.
+(``worker.*`` methods are registered by the worker manager.)
+"""
+
+import os
+import time
+import typing
+
+from ..errors import InvalidParams, MethodNotFound, RpcError, Unauthorized
+from .methods import RpcMethod
+
+__all__ = ["register_builtins", "CAPABILITIES"]
+
+#: ``system.getCapabilities`` (``xmlrpc`` is added when the HTTP endpoint is on).
+CAPABILITIES = {
+    "json-rpc": {"specUrl": "https://www.jsonrpc.org/specification", "specVersion": 2},
+    "system.multicall": {"specUrl": "https://mirrors.talideon.com/articles/multicall.html",
+                         "specVersion": 1},
+    "introspection": {"specUrl": "https://xmlrpc-c.sourceforge.io/introspection.html",
+                      "specVersion": 1},
+    "events": {"specUrl": "https://github.com/gdaemon/gdaemon#events", "specVersion": 1},
+    "auth": {"specUrl": "https://github.com/gdaemon/gdaemon#security", "specVersion": 1},
+}
+_XMLRPC_CAPABILITY = {"specUrl": "http://xmlrpc.com/spec.md", "specVersion": 1}
+
+
+def register_builtins(daemon, engine, subscribers):
+    """Register the built-in methods of ``daemon`` on its registry."""
+    registry = daemon.rpc
+
+    def method(name, params=(), returns=None):
+        def decorate(handler):
+            registry.add(RpcMethod(name, handler, handler.__doc__ or "", list(params), returns))
+            return handler
+        return decorate
+
+    def _lookup(name):
+        found = registry.get(name)
+        if found is None:
+            raise MethodNotFound("method not found: %r" % (name,))
+        return found
+
+    @method("system.listMethods", returns=list)
+    def list_methods():
+        """Return the sorted list of the methods this daemon serves."""
+        return registry.names()
+
+    @method("system.methodHelp", [("name", str)], returns=str)
+    def method_help(name):
+        """Return the description of method NAME."""
+        return _lookup(name).description
+
+    @method("system.methodSignature", [("name", str)], returns=list)
+    def method_signature(name):
+        """Return [[return_type, param_type, ...]] of method NAME (XML-RPC type names)."""
+        return [_lookup(name).signature()]
+
+    @method("system.getCapabilities", returns=dict)
+    def get_capabilities():
+        """Return the specifications this daemon implements, with their versions."""
+        caps = dict(CAPABILITIES)
+        if daemon.config["websockethandler"]:
+            caps["xmlrpc"] = _XMLRPC_CAPABILITY
+        return caps
+
+    @method("system.multicall", [("calls", list)], returns=list)
+    def multicall(calls, session):
+        """Call several methods in one request: CALLS is a list of
+        {"methodName": ..., "params": [...]}; returns a list of [result] or
+        {"faultCode": ..., "faultString": ...} for each."""
+        results = []
+        for call in calls:
+            try:
+                if not isinstance(call, dict) or not isinstance(call.get("methodName"), str):
+                    raise InvalidParams("each call needs a string methodName")
+                if call["methodName"] == "system.multicall":
+                    raise InvalidParams("system.multicall cannot be nested")
+                params = call.get("params", [])
+                if not isinstance(params, (list, dict)):
+                    raise InvalidParams("params of %s must be an array or an object" % call["methodName"])
+                results.append([engine.call(call["methodName"], params, session)])
+            except RpcError as exc:
+                results.append({"faultCode": exc.code, "faultString": exc.message})
+        return results
+
+    @method("system.auth", [("token", str)], returns=bool)
+    def auth(token, session):
+        """Authenticate this connection with the daemon's shared TOKEN."""
+        if engine.token is None:
+            return True
+        if engine.check_token(token):
+            session.authenticated = True
+            return True
+        session.close_after = True
+        raise Unauthorized("invalid token")
+
+    @method("daemon.status", returns=dict)
+    def status():
+        """Return the daemon's pid, description, version, uptime, start time,
+        socket, open connections and workers' status codes."""
+        return daemon.status()
+
+    @method("daemon.stop", returns=bool)
+    def stop():
+        """Stop the daemon gracefully (the reply is sent first)."""
+        daemon.stop()
+        return True
+
+    @method("daemon.shutdown", returns=bool)
+    def shutdown():
+        """Alias of daemon.stop."""
+        daemon.stop()
+        return True
+
+    @method("daemon.reload", returns=bool)
+    def reload():
+        """Reload like SIGHUP: reopen the log file and restart the workers one at a time."""
+        daemon.reload()
+        return True
+
+    @method("events.subscribe", [("patterns", list)], returns=bool)
+    def subscribe(patterns, session):
+        """Push the events whose names match any of the glob PATTERNS
+        (e.g. ["worker.*", "posix.*"]) to this connection as "event" notifications."""
+        if not all(isinstance(p, str) for p in patterns):
+            raise InvalidParams("invalid param 'patterns': expected a list of strings")
+        if session.transport == "http":
+            raise RpcError(-32000, "events need a persistent connection (socket or websocket)")
+        subscribers.subscribe(session, patterns)
+        return True
+
+    @method("events.unsubscribe", [("patterns", typing.Optional[list], None)], returns=bool)
+    def unsubscribe(patterns, session):
+        """Stop pushing events matching PATTERNS (all events when omitted)."""
+        subscribers.unsubscribe(session, patterns)
+        return True
+
+
+def status_dict(daemon):
+    """The ``daemon.status`` result."""
+    from .. import __version__
+    now = time.time()
+    return {
+        "pid": os.getpid(),
+        "description": daemon.config["description"],
+        "version": __version__,
+        "uptime": round(now - daemon.started_at, 3) if daemon.started_at else 0.0,
+        "started_at": daemon.started_at,
+        "sockethandler": daemon.config["sockethandler"],
+        "connections": daemon.connection_count(),
+        "workers": daemon.workers.status_codes(),
+    }

@@ -1,0 +1,226 @@
+"""The RPC method registry: declared methods, parameter checking, introspection.
+
+A method is a handler plus what the wire needs to know about it: its name, a
+description (``system.methodHelp``), its declared parameters with their types
+(checked on every call, ``-32602`` naming the parameter) and its return type
+(``system.methodSignature``).
+
+Declared types are ``str``, ``int``, ``float`` (accepts an int), ``bool``,
+``list``, ``dict``, ``typing.Optional[...]`` of those, and ``typing.Any``.
+Booleans are never integers.
+"""
+
+import inspect
+import typing
+
+from ..errors import InvalidParams
+
+__all__ = ["RpcMethod", "MethodRegistry", "REQUIRED", "xmlrpc_type_name"]
+
+#: Marks a parameter without a default.
+REQUIRED = inspect.Parameter.empty
+
+_XMLRPC_NAMES = {str: "string", int: "int", float: "double", bool: "boolean",
+                 list: "array", tuple: "array", dict: "struct", type(None): "nil"}
+
+#: Keyword arguments the dispatcher can inject when a handler asks for them
+#: by name (and does not declare them as RPC params).
+INJECTABLE = ("daemon", "session")
+
+
+def _optional_inner(tp):
+    """``Optional[int]`` -> ``(int, True)``; ``int`` -> ``(int, False)``."""
+    if typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        nullable = len(args) != len(typing.get_args(tp))
+        inner = args[0] if len(args) == 1 else typing.Any
+        return inner, nullable
+    if tp is None or tp is type(None):
+        return type(None), True
+    return tp, False
+
+
+def xmlrpc_type_name(tp):
+    """XML-RPC style name of a declared type (``system.methodSignature``)."""
+    if tp is None:
+        return "nil"
+    inner, _ = _optional_inner(tp)
+    origin = typing.get_origin(inner) or inner
+    return _XMLRPC_NAMES.get(origin, "any" if inner is typing.Any else "string")
+
+
+def _type_label(tp):
+    inner, nullable = _optional_inner(tp)
+    name = getattr(typing.get_origin(inner) or inner, "__name__", str(inner))
+    return "%s or null" % name if nullable and inner is not type(None) else name
+
+
+def _matches(value, tp):
+    if tp is typing.Any or tp is inspect.Parameter.empty:
+        return True
+    inner, nullable = _optional_inner(tp)
+    if value is None:
+        return nullable
+    inner = typing.get_origin(inner) or inner
+    if inner is typing.Any:
+        return True
+    if isinstance(value, bool):
+        return inner is bool
+    if inner is float:
+        return isinstance(value, (int, float))
+    if inner in (list, tuple):
+        return isinstance(value, list)
+    if isinstance(inner, type):
+        return isinstance(value, inner)
+    return True
+
+
+def _json_type_name(value):
+    return {bool: "boolean", int: "integer", float: "number", str: "string",
+            list: "array", dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+class Param:
+    """One declared parameter: ``name``, ``type``, ``default`` (or REQUIRED)."""
+
+    __slots__ = ("name", "type", "default")
+
+    def __init__(self, name, type=typing.Any, default=REQUIRED):
+        self.name, self.type, self.default = name, type, default
+
+    @property
+    def required(self):
+        return self.default is REQUIRED
+
+    def check(self, value):
+        if not _matches(value, self.type):
+            raise InvalidParams("invalid param %r: expected %s, got %s"
+                                % (self.name, _type_label(self.type), _json_type_name(value)))
+        return value
+
+
+class RpcMethod:
+    """A method the daemon serves.
+
+    :param name: the wire name, e.g. ``"examples.echo"``.
+    :param handler: the callable; called with the declared params as keyword
+        arguments, plus ``daemon=`` (and ``session=``) when its signature asks.
+    :param description: shown by ``system.methodHelp``.
+    :param params: ``[(name, type), (name, type, default), ...]``; ``None``
+        reads them off the handler's signature (annotations as types).
+    :param returns: the declared return type.
+    """
+
+    def __init__(self, name, handler, description="", params=None, returns=None):
+        if not isinstance(name, str) or not name:
+            raise ValueError("method name must be a non-empty string")
+        self.name = name
+        self.handler = handler
+        self.description = description or inspect.getdoc(handler) or ""
+        self.returns = returns
+        try:
+            signature = inspect.signature(handler)
+        except (TypeError, ValueError):
+            signature = None
+        handler_params = signature.parameters if signature else {}
+        if params is None:
+            params = [(p.name, p.annotation if p.annotation is not p.empty else typing.Any)
+                      for p in handler_params.values()
+                      if p.name not in INJECTABLE
+                      and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        self.params = []
+        for spec in params:
+            if isinstance(spec, Param):
+                self.params.append(spec)
+                continue
+            pname, ptype = spec[0], spec[1] if len(spec) > 1 else typing.Any
+            if len(spec) > 2:
+                default = spec[2]
+            else:
+                hp = handler_params.get(pname)
+                default = hp.default if hp is not None else REQUIRED
+            self.params.append(Param(pname, ptype, default))
+        self._by_name = {p.name: p for p in self.params}
+        declared = set(self._by_name)
+        accepts_var_kw = any(p.kind == p.VAR_KEYWORD for p in handler_params.values())
+        self.inject = tuple(n for n in INJECTABLE
+                            if n not in declared and (n in handler_params or accepts_var_kw and n == "daemon"))
+
+    def bind(self, params):
+        """Check wire ``params`` (list, dict or None); return handler kwargs.
+
+        :raises InvalidParams: naming the offending parameter.
+        """
+        kwargs = {}
+        if params is None:
+            params = []
+        if isinstance(params, list):
+            if len(params) > len(self.params):
+                raise InvalidParams("too many params: %s takes at most %d, got %d"
+                                    % (self.name, len(self.params), len(params)))
+            for param, value in zip(self.params, params):
+                kwargs[param.name] = param.check(value)
+        else:
+            for key, value in params.items():
+                param = self._by_name.get(key)
+                if param is None:
+                    raise InvalidParams("unknown param %r" % (key,))
+                kwargs[key] = param.check(value)
+        if len(kwargs) < len(self.params):
+            for param in self.params:
+                if param.name not in kwargs:
+                    if param.required:
+                        raise InvalidParams("missing param %r" % (param.name,))
+                    kwargs[param.name] = param.default
+        return kwargs
+
+    def signature(self):
+        """``[return_type, param_type, ...]`` with XML-RPC type names."""
+        return [xmlrpc_type_name(self.returns)] + [xmlrpc_type_name(p.type) for p in self.params]
+
+    def __repr__(self):
+        return "<RpcMethod %s(%s)>" % (self.name, ", ".join(p.name for p in self.params))
+
+
+class MethodRegistry:
+    """The methods one daemon serves, by name."""
+
+    def __init__(self):
+        self._methods = {}
+
+    def add(self, method):
+        """Register a prebuilt :class:`RpcMethod` (replacing one of the same name)."""
+        if not isinstance(method, RpcMethod):
+            raise TypeError("expected an RpcMethod, got %r" % (method,))
+        self._methods[method.name] = method
+        return method
+
+    def method(self, name, description="", params=None, returns=None):
+        """Decorator: register the decorated function as method ``name``.
+
+        Returns the function unchanged, so it stays callable from Python.
+        """
+        def decorate(handler):
+            self.add(RpcMethod(name, handler, description, params, returns))
+            return handler
+        return decorate
+
+    def remove(self, name):
+        self._methods.pop(name, None)
+
+    def get(self, name):
+        """The :class:`RpcMethod` called ``name``, or ``None``."""
+        return self._methods.get(name)
+
+    def names(self):
+        """Sorted list of method names."""
+        return sorted(self._methods)
+
+    def __contains__(self, name):
+        return name in self._methods
+
+    def __iter__(self):
+        return iter(self._methods.values())
+
+    def __len__(self):
+        return len(self._methods)

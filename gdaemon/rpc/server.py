@@ -1,0 +1,384 @@
+"""The RPC socket server: newline-framed JSON-RPC over unix, TCP or TLS sockets.
+
+One greenlet per connection reads lines and answers them in order through the
+pure :class:`~gdaemon.rpc.protocol.Engine`.  Pipelined requests that arrive
+together are answered with one ``sendall``.  Limits (SPEC 3, 4.2):
+
+- ``socketmaxmessage``: a longer line gets ``-32003`` and the connection is
+  closed (we stop buffering as soon as the limit is passed, so a 10 MB line
+  costs at most ``socketmaxmessage`` bytes of memory);
+- ``sockettimeout``: once the first byte of a request arrived, the rest must
+  follow within this many seconds, or the connection is closed without a
+  reply (slow-loris guard);
+- ``socketidle``: an idle connection is closed after this many seconds;
+- ``socketmaxconnections``: one more connection gets a ``-32004`` line and is
+  closed.
+
+Events pushed to subscribers are written by a second greenlet per
+subscribing connection; both writers share a lock so lines never interleave.
+
+Fork safety: a forked worker must not keep the listening socket or client
+connections open; :meth:`RpcServer.close_in_child` closes their descriptors
+without shutting the sockets down (which would affect the daemon's copies).
+"""
+
+import errno
+import logging
+import os
+import socket
+import stat
+import time
+
+import gevent
+from gevent.event import Event
+from gevent.lock import Semaphore
+from gevent.server import StreamServer
+
+from ..errors import MessageTooLarge, ProcessError, TooManyConnections
+from . import codec
+from .protocol import Session
+
+__all__ = ["RpcServer", "bind_listener", "connect_unix"]
+
+log = logging.getLogger("gdaemon.rpc")
+
+_UNIX_PATH_MAX = 107
+
+
+def _error_line(exc):
+    return codec.dumps({"jsonrpc": "2.0", "error": exc.to_dict(), "id": None}) + b"\n"
+
+
+def _unix_call(sock_method, path):
+    """Call ``sock.bind``/``sock.connect`` on a path, even one too long for sun_path.
+
+    Linux resolves ``/proc/self/fd/N/name`` through the directory descriptor,
+    so a socket in a deeply nested directory still works.
+    """
+    if len(path.encode()) <= _UNIX_PATH_MAX:
+        return sock_method(path)
+    dirfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return sock_method("/proc/self/fd/%d/%s" % (dirfd, os.path.basename(path)))
+    finally:
+        os.close(dirfd)
+
+
+def connect_unix(path, timeout=None):
+    """A blocking client socket connected to the unix socket ``path``."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        _unix_call(sock.connect, path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def unix_socket_is_live(path):
+    """True when something accepts connections on the unix socket ``path``."""
+    try:
+        connect_unix(path, timeout=1.0).close()
+        return True
+    except OSError:
+        return False
+
+
+def bind_listener(address, mode=0o600, backlog=1024):
+    """Create, bind and listen on ``address`` (a :class:`~gdaemon.config.Address`).
+
+    :raises ProcessError: with the address in the message (``address in use``...).
+    """
+    if address.is_unix:
+        path = address.path
+        if os.path.lexists(path):
+            if unix_socket_is_live(path):
+                raise ProcessError(errno.EADDRINUSE, "address in use: %s (another process serves it)" % address)
+            raise ProcessError(errno.EADDRINUSE, "address in use: %s is a stale socket file "
+                               "(start with -s to remove it)" % address)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Bind under a umask that already gives the final mode, so the socket
+        # is never reachable with looser permissions, even for an instant.
+        old_umask = os.umask(0o777 & ~mode)
+        try:
+            _unix_call(sock.bind, path)
+        except OSError as exc:
+            sock.close()
+            raise ProcessError(exc.errno, "cannot bind %s: %s" % (address, exc.strerror)) from exc
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, mode)
+    else:
+        try:
+            infos = socket.getaddrinfo(address.host, address.port, 0, socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise ProcessError(errno.EINVAL, "cannot resolve %s: %s" % (address, exc)) from exc
+        family, _, _, _, sockaddr = infos[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(sockaddr)
+        except OSError as exc:
+            sock.close()
+            reason = "address in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise ProcessError(exc.errno, "%s: %s" % (reason, address)) from exc
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+class Connection:
+    """One client connection: reads lines, answers in order, pushes events."""
+
+    def __init__(self, server, sock, peer):
+        self.server = server
+        self.sock = sock
+        self.session = Session(peer=peer, transport="socket")
+        self.write_lock = Semaphore()
+        #: True while a request is being handled (stop() lets it finish).
+        self.busy = False
+        #: Set by stop(): finish the current request, then close.
+        self.closing = False
+        self.greenlet = gevent.getcurrent()
+        self._pusher = None
+        self._push_ready = None
+
+    # -- event push ---------------------------------------------------------
+
+    def start_push(self):
+        """Called on the first subscribe: start the pusher greenlet."""
+        if self._pusher is None:
+            self._push_ready = Event()
+            self.session.wakeup = self._push_ready.set
+            self._pusher = gevent.spawn(self._push_loop)
+            if len(self.session.events):
+                self._push_ready.set()
+
+    def _push_loop(self):
+        ready = self._push_ready
+        try:
+            while True:
+                ready.wait()
+                ready.clear()
+                lines = self.session.pending_notifications()
+                if lines:
+                    self.write(b"\n".join(lines) + b"\n")
+        except OSError:
+            # The peer went away; the reader greenlet notices and cleans up.
+            log.debug("push to %s failed", self.session.peer, exc_info=True)
+
+    def write(self, data):
+        with self.write_lock:
+            self.sock.sendall(data)
+
+    # -- request loop -------------------------------------------------------
+
+    def serve(self):
+        cfg = self.server.config
+        engine = self.server.engine
+        sock = self.sock
+        session = self.session
+        bufsize = cfg["socketbuffer"]
+        maxmessage = cfg["socketmaxmessage"]
+        request_timeout = cfg["sockettimeout"]
+        idle_timeout = cfg["socketidle"]
+        buf = b""
+        line_started = 0.0
+        while not self.closing:
+            if buf:
+                remaining = line_started + request_timeout - time.monotonic()
+                if remaining <= 0:
+                    log.info("closing %s: request incomplete after %ss", session.peer, request_timeout)
+                    return
+                sock.settimeout(remaining)
+            else:
+                sock.settimeout(idle_timeout)
+            try:
+                data = sock.recv(bufsize)
+            except socket.timeout:
+                if buf:
+                    log.info("closing %s: request incomplete after %ss", session.peer, request_timeout)
+                else:
+                    log.debug("closing idle connection %s", session.peer)
+                return
+            if not data:
+                return
+            if not buf:
+                line_started = time.monotonic()
+            scan_from = len(buf)
+            buf += data
+            if b"\n" not in data:
+                if len(buf) > maxmessage:
+                    self._too_large(maxmessage)
+                    return
+                continue
+            lines = buf.split(b"\n")
+            buf = lines.pop()
+            del scan_from
+            out = []
+            self.busy = True
+            try:
+                for line in lines:
+                    if len(line) > maxmessage:
+                        if out:
+                            self.write(b"".join(out))
+                        self._too_large(maxmessage)
+                        return
+                    response = engine.handle_line(line, session)
+                    if response is not None:
+                        out.append(response + b"\n")
+                    if session.close_after:
+                        break
+                    if session.patterns and self._pusher is None:
+                        self.start_push()
+                if out:
+                    self.write(b"".join(out))
+            finally:
+                self.busy = False
+            if session.close_after:
+                return
+            if buf:
+                if len(buf) > maxmessage:
+                    self._too_large(maxmessage)
+                    return
+                line_started = time.monotonic()
+
+    def _too_large(self, maxmessage):
+        self.write(_error_line(MessageTooLarge("request line exceeds %d bytes" % maxmessage)))
+
+    def close(self):
+        if self._pusher is not None:
+            self._pusher.kill(block=False)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class RpcServer:
+    """Serves the daemon's engine on its ``sockethandler``.
+
+    :param config: the daemon's :class:`~gdaemon.config.Config`.
+    :param engine: the :class:`~gdaemon.rpc.protocol.Engine`.
+    :param events: the daemon's event bus (``rpc.connect``/``rpc.disconnect``).
+    :param fanout: the subscriber registry sessions are removed from on close.
+    """
+
+    #: Seconds stop() lets a connection finish the request it is handling.
+    stop_grace = 2.0
+
+    def __init__(self, config, engine, events, fanout=None, ssl_context=None):
+        self.config = config
+        self.engine = engine
+        self.events = events
+        self.fanout = fanout
+        self.address = config.address
+        self.ssl_context = ssl_context
+        self.connections = set()
+        self.listener = None
+        self._server = None
+        self._inode = None
+
+    def bind(self):
+        """Open the listening socket (before daemon.ready); raises ProcessError."""
+        self.listener = bind_listener(self.address, self.config["socketmode"])
+        if self.address.is_unix:
+            self._inode = os.stat(self.address.path).st_ino
+
+    def start(self):
+        """Start accepting connections."""
+        if self.listener is None:
+            self.bind()
+        kwargs = {"ssl_context": self.ssl_context} if self.ssl_context is not None else {}
+        self._server = StreamServer(self.listener, self._handle, **kwargs)
+        self._server.start()
+
+    def _handle(self, sock, peer):
+        if len(self.connections) >= self.config["socketmaxconnections"]:
+            try:
+                sock.sendall(_error_line(TooManyConnections(
+                    "too many connections (limit %d)" % self.config["socketmaxconnections"])))
+            except OSError:
+                pass
+            sock.close()
+            return
+        peer_name = self._peer_name(sock, peer)
+        conn = Connection(self, sock, peer_name)
+        self.connections.add(conn)
+        self.events.emit("rpc.connect", peer=peer_name)
+        try:
+            conn.serve()
+        except OSError as exc:
+            log.debug("connection %s: %s", peer_name, exc)
+        except Exception:
+            # A bug, not the client's fault: log it, drop this connection only.
+            log.exception("connection %s failed", peer_name)
+        finally:
+            self.connections.discard(conn)
+            if self.fanout is not None:
+                self.fanout.discard(conn.session)
+            conn.close()
+            self.events.emit("rpc.disconnect", peer=peer_name)
+
+    def _peer_name(self, sock, peer):
+        if self.address.is_unix:
+            try:
+                creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+                pid = int.from_bytes(creds[:4], "little")
+                return "unix:pid=%d" % pid
+            except (OSError, AttributeError):
+                return "unix"
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            return "%s:%s" % (peer[0], peer[1])
+        return str(peer)
+
+    def close_listener(self):
+        """Stop accepting; existing connections go on (idempotent)."""
+        if self._server is not None:
+            self._server.close()
+        elif self.listener is not None:
+            self.listener.close()
+        self.listener = None
+
+    def stop(self, timeout=None):
+        """Close the listener, let busy connections finish, close all, unlink the socket file."""
+        self.close_listener()
+        grace = self.stop_grace if timeout is None else timeout
+        for conn in list(self.connections):
+            conn.closing = True
+            if not conn.busy:
+                conn.greenlet.kill(block=False)
+        deadline = time.monotonic() + grace
+        while self.connections and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        for conn in list(self.connections):
+            conn.greenlet.kill(block=False)
+        self.remove_socket_file()
+
+    def remove_socket_file(self):
+        """Unlink our unix socket file, if it is still ours."""
+        if not self.address.is_unix or self._inode is None:
+            return
+        try:
+            st = os.stat(self.address.path)
+            if st.st_ino == self._inode and stat.S_ISSOCK(st.st_mode):
+                os.unlink(self.address.path)
+        except FileNotFoundError:
+            pass
+        self._inode = None
+
+    def close_in_child(self):
+        """In a forked worker: drop our descriptors without touching the sockets' state."""
+        if self.listener is not None:
+            try:
+                os.close(self.listener.detach())
+            except OSError:
+                pass
+        for conn in self.connections:
+            try:
+                os.close(conn.sock.detach())
+            except OSError:
+                pass
+        self.connections = set()
+        self._inode = None
