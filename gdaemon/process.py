@@ -161,6 +161,7 @@ def detach(umask):
         os._exit(1)
     if pid > 0:
         os._exit(0)
+    close_inherited_fds(keep=(write_end,))
     gevent.reinit()
     os.umask(umask)
     try:
@@ -169,6 +170,32 @@ def detach(umask):
         _report(write_end, "cannot chdir to /: %s" % exc.strerror)
         os._exit(1)
     return write_end
+
+
+def close_inherited_fds(keep=()):
+    """Close descriptors above 2 that we inherited (PEP 3143), except ``keep``.
+
+    Event-loop descriptors (epoll, eventfd, signalfd: ``anon_inode``) are
+    left alone: gevent's hub may already own some, and closing them under it
+    would break the loop.
+    """
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc (macOS): leave descriptors as they are
+        return
+    for fd in fds:
+        if fd <= 2 or fd in keep:
+            continue
+        try:
+            target = os.readlink("/proc/self/fd/%d" % fd)
+        except OSError:
+            continue  # the listing's own descriptor, already closed
+        if target.startswith("anon_inode:"):
+            continue
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def _report(fd, message):

@@ -22,12 +22,18 @@ calls the engine from the connection's own greenlet.
 """
 
 import collections
-import hmac
 from fnmatch import fnmatchcase
 import logging
 
 from ..errors import InternalError, InvalidRequest, MethodNotFound, RpcError, Unauthorized
 from . import codec
+
+try:
+    # The constant-time comparison hmac.compare_digest is built on, without
+    # hmac's import of hashlib and OpenSSL (a few MB of resident memory).
+    from _operator import _compare_digest as compare_digest
+except ImportError:  # pragma: no cover - other interpreters
+    from hmac import compare_digest
 
 __all__ = ["Engine", "Session", "EventQueue", "Subscribers"]
 
@@ -235,7 +241,7 @@ class Engine:
 
     def check_token(self, given):
         """Constant-time comparison with the configured token."""
-        return self.token is not None and hmac.compare_digest(given.encode(), self.token.encode())
+        return self.token is not None and compare_digest(given.encode(), self.token.encode())
 
 
 def _valid_id(req_id):
