@@ -89,6 +89,7 @@ class Daemon:
         self._pidfile = None
         self._log_handler = None
         self._notifier = Notifier()
+        self._exits_with_run = False
 
     # -- to override ----------------------------------------------------------
 
@@ -101,7 +102,12 @@ class Daemon:
     def init(self, argv=None):
         """Parse the command line (SPEC 6) and act on it; exits the process."""
         from .console import Console
-        sys.exit(Console(self).main(self.argv if argv is None else argv))
+        if argv is None:
+            argv = self.argv if self.argv is not None else sys.argv[1:]
+        # The process ends with the daemon: signals arriving once it stopped
+        # are ignored rather than restored to their deadly defaults.
+        self._exits_with_run = True
+        sys.exit(Console(self).main(argv))
 
     def on(self, name):
         """Decorator: connect the function to event ``name`` (held strongly)."""
@@ -282,7 +288,7 @@ class Daemon:
                 self.logger.exception("error while closing %r", transport)
         self.transports = []
         if self._router is not None:
-            self._router.uninstall()
+            self._router.uninstall(ignore=self._exits_with_run)
             self._router = None
         if self._pidfile is not None:
             self._pidfile.release()

@@ -94,7 +94,7 @@ class EventBus(Namespace):
             self[name] = sig
         return self[name]
 
-    def emit(self, name, **data):
+    def emit(self, name, /, **data):
         """Send event ``name`` with ``data`` from the bus's sender."""
         return self.signal(name).send(self.sender, **data)
 
@@ -141,12 +141,19 @@ class SignalRouter:
     def _deliver(self, signum):
         self.bus.emit(posix_event_name(signum), signum=signum)
 
-    def uninstall(self):
-        """Cancel our handlers and put the previous ones back (idempotent)."""
+    def uninstall(self, ignore=False):
+        """Cancel our handlers and put the previous ones back (idempotent).
+
+        :param ignore: instead of restoring, ignore the signals: for a
+            process about to exit, where a late SIGTERM must not kill it
+            with a signal status after a clean stop.
+        """
         for handle in self._handles:
             handle.cancel()
         self._handles = []
         for signum, previous in self._previous.items():
+            if ignore:
+                previous = _signal.SIG_IGN
             try:
                 _signal.signal(signum, previous if previous is not None else _signal.SIG_DFL)
             except (TypeError, ValueError, OSError):

@@ -18,8 +18,23 @@ import gevent
 
 from .errors import AlreadyRunning, ProcessError
 
-__all__ = ["PidFile", "read_pid", "pidfile_owner", "detach", "redirect_stdio", "set_niceness",
+__all__ = ["close_fd", "PidFile", "read_pid", "pidfile_owner", "detach", "redirect_stdio", "set_niceness",
            "pid_alive"]
+
+
+try:
+    # gevent >= 25.8.1's monkey-patched os.close defers closing to the next
+    # loop iteration; a launcher blocked in a raw read, or a forked child that
+    # switches hubs, would wait for that close forever.  Close at once.
+    from gevent.monkey import get_original as _get_original
+    _raw_close = _get_original("os", "close")
+except ImportError:  # pragma: no cover
+    _raw_close = os.close
+
+
+def close_fd(fd):
+    """Close descriptor ``fd`` now, whether or not ``os`` is monkey-patched."""
+    _raw_close(fd)
 
 
 def read_pid(path):
@@ -61,7 +76,7 @@ def pidfile_owner(path):
         raise
     finally:
         # Closing our descriptor also drops a lock we may have just taken.
-        os.close(fd)
+        close_fd(fd)
     return None
 
 
@@ -90,7 +105,7 @@ class PidFile:
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            os.close(fd)
+            close_fd(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES):
                 raise AlreadyRunning(read_pid(self.path) or "unknown") from None
             raise ProcessError(exc.errno, "cannot lock pid file %s: %s" % (self.path, exc.strerror)) from exc
@@ -99,7 +114,7 @@ class PidFile:
             os.write(fd, b"%d\n" % os.getpid())
             os.fsync(fd)
         except OSError as exc:
-            os.close(fd)
+            close_fd(fd)
             raise ProcessError(exc.errno, "cannot write pid file %s: %s" % (self.path, exc.strerror)) from exc
         self.fd = fd
         return self
@@ -112,14 +127,14 @@ class PidFile:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
-        os.close(self.fd)
+        close_fd(self.fd)
         self.fd = None
 
     def close_in_child(self):
         """In a forked worker: drop the descriptor (the lock is not inherited)."""
         if self.fd is not None:
             try:
-                os.close(self.fd)
+                close_fd(self.fd)
             except OSError:
                 pass
             self.fd = None
@@ -131,7 +146,7 @@ def redirect_stdio(target=os.devnull):
     for std in (0, 1, 2):
         os.dup2(fd, std)
     if fd > 2:
-        os.close(fd)
+        close_fd(fd)
 
 
 def detach(umask):
@@ -150,9 +165,9 @@ def detach(umask):
     except OSError as exc:
         raise ProcessError(exc.errno, "cannot fork: %s" % exc.strerror) from exc
     if pid > 0:
-        os.close(write_end)
+        close_fd(write_end)
         _wait_for_daemon(read_end, pid)  # never returns
-    os.close(read_end)
+    close_fd(read_end)
     os.setsid()
     try:
         pid = os.fork()
@@ -193,7 +208,7 @@ def close_inherited_fds(keep=()):
         if target.startswith("anon_inode:"):
             continue
         try:
-            os.close(fd)
+            close_fd(fd)
         except OSError:
             pass
 
@@ -211,7 +226,7 @@ def report_ready(fd, error=None):
         return
     _report(fd, "OK" if error is None else "ERR " + error)
     try:
-        os.close(fd)
+        close_fd(fd)
     except OSError:
         pass
 

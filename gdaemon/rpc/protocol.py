@@ -202,7 +202,7 @@ class Engine:
             return _error_response(InvalidRequest('"jsonrpc" must be "2.0"'), reply_id)
         if not isinstance(method, str):
             return _error_response(InvalidRequest('"method" must be a string'), reply_id)
-        if params is not None and not isinstance(params, (list, dict)):
+        if "params" in request and not isinstance(params, (list, dict)):
             return _error_response(InvalidRequest('"params" must be an array or an object'), reply_id)
         try:
             result = self.call(method, params, session)

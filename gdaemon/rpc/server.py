@@ -34,6 +34,7 @@ from gevent.event import Event
 from gevent.lock import Semaphore
 from gevent.server import StreamServer
 
+from ..process import close_fd
 from ..errors import MessageTooLarge, ProcessError, TooManyConnections
 from . import codec
 from .protocol import Session
@@ -61,7 +62,7 @@ def _unix_call(sock_method, path):
     try:
         return sock_method("/proc/self/fd/%d/%s" % (dirfd, os.path.basename(path)))
     finally:
-        os.close(dirfd)
+        close_fd(dirfd)
 
 
 def connect_unix(path, timeout=None):
@@ -206,7 +207,6 @@ class Connection:
                 return
             if not buf:
                 line_started = time.monotonic()
-            scan_from = len(buf)
             buf += data
             if b"\n" not in data:
                 if len(buf) > maxmessage:
@@ -215,7 +215,6 @@ class Connection:
                 continue
             lines = buf.split(b"\n")
             buf = lines.pop()
-            del scan_from
             out = []
             self.busy = True
             try:
@@ -245,7 +244,26 @@ class Connection:
                 line_started = time.monotonic()
 
     def _too_large(self, maxmessage):
+        """Answer ``-32003``, then close without losing that answer.
+
+        Closing a TCP socket with unread input makes the kernel send RST, and
+        a client still busy sending its huge line may then never read our
+        reply.  So: reply, shut our side down, and discard what keeps coming
+        for at most ``sockettimeout`` seconds (a lingering close).
+        """
         self.write(_error_line(MessageTooLarge("request line exceeds %d bytes" % maxmessage)))
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + self.server.config["sockettimeout"]
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.sock.settimeout(remaining)
+                if not self.sock.recv(65536):
+                    break
+        except (OSError, socket.timeout):
+            pass  # the client is gone or too slow: we close anyway
 
     def close(self):
         if self._pusher is not None:
@@ -303,6 +321,9 @@ class RpcServer:
                 pass
             sock.close()
             return
+        if not self.address.is_unix:
+            # Replies are written whole; don't let Nagle delay them.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer_name = self._peer_name(sock, peer)
         conn = Connection(self, sock, peer_name)
         self.connections.add(conn)
@@ -372,12 +393,12 @@ class RpcServer:
         """In a forked worker: drop our descriptors without touching the sockets' state."""
         if self.listener is not None:
             try:
-                os.close(self.listener.detach())
+                close_fd(self.listener.detach())
             except OSError:
                 pass
         for conn in self.connections:
             try:
-                os.close(conn.sock.detach())
+                close_fd(conn.sock.detach())
             except OSError:
                 pass
         self.connections = set()

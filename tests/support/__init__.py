@@ -242,8 +242,21 @@ class DaemonProcess:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             pass
-        psutil.wait_procs(list(procs), timeout=10)
+        wait_gone(procs)
         self._stderr.close()
+
+
+def _gone(proc):
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_gone(procs, timeout=10.0):
+    """Wait until every process is dead; a zombie counts as dead (its reaper,
+    often PID 1 for orphaned workers, may be slow to collect it)."""
+    wait_until(lambda: all(_gone(p) for p in procs), timeout, message="processes to exit")
 
 
 def run(argv, cwd, timeout=30.0, env=None, input=None):
@@ -275,4 +288,4 @@ def kill_pidfile_daemon(cwd, name="daemon.pid"):
             p.kill()
         except psutil.Error:
             pass
-    psutil.wait_procs(procs, timeout=10)
+    wait_gone(procs)

@@ -1,0 +1,747 @@
+"""The HTTP and websocket endpoint (SPEC 9): one gevent pywsgi server on ``websockethandler``.
+
+Routes::
+
+    GET  /rpc         websocket (RFC 6455): JSON-RPC, one JSON text per message, pushes included
+    POST /rpc         one JSON-RPC request or batch (Content-Type: application/json)
+    POST /RPC2        XML-RPC for every method (see gdaemon.rpc.xmlrpc)
+    GET  /            the live dashboard (gdaemon/static/dashboard.html)
+    GET  /static/...  its stylesheet and script
+
+anything else is 404, a known path with another method 405, ``GET /rpc``
+without an upgrade 426.  With ``certfile`` and ``keyfile`` set the endpoint
+speaks HTTPS and WSS only.
+
+Limits, the same as the raw socket's (SPEC 3, 4.2):
+
+- ``socketmaxmessage``: a websocket message (all its fragments) or an HTTP
+  body beyond it is refused: ``-32003`` as a message then close code 1009 on
+  a websocket; status 413 with a ``-32003`` body over HTTP.  The frame header
+  is checked before its payload is read, so memory stays bounded.
+- ``sockettimeout``: once the first byte of a websocket message arrived,
+  the rest must follow within it, or the connection closes without a reply.
+  Over HTTP it bounds each read of a request (and a TLS handshake).
+- ``socketidle``: a websocket (or HTTP keep-alive connection) from which
+  nothing arrives for this long is closed.
+- A request body the application did not read (a refused request) is not
+  swallowed to keep the connection alive: the connection is closed.
+- ``socketmaxconnections``: counts websocket connections (they are in
+  :attr:`HttpEndpoint.connections`, summed into ``daemon.status``); one more
+  gets a ``-32004`` message and close code 1013.
+
+Security:
+
+- Websocket upgrades whose ``Origin`` is not in ``websocketorigins`` get 403
+  (default: exactly ``http://HOST:PORT`` of ``websockethandler``, plus
+  ``https://HOST:PORT`` with TLS; a page opened as ``localhost`` when the
+  endpoint is configured as ``127.0.0.1`` is another origin: list it).  A
+  request without ``Origin`` (not a browser) is allowed.  The same check
+  applies to ``POST`` requests carrying an ``Origin`` (browsers always send
+  one on POST), as a second line of defence against cross-site requests;
+  the first is that POST bodies must be ``application/json`` or ``text/xml``,
+  which a cross-site form cannot send without a CORS preflight we never grant.
+- With ``token`` set (SPEC 4.4): a websocket's first message must be
+  ``system.auth`` (the engine enforces it, then the socket is closed with
+  code 1008).  Every HTTP request carries ``Authorization: Bearer TOKEN``, or
+  HTTP Basic with the token as password (what
+  ``xmlrpc.client.ServerProxy("http://any:TOKEN@host:port/RPC2")`` sends);
+  missing or wrong: status 401 with a ``-32001`` body.  Tokens are compared
+  in constant time.
+
+Design: gevent-websocket's handler does the HTTP upgrade handshake; frames
+are then read and written here (gevent-websocket's reader has no size limit
+and unmasks byte by byte in Python).  Each websocket has a reader greenlet
+(the handler's) answering messages in order, and, once it subscribed, a
+pusher greenlet writing queued events; a lock keeps frames whole.
+
+Stopping: the listener closes first, idle keep-alive connections at once;
+a websocket busy with a request gets :attr:`HttpEndpoint.stop_grace`
+seconds to answer it, then each websocket is sent its queued events and a
+close frame with code 1001 (going away).
+
+Fork safety: a forked worker calls :meth:`HttpEndpoint.close_in_child`,
+which closes the listener's and every client connection's descriptor without
+shutting the sockets down (that would cut the daemon's copies too).
+"""
+
+import base64
+import logging
+import os
+import socket
+import struct
+import time
+
+import gevent
+from gevent.event import Event
+from gevent.lock import Semaphore
+from gevent.pool import Pool
+from gevent.pywsgi import Input, LoggingLogAdapter, WSGIServer
+from geventwebsocket.handler import WebSocketHandler
+
+from ..errors import (MessageTooLarge, ParseError, RpcError, TooManyConnections,
+                      Unauthorized)
+from . import codec
+from .protocol import Session
+from .server import bind_listener
+
+__all__ = ["HttpEndpoint"]
+
+log = logging.getLogger("gdaemon.http")
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
+_STATIC_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
+                 ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml",
+                 ".png": "image/png", ".ico": "image/x-icon"}
+_JSON = "application/json"
+_BODY_READ = "gdaemon.body_read"   # environ key: the application consumed the request body
+_SECURITY_HEADERS = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    ("Cache-Control", "no-store"),
+]
+# The dashboard loads nothing from anywhere else (no CDN, no fonts).
+_PAGE_POLICY = ("default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+                "style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+                "form-action 'none'")
+
+# RFC 6455 opcodes and close codes.
+_CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+_GOING_AWAY, _PROTOCOL_ERROR, _BAD_DATA, _POLICY, _TOO_BIG, _TRY_LATER = 1001, 1002, 1007, 1008, 1009, 1013
+
+
+class _Refuse(Exception):
+    """Internal: end the websocket with close ``code`` (after sending ``reply``)."""
+
+    def __init__(self, code, reason, reply=None):
+        super().__init__(reason)
+        self.code, self.reason, self.reply = code, reason, reply
+
+
+def _frame(opcode, payload):
+    """One unfragmented, unmasked server frame."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x80 | opcode, n))
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x80 | opcode, 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 127, n)
+    return head + payload
+
+
+def _unmask(mask, data):
+    # One big-integer XOR instead of a Python loop per byte.
+    n = len(data)
+    key = (mask * ((n + 3) // 4))[:n]
+    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+
+
+def _error_json(exc, req_id=None):
+    return codec.dumps({"jsonrpc": "2.0", "error": exc.to_dict(), "id": req_id})
+
+
+class WebSocketConnection:
+    """One websocket on ``/rpc``: reads messages, answers in order, pushes events."""
+
+    def __init__(self, endpoint, handler, peer):
+        self.endpoint = endpoint
+        self.sock = handler.socket
+        self.rfile = handler.rfile
+        self.session = Session(peer=peer, transport="websocket")
+        self.write_lock = Semaphore()
+        #: True while a request is being handled (stop() lets it finish).
+        self.busy = False
+        #: Set by stop(): finish the current request, then close.
+        self.closing = False
+        self.close_sent = False
+        self.greenlet = gevent.getcurrent()
+        self._pusher = None
+        self._push_ready = None
+
+    # -- writing ------------------------------------------------------------
+
+    def send_frame(self, opcode, payload):
+        with self.write_lock:
+            self.sock.sendall(_frame(opcode, payload))
+
+    def send_text(self, data):
+        self.send_frame(_TEXT, data)
+
+    def send_close(self, code, reason=""):
+        """Send a close frame once (best effort: the peer may be gone already)."""
+        if self.close_sent:
+            return
+        self.close_sent = True
+        try:
+            self.send_frame(_CLOSE, struct.pack("!H", code) + reason.encode()[:120])
+        except OSError:
+            log.debug("cannot send the close frame to %s", self.session.peer, exc_info=True)
+
+    # -- event push (same design as the raw socket's) -----------------------
+
+    def start_push(self):
+        if self._pusher is None:
+            self._push_ready = Event()
+            self.session.wakeup = self._push_ready.set
+            self._pusher = gevent.spawn(self._push_loop)
+            if len(self.session.events):
+                self._push_ready.set()
+
+    def _push_loop(self):
+        ready = self._push_ready
+        try:
+            while True:
+                ready.wait()
+                ready.clear()
+                self.flush_events()
+        except OSError:
+            # A subscriber that stopped reading: close it, so that its reader
+            # greenlet ends too instead of waiting for its idle timeout.
+            log.info("closing %s: cannot push events to it", self.session.peer)
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def flush_events(self):
+        for line in self.session.pending_notifications():
+            self.send_text(line)
+
+    # -- reading ------------------------------------------------------------
+
+    def _recv(self, n, deadline):
+        """Exactly ``n`` bytes, all before ``deadline``; EOFError if the peer left."""
+        chunks = []
+        while n > 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout("message incomplete")
+            self.sock.settimeout(remaining)
+            chunk = self.rfile.read1(n)
+            if not chunk:
+                raise EOFError
+            chunks.append(chunk)
+            n -= len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def read_message(self):
+        """The next data message (bytes; text is UTF-8-checked), or ``None`` when the peer closed.
+
+        Pings are answered here; a close frame is answered and ends the connection.
+        """
+        cfg = self.endpoint.config
+        maxmessage = cfg["socketmaxmessage"]
+        opcode, parts, size, deadline = None, [], 0, None
+        while True:
+            if deadline is None:
+                self.sock.settimeout(cfg["socketidle"])
+                try:
+                    if not self.rfile.peek(1):
+                        return None
+                except socket.timeout:
+                    log.debug("closing idle websocket %s", self.session.peer)
+                    return None
+                deadline = time.monotonic() + cfg["sockettimeout"]
+            b0, b1 = self._recv(2, deadline)
+            fin, op, length = b0 & 0x80, b0 & 0x0F, b1 & 0x7F
+            if b0 & 0x70:
+                raise _Refuse(_PROTOCOL_ERROR, "reserved bits set (no extension was negotiated)")
+            if not b1 & 0x80:
+                raise _Refuse(_PROTOCOL_ERROR, "client frames must be masked")
+            if length < 126:
+                mask = self._recv(4, deadline)
+            elif length == 126:
+                length, mask = struct.unpack("!H4s", self._recv(6, deadline))
+            else:
+                length, mask = struct.unpack("!Q4s", self._recv(12, deadline))
+            if op in (_CLOSE, _PING, _PONG):
+                if not fin or length > 125:
+                    raise _Refuse(_PROTOCOL_ERROR, "invalid control frame")
+            elif op in (_TEXT, _BINARY, _CONT):
+                if (op == _CONT) != (opcode is not None):
+                    raise _Refuse(_PROTOCOL_ERROR, "unexpected continuation frame")
+                if size + length > maxmessage:
+                    raise _Refuse(_TOO_BIG, "message too large", _error_json(
+                        MessageTooLarge("message exceeds %d bytes" % maxmessage)))
+            else:
+                raise _Refuse(_PROTOCOL_ERROR, "unknown opcode %d" % op)
+            payload = _unmask(mask, self._recv(length, deadline)) if length else b""
+            if op == _CLOSE:
+                code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1000
+                self.send_close(code if 1000 <= code < 5000 and code not in (1005, 1006) else 1000)
+                return None
+            if op == _PING:
+                self.send_frame(_PONG, payload)
+            elif op != _PONG:
+                if opcode is None:
+                    opcode = op
+                parts.append(payload)
+                size += length
+                if fin:
+                    data = parts[0] if len(parts) == 1 else b"".join(parts)
+                    if opcode == _TEXT:
+                        try:
+                            data.decode("utf-8")
+                        except UnicodeDecodeError:
+                            raise _Refuse(_BAD_DATA, "invalid UTF-8 in a text message") from None
+                    return data
+            if opcode is None:
+                deadline = None  # between messages: idle again
+
+    # -- the connection -----------------------------------------------------
+
+    def serve(self):
+        engine = self.endpoint.engine
+        session = self.session
+        while not self.closing:
+            message = self.read_message()
+            if message is None:
+                return
+            self.busy = True
+            try:
+                response = engine.handle_line(message, session)
+                if response is not None:
+                    self.send_text(response)
+                if session.close_after:
+                    raise _Refuse(_POLICY, "unauthorized")
+                if session.patterns and self._pusher is None:
+                    self.start_push()
+            finally:
+                self.busy = False
+
+    def refuse(self, exc):
+        """Send ``exc.reply`` (if any) and a close frame with its code."""
+        if exc.reply is not None:
+            try:
+                self.send_text(exc.reply)
+            except OSError:
+                return
+        self.send_close(exc.code, exc.reason)
+
+    def linger(self):
+        """After our close frame: let the peer read it before the TCP close.
+
+        Closing with unread input makes the kernel send RST, which can destroy
+        our last frames before the client reads them (a client still sending
+        an oversized message, typically).  So read and discard until the peer
+        closes, for at most ``sockettimeout`` seconds.
+        """
+        deadline = time.monotonic() + self.endpoint.config["sockettimeout"]
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self.sock.settimeout(remaining)
+                if not self.rfile.read1(65536):
+                    return
+        except (OSError, ValueError):
+            pass  # peer gone, timed out, or the stream is closed: we close anyway
+
+    def close(self):
+        if self._pusher is not None:
+            self._pusher.kill(block=False)
+
+
+class _Handler(WebSocketHandler):
+    """pywsgi handler: timeouts, fd bookkeeping, and the checks due before an upgrade."""
+
+    #: True while waiting for the next request (stop() may then close at once).
+    waiting = False
+
+    def handle(self):
+        endpoint = self.server.endpoint
+        self.greenlet = gevent.getcurrent()
+        endpoint._handlers.add(self)
+        try:
+            super().handle()
+        finally:
+            endpoint._handlers.discard(self)
+
+    def read_requestline(self):
+        endpoint = self.server.endpoint
+        if endpoint.closing:
+            return ""  # no more requests on this keep-alive connection
+        # Idle limit while waiting for a request, request limit once it started.
+        self.waiting = True
+        try:
+            self.socket.settimeout(endpoint.config["socketidle"])
+            self.rfile.peek(1)
+        finally:
+            self.waiting = False
+        self.socket.settimeout(endpoint.config["sockettimeout"])
+        return super().read_requestline()
+
+    def run_application(self):
+        try:
+            super().run_application()
+        finally:
+            body = self.wsgi_input
+            if (body is not None and not self.environ.get(_BODY_READ)
+                    and (body.position < (body.content_length or 0) or body.chunked_input)):
+                # pywsgi would read and discard the whole unread body (of any
+                # size) to keep the connection alive; close it instead.
+                self.wsgi_input = Input(None, 0)
+                self.close_connection = True
+
+    def upgrade_websocket(self):
+        environ = self.environ
+        if (environ.get("HTTP_UPGRADE", "").lower() != "websocket" or environ.get("PATH_INFO") != "/rpc"
+                or environ.get("REQUEST_METHOD") != "GET"):
+            return None  # not for us: the application answers it as plain HTTP
+        origin = environ.get("HTTP_ORIGIN")
+        if not self.server.endpoint.origin_allowed(origin):
+            log.warning("refused a websocket from %s: origin %r not allowed",
+                        environ.get("REMOTE_ADDR"), origin)
+            body = b"origin not allowed\n"
+            self.start_response("403 Forbidden", [("Content-Type", "text/plain"),
+                                                  ("Content-Length", str(len(body))),
+                                                  ("Connection", "close")])
+            return [body]
+        return super().upgrade_websocket()
+
+    def log_request(self):
+        log.debug("%s", self.format_request())
+
+
+class _Server(WSGIServer):
+    """A WSGIServer whose TLS handshakes are bounded in time and quiet when they fail."""
+
+    def wrap_socket_and_handle(self, client_socket, address):
+        client_socket.settimeout(self.endpoint.config["sockettimeout"])
+        try:
+            ssl_socket = self.wrap_socket(client_socket, **self.ssl_args)
+        except (OSError, ValueError) as exc:  # ssl.SSLError and timeouts are OSErrors
+            log.debug("TLS handshake with %s failed: %s", address, exc)
+            client_socket.close()
+            return None
+        try:
+            return self.handle(ssl_socket, address)
+        finally:
+            ssl_socket.close()
+
+
+class HttpEndpoint:
+    """Serves the daemon on ``websockethandler``: websocket, HTTP JSON-RPC, XML-RPC, dashboard.
+
+    :param daemon: the :class:`~gdaemon.daemon.Daemon` (its config, engine,
+        event bus and subscribers are used).
+    """
+
+    #: Seconds stop() lets a websocket finish the request it is handling.
+    stop_grace = 2.0
+
+    def __init__(self, daemon):
+        self.daemon = daemon
+        self.config = daemon.config
+        self.engine = daemon.engine
+        self.events = daemon.events
+        self.fanout = daemon.subscribers
+        self.address = self.config.websocket_address
+        #: Open websocket connections (counted by ``daemon.status``).
+        self.connections = set()
+        self.listener = None
+        self.ssl_context = None
+        self.origins = self._allowed_origins()
+        #: Set by stop(): keep-alive connections take no more requests.
+        self.closing = False
+        self._server = None
+        self._handlers = set()  # every connection's pywsgi handler (stop, close_in_child)
+        self._static = {}
+
+    def _allowed_origins(self):
+        configured = self.config["websocketorigins"]
+        if configured is not None:
+            return {o.rstrip("/").lower() for o in configured}
+        host = self.address.host.lower()
+        host = "[%s]" % host if ":" in host else host
+        port = self.address.port
+        schemes = ["http"]
+        if self.config["certfile"] and self.config["keyfile"]:
+            schemes.append("https")
+        origins = set()
+        for scheme in schemes:
+            origins.add("%s://%s:%d" % (scheme, host, port))
+            if port == {"http": 80, "https": 443}[scheme]:
+                origins.add("%s://%s" % (scheme, host))  # browsers omit a default port
+        return origins
+
+    def origin_allowed(self, origin):
+        """True for a request without ``Origin`` or with an allowed one."""
+        return origin is None or origin.rstrip("/").lower() in self.origins
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def bind(self):
+        """Load the TLS context (if any) and open the listening socket; raises ProcessError."""
+        if self.config["certfile"] and self.config["keyfile"]:
+            from ..tls import server_context
+            self.ssl_context = server_context(self.config["certfile"], self.config["keyfile"])
+        self.listener = bind_listener(self.address)
+
+    def start(self):
+        """Start serving."""
+        if self.listener is None:
+            self.bind()
+        kwargs = {"ssl_context": self.ssl_context} if self.ssl_context is not None else {}
+        server = _Server(self.listener, self._application, spawn=Pool(), handler_class=_Handler,
+                         log=LoggingLogAdapter(log, logging.DEBUG), error_log=log,
+                         # given, so pywsgi does not resolve the host name (a DNS lookup)
+                         environ={"SERVER_NAME": self.address.host, "SERVER_PORT": str(self.address.port)},
+                         **kwargs)
+        server.endpoint = self
+        server.logger = log  # gevent-websocket's handler logs through server.logger
+        server.start()
+        self._server = server
+        log.info("HTTP endpoint on %s://%s:%d/", "https" if self.ssl_context else "http",
+                 self.address.host, self.address.port)
+
+    def close_listener(self):
+        """Stop accepting; open connections go on (idempotent)."""
+        if self._server is not None:
+            self._server.close()
+        elif self.listener is not None:
+            self.listener.close()
+        self.listener = None
+
+    def stop(self, timeout=None):
+        """Close the listener, let busy websockets finish, close everything."""
+        self.close_listener()
+        self.closing = True
+        for handler in list(self._handlers):
+            if handler.waiting:  # an idle keep-alive connection: nothing to finish
+                handler.greenlet.kill(block=False)
+        grace = self.stop_grace if timeout is None else timeout
+        for conn in list(self.connections):
+            conn.closing = True
+            if not conn.busy:
+                conn.greenlet.kill(block=False)
+        deadline = time.monotonic() + grace
+        while self.connections and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        for conn in list(self.connections):
+            conn.greenlet.kill(block=False)
+        if self._server is not None:
+            # Plain HTTP requests still running get a short grace, then are killed.
+            self._server.stop(timeout=min(grace, 1.0))
+            self._server = None
+
+    def close_in_child(self):
+        """In a forked worker: drop our descriptors without touching the sockets' state."""
+        socks = [s for s in (getattr(h, "socket", None) for h in self._handlers) if s is not None]
+        if self.listener is not None:
+            socks.append(self.listener)
+        for sock in socks:
+            try:
+                os.close(sock.detach())
+            except (OSError, ValueError, AttributeError):
+                pass  # already closed: nothing of the daemon's to drop
+        self.listener = None
+        self._server = None
+        self._handlers = set()
+        self.connections = set()
+
+    # -- WSGI -----------------------------------------------------------------
+
+    def _application(self, environ, start_response):
+        try:
+            if environ.get("wsgi.websocket") is not None:
+                self._serve_websocket(environ)
+                return []
+            return self._route(environ, start_response)
+        except Exception:
+            # A bug, not the client's fault: log it, answer 500 if we still can.
+            log.exception("error handling %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            if environ.get("wsgi.websocket") is not None:
+                return []
+            return _respond(start_response, "500 Internal Server Error", b"internal error\n", "text/plain",
+                            [("Connection", "close")])
+
+    def _route(self, environ, start_response):
+        method = environ["REQUEST_METHOD"]
+        path = environ.get("PATH_INFO") or "/"
+        if path in ("/rpc", "/RPC2"):
+            if path == "/rpc" and method == "GET":
+                return _respond(start_response, "426 Upgrade Required",
+                                b"GET /rpc is a websocket: send the Upgrade headers\n", "text/plain",
+                                [("Upgrade", "websocket"), ("Connection", "Upgrade")])
+            if method != "POST":
+                allow = "GET, POST" if path == "/rpc" else "POST"
+                return _respond(start_response, "405 Method Not Allowed", b"", "text/plain", [("Allow", allow)])
+            return self._serve_post(environ, start_response, xml=path == "/RPC2")
+        if path == "/":
+            name = "dashboard.html"
+        elif path.startswith("/static/"):
+            name = path[len("/static/"):]
+        else:
+            return _respond(start_response, "404 Not Found", b"not found\n", "text/plain")
+        asset = self._asset(name)
+        if asset is None:
+            return _respond(start_response, "404 Not Found", b"not found\n", "text/plain")
+        if method not in ("GET", "HEAD"):
+            return _respond(start_response, "405 Method Not Allowed", b"", "text/plain", [("Allow", "GET, HEAD")])
+        body, content_type = asset
+        extra = [("Content-Security-Policy", _PAGE_POLICY)] if name.endswith(".html") else []
+        return _respond(start_response, "200 OK", b"" if method == "HEAD" else body, content_type, extra,
+                        length=len(body))
+
+    def _asset(self, name):
+        """``(bytes, content type)`` of a file of the static directory, or ``None``."""
+        if name in self._static:
+            return self._static[name]
+        ext = os.path.splitext(name)[1]
+        # Only plain names of known types: no path traversal, no hidden files.
+        if "/" in name or "\\" in name or name.startswith(".") or ext not in _STATIC_TYPES:
+            return None
+        try:
+            with open(os.path.join(STATIC_DIR, name), "rb") as f:
+                found = (f.read(), _STATIC_TYPES[ext])
+        except OSError:
+            return None
+        self._static[name] = found
+        return found
+
+    # -- POST /rpc and /RPC2 --------------------------------------------------
+
+    def _serve_post(self, environ, start_response, xml):
+        kind = "text/xml; charset=utf-8" if xml else _JSON
+        if xml:
+            # Imported on first use: xmlrpc.client costs most daemons memory for nothing.
+            from . import xmlrpc
+
+        def error(status, exc):
+            body = xmlrpc.fault_body(exc) if xml else _error_json(exc)
+            return _respond(start_response, status, body, kind, extra)
+
+        extra = []
+        if not self.origin_allowed(environ.get("HTTP_ORIGIN")):
+            log.warning("refused a POST from %s: origin %r not allowed",
+                        environ.get("REMOTE_ADDR"), environ.get("HTTP_ORIGIN"))
+            return error("403 Forbidden", RpcError(-32600, "origin not allowed"))
+        media = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        expected = ("text/xml", "application/xml") if xml else (_JSON,)
+        if media not in expected:
+            return error("415 Unsupported Media Type",
+                         RpcError(-32600, "Content-Type must be %s" % " or ".join(expected)))
+        session = Session(peer=_peer(environ), transport="http")
+        if self.engine.token is not None:
+            given = _token_from(environ.get("HTTP_AUTHORIZATION", ""))
+            if given is None or not self.engine.check_token(given):
+                extra.append(("WWW-Authenticate", 'Bearer realm="gdaemon"'))
+                return error("401 Unauthorized", Unauthorized(
+                    "authentication required: send 'Authorization: Bearer TOKEN'" if given is None
+                    else "invalid token"))
+            session.authenticated = True
+        body = self._read_body(environ)
+        if body is None:
+            extra.append(("Connection", "close"))
+            return error("413 Payload Too Large", MessageTooLarge(
+                "request body exceeds %d bytes" % self.config["socketmaxmessage"]))
+        if xml:
+            return _respond(start_response, "200 OK", xmlrpc.handle_body(self.engine, body, session), kind)
+        try:
+            payload = codec.loads(body)
+        except ValueError:
+            return error("400 Bad Request", ParseError())
+        response = self.engine.handle_payload(payload, session)
+        if response is None:
+            return _respond(start_response, "204 No Content", b"", None)
+        return _respond(start_response, "200 OK", codec.dumps(response), _JSON)
+
+    def _read_body(self, environ):
+        """The request body, or ``None`` (after discarding it) when it exceeds socketmaxmessage."""
+        limit = self.config["socketmaxmessage"]
+        stream = environ["wsgi.input"]
+        try:
+            declared = int(environ.get("CONTENT_LENGTH") or -1)
+        except ValueError:
+            declared = -1
+        if declared > limit:
+            self._discard(stream)
+            return None
+        body = stream.read(declared if declared >= 0 else limit + 1)
+        if len(body) > limit:
+            self._discard(stream)
+            return None
+        environ[_BODY_READ] = True
+        return body
+
+    def _discard(self, stream):
+        # Read what the client insists on sending (for at most sockettimeout
+        # seconds) so that it gets to read our 413 instead of a reset.
+        deadline = time.monotonic() + self.config["sockettimeout"]
+        try:
+            while time.monotonic() < deadline and stream.read(65536):
+                pass
+        except (OSError, ValueError):
+            pass  # the client gave up: the connection is closed after the 413 anyway
+
+    # -- websockets -----------------------------------------------------------
+
+    def _serve_websocket(self, environ):
+        ws = environ["wsgi.websocket"]
+        # From here on we speak the frames ourselves; this keeps gevent-websocket
+        # from writing a close frame of its own when the request ends.
+        ws.closed = True
+        peer = _peer(environ)
+        conn = WebSocketConnection(self, ws.handler, peer)
+        limit = self.config["socketmaxconnections"]
+        if len(self.connections) >= limit:
+            conn.refuse(_Refuse(_TRY_LATER, "too many connections", _error_json(
+                TooManyConnections("too many connections (limit %d)" % limit))))
+            conn.linger()
+            return
+        self.connections.add(conn)
+        self.events.emit("rpc.connect", peer=peer, transport="websocket")
+        try:
+            conn.serve()
+        except _Refuse as exc:
+            log.info("closing websocket %s: %s", peer, exc.reason)
+            conn.refuse(exc)
+            conn.linger()
+        except (OSError, EOFError) as exc:
+            log.debug("websocket %s: %r", peer, exc)
+        except gevent.GreenletExit:
+            # stop(): deliver what is queued, then say goodbye.
+            conn.sock.settimeout(0.5)
+            try:
+                conn.flush_events()
+            except OSError:
+                pass
+            conn.send_close(_GOING_AWAY, "daemon stopping")
+        finally:
+            self.connections.discard(conn)
+            self.fanout.discard(conn.session)
+            conn.close()
+            self.events.emit("rpc.disconnect", peer=peer, transport="websocket")
+
+
+def _respond(start_response, status, body, content_type, extra=(), length=None):
+    headers = list(_SECURITY_HEADERS)
+    if content_type:
+        headers.append(("Content-Type", content_type))
+    if not status.startswith("204"):
+        headers.append(("Content-Length", str(len(body) if length is None else length)))
+    headers.extend(extra)
+    start_response(status, headers)
+    return [body] if body else []
+
+
+def _peer(environ):
+    return "%s:%s" % (environ.get("REMOTE_ADDR", "?"), environ.get("REMOTE_PORT", "?"))
+
+
+def _token_from(header):
+    """The token of an ``Authorization`` header (Bearer, or Basic's password), else ``None``."""
+    scheme, _, value = header.strip().partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer":
+        return value.strip() or None
+    if scheme == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+            return None
+        return decoded.partition(":")[2]
+    return None

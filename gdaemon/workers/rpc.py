@@ -1,0 +1,105 @@
+"""The ``worker.*`` RPC methods (SPEC 4.3), registered by
+:meth:`WorkerManager.register_methods <gdaemon.workers.manager.WorkerManager.register_methods>`.
+
+Each handler's docstring is what ``system.methodHelp`` returns for it.
+Errors: ``-32002`` unknown worker, ``-32005`` worker unavailable (not
+running, channel full, no answer in time), and for ``worker.call`` whatever
+the worker's method raised (``-32601`` when it has no such exposed method).
+"""
+
+import typing
+
+from ..errors import ChannelClosed, ChannelFull, InvalidParams, WorkerUnavailable
+from ..rpc.methods import RpcMethod
+
+__all__ = ["register"]
+
+_OptionalName = ("name", typing.Optional[str], None)
+
+
+def register(registry, manager):
+    """Register the ``worker.*`` methods of ``manager`` on ``registry``."""
+
+    def method(name, params=(), returns=None):
+        def decorate(handler):
+            registry.add(RpcMethod(name, handler, handler.__doc__ or "", list(params), returns))
+            return handler
+        return decorate
+
+    def send(handle, command, payload=None):
+        try:
+            return handle.send(command, payload)
+        except (ChannelFull, ChannelClosed) as exc:
+            raise WorkerUnavailable(str(exc)) from None
+
+    def command_all(name, command):
+        """Send ``command`` to the named worker, or to every running one."""
+        if name is not None:
+            send(manager.get(name), command)
+            return True
+        for handle in manager:
+            if not handle.alive:
+                continue
+            try:
+                handle.send(command)
+            except (ChannelFull, ChannelClosed) as exc:
+                # Best effort for "all": the others still get it.
+                manager.logger.warning("worker.%s: worker %r skipped: %s", command, handle.name, exc)
+        return True
+
+    @method("worker.list", returns=list)
+    def list_workers():
+        """Return the names of the installed workers."""
+        return manager.names()
+
+    @method("worker.status", [_OptionalName], returns=typing.Any)
+    def status(name):
+        """Return the status code of worker NAME (0 SPINUP, 1 LOOPING, 2 PAUSED,
+        3 SPINDOWN, 4 RESTARTING, 5 STOPPED), or {name: code} of all workers."""
+        if name is None:
+            return manager.status_codes()
+        return int(manager.get(name).status)
+
+    @method("worker.info", [_OptionalName], returns=typing.Any)
+    def info(name):
+        """Return the details of worker NAME (name, kind, pid, status, status_name,
+        looptime, forever, restarts, loops, started_at, last_exit), or a list of
+        them for all workers."""
+        if name is None:
+            return [handle.info() for handle in manager]
+        return manager.get(name).info()
+
+    @method("worker.pause", [_OptionalName], returns=bool)
+    def pause(name):
+        """Pause worker NAME (every running worker when omitted): its loop stops
+        running until worker.resume (a respawned instance starts LOOPING)."""
+        return command_all(name, "pause")
+
+    @method("worker.resume", [_OptionalName], returns=bool)
+    def resume(name):
+        """Resume worker NAME (every running worker when omitted)."""
+        return command_all(name, "resume")
+
+    @method("worker.restart", [("name", str)], returns=bool)
+    def restart(name):
+        """Restart worker NAME gracefully (spindown, then a new instance); returns
+        true once the new instance is LOOPING."""
+        return manager.restart(name)
+
+    @method("worker.send", [("name", str), ("command", str), ("payload", typing.Any, None)],
+            returns=int)
+    def send_command(name, command, payload):
+        """Send COMMAND with an optional PAYLOAD to worker NAME, where it arrives as
+        the event daemon.worker.COMMAND; returns the bytes written."""
+        if not command:
+            raise InvalidParams("invalid param 'command': expected a non-empty string")
+        return send(manager.get(name), command, payload)
+
+    @method("worker.call", [("name", str), ("method", str), ("params", typing.Any, None)],
+            returns=typing.Any)
+    def call(name, method, params):
+        """Call METHOD, an @exposed method of worker NAME, with PARAMS (an array or
+        an object); returns what it returned."""
+        if params is not None and not isinstance(params, (list, dict)):
+            raise InvalidParams("invalid param 'params': expected an array or an object")
+        return manager.get(name).call(method, params)

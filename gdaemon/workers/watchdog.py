@@ -1,0 +1,368 @@
+"""The watchdog: respawn policy, heartbeat timeouts, and the greenlet that applies them.
+
+Two layers:
+
+- the **policy**, pure and clock-free so it can be unit-tested with a fake
+  clock: :class:`RestartPolicy` / :class:`RestartTracker` (``restartintensity``,
+  ``restartperiod``, exponential backoff) and :func:`heartbeat_stalled`;
+- the :class:`Watchdog`, one greenlet per daemon that serialises everything
+  that happens to workers: child exits (gevent child watchers), messages from
+  workers, backoff timers and a short periodic tick that checks heartbeats.
+  Watchers and timers only *post* an item to its queue from the hub; the
+  greenlet does the work, so receivers of ``worker.*`` events may block
+  cooperatively.
+
+Respawn policy (SPEC 3): a ``forever`` worker is respawned at once until it
+has been restarted ``restartintensity`` times within ``restartperiod``
+seconds; past that each respawn waits, 0.1 s at first and doubling up to
+30 s, and the worker stays RESTARTING meanwhile.  Once backing off it keeps
+backing off until an instance stays up longer than ``restartperiod``, which
+resets the count: a worker that crashes at once on every start settles at
+one attempt every 30 s instead of spinning the CPU in bursts.
+
+Signal safety: nothing here runs in a signal handler; the child watcher
+callbacks run in the hub and only post to the queue.
+"""
+
+import logging
+import os
+import signal
+import time
+from collections import deque
+
+import gevent
+from gevent.queue import SimpleQueue
+
+from .base import WorkerStatus
+
+__all__ = ["RestartPolicy", "RestartTracker", "heartbeat_stalled", "describe_exit",
+           "Watchdog", "WATCHED_STATES"]
+
+log = logging.getLogger("gdaemon.watchdog")
+
+#: States in which a stalled heartbeat gets a worker killed (not SPINDOWN:
+#: a stopping worker is timed by ``shutdowntimeout`` instead).
+WATCHED_STATES = frozenset((WorkerStatus.SPINUP, WorkerStatus.LOOPING, WorkerStatus.PAUSED))
+
+
+class RestartPolicy:
+    """How fast a ``forever`` worker is respawned (immutable settings).
+
+    :param intensity: restarts allowed within ``period`` before backoff.
+    :param period: seconds.
+    :param min_delay: first backoff delay in seconds.
+    :param max_delay: the delay doubles up to this.
+    """
+
+    def __init__(self, intensity=5, period=10.0, min_delay=0.1, max_delay=30.0):
+        self.intensity = intensity
+        self.period = float(period)
+        self.min_delay = float(min_delay)
+        self.max_delay = float(max_delay)
+
+    def tracker(self):
+        """A fresh :class:`RestartTracker` for one worker."""
+        return RestartTracker(self)
+
+    def __repr__(self):
+        return "<RestartPolicy %d in %gs, backoff %g..%gs>" % (
+            self.intensity, self.period, self.min_delay, self.max_delay)
+
+
+class RestartTracker:
+    """The restart history of one worker; every method takes ``now``.
+
+    Call :meth:`started` when an instance starts and :meth:`next_delay` when
+    it died unexpectedly: it returns how long to wait before the respawn and
+    counts that respawn.
+    """
+
+    def __init__(self, policy):
+        self.policy = policy
+        #: Respawns counted by :meth:`next_delay` (never reset).
+        self.restarts = 0
+        self._recent = deque()   # times of the respawns within the last period
+        self._delay = 0.0        # current backoff; 0.0 while not backing off
+        self._started = None
+
+    @property
+    def backing_off(self):
+        return self._delay > 0.0
+
+    def started(self, now):
+        """An instance started at ``now``."""
+        self._started = now
+
+    def reset(self):
+        """Forget the history (the next deaths are respawned at once again)."""
+        self._recent.clear()
+        self._delay = 0.0
+
+    def next_delay(self, now):
+        """The instance died at ``now``: seconds to wait before respawning it."""
+        policy = self.policy
+        if self._started is not None and now - self._started > policy.period:
+            self.reset()
+        horizon = now - policy.period
+        recent = self._recent
+        while recent and recent[0] <= horizon:
+            recent.popleft()
+        if self._delay > 0.0:
+            self._delay = min(self._delay * 2.0, policy.max_delay)
+        elif len(recent) >= policy.intensity:
+            self._delay = min(policy.min_delay, policy.max_delay)
+        delay = self._delay
+        recent.append(now + delay)
+        self.restarts += 1
+        self._started = None
+        return delay
+
+
+def heartbeat_stalled(now, heartbeat, timeout):
+    """True when a heartbeat taken at ``heartbeat`` is older than ``timeout`` at ``now``."""
+    return bool(timeout) and heartbeat > 0 and now - heartbeat > timeout
+
+
+def describe_exit(exitcode):
+    """``-9`` -> ``"killed by SIGKILL"``, ``1`` -> ``"exited with code 1"``."""
+    if exitcode is None:
+        return "exited"
+    if exitcode < 0:
+        try:
+            return "killed by %s" % signal.Signals(-exitcode).name
+        except ValueError:
+            return "killed by signal %d" % -exitcode
+    return "exited with code %d" % exitcode
+
+
+# Queue item kinds.
+_EXIT, _MESSAGE, _RESPAWN, _TICK = "exit", "message", "respawn", "tick"
+_STANDBY, _STANDBY_EXIT, _QUIT = "standby", "standby-exit", "quit"
+
+
+class Watchdog:
+    """The daemon's worker supervisor greenlet (see the module docstring).
+
+    :param manager: the :class:`~gdaemon.workers.manager.WorkerManager`.
+    :param clock: monotonic clock (seconds), replaceable in tests.
+    """
+
+    #: Seconds between two heartbeat checks.
+    tick_interval = 0.2
+    #: Seconds :meth:`stop` waits for the greenlet to handle what is queued.
+    stop_timeout = 5.0
+
+    def __init__(self, manager, clock=time.monotonic):
+        self.manager = manager
+        self.clock = clock
+        self._queue = SimpleQueue()
+        self._greenlet = None
+        self._tick = None
+        self._ticking = False
+        self._standby_timer = None
+
+    # -- life ---------------------------------------------------------------
+
+    def start(self):
+        if self._greenlet is not None:
+            return
+        self._greenlet = gevent.spawn(self._run)
+        if len(self.manager):
+            self.start_ticking()
+
+    def start_ticking(self):
+        """Start the periodic heartbeat check (only once there are workers:
+        a daemon without any has no periodic wake-up at all)."""
+        if self._tick is not None or self._greenlet is None:
+            return
+        self._tick = gevent.get_hub().loop.timer(self.tick_interval, self.tick_interval, ref=False)
+        self._tick.start(self.post, _TICK)
+
+    def stop(self):
+        """Stop ticking, cancel pending respawns, let the greenlet handle what is
+        queued (the last events of the workers) and end it."""
+        if self._tick is not None:
+            self._tick.stop()
+            self._tick.close()
+            self._tick = None
+        for handle in self.manager:
+            self.cancel_respawn(handle)
+        timer, self._standby_timer = self._standby_timer, None
+        if timer is not None:
+            timer.stop()
+            timer.close()
+        greenlet, self._greenlet = self._greenlet, None
+        if greenlet is None or greenlet is gevent.getcurrent():
+            return
+        self.post(_QUIT)
+        greenlet.join(self.stop_timeout)
+        if not greenlet.dead:
+            log.error("the watchdog did not finish its work within %gs", self.stop_timeout)
+            greenlet.kill()
+
+    def post(self, *item):
+        """Queue an item; callable from the hub (watcher callbacks)."""
+        self._queue.put(item)
+
+    def wake(self):
+        """Check heartbeats and states now (the ``posix.sigchld`` listener calls it)."""
+        if self._greenlet is not None and not self._ticking:
+            self._ticking = True
+            self.post(_TICK)
+
+    # -- callbacks from the hub ---------------------------------------------
+
+    def child_exited(self, watcher):
+        """Child watcher callback (hub context): the process was reaped by libev."""
+        watcher.stop()
+        pid, status = watcher.pid, watcher.rstatus
+        watcher.close()
+        owner = self.manager._children.pop(pid, None)
+        if owner is None:
+            return
+        handle, generation = owner
+        exitcode = os.waitstatus_to_exitcode(status)
+        if handle is None:
+            self.post(_STANDBY_EXIT, pid, exitcode)
+        else:
+            self.post(_EXIT, handle, generation, pid, exitcode)
+
+    def greenlet_exited(self, handle, generation, greenlet):
+        """Link callback of a greenlet worker (hub context)."""
+        value, exception = greenlet.value, greenlet.exception
+        if isinstance(value, gevent.GreenletExit) or isinstance(exception, gevent.GreenletExit):
+            # Killed (gevent counts that as a success, the GreenletExit as its
+            # value): the greenlet analogue of SIGKILL.
+            code = -signal.SIGKILL
+        elif exception is not None:
+            code = 1
+        else:
+            code = int(value) if isinstance(value, int) else 0
+        self.post(_EXIT, handle, generation, os.getpid(), code)
+
+    # -- respawn timers -------------------------------------------------------
+
+    def schedule_respawn(self, handle, delay):
+        self.cancel_respawn(handle)
+        timer = gevent.get_hub().loop.timer(delay, ref=False)
+        handle._respawn_timer = timer
+        timer.start(self.post, _RESPAWN, handle, timer)
+
+    def cancel_respawn(self, handle):
+        """Cancel a pending respawn; True if there was one."""
+        timer, handle._respawn_timer = handle._respawn_timer, None
+        if timer is None:
+            return False
+        timer.stop()
+        timer.close()
+        return True
+
+    def schedule_standby(self, delay):
+        """Have the manager fork a standby process in ``delay`` seconds."""
+        if self._standby_timer is not None or self._greenlet is None:
+            return
+        timer = self._standby_timer = gevent.get_hub().loop.timer(delay, ref=False)
+        timer.start(self.post, _STANDBY, timer)
+
+    # -- the greenlet -----------------------------------------------------------
+
+    def _run(self):
+        get = self._queue.get
+        while True:
+            item = get()
+            try:
+                kind = item[0]
+                if kind == _QUIT:
+                    return
+                if kind == _MESSAGE:
+                    self.manager._process_inbox(*item[1:])
+                elif kind == _EXIT:
+                    with self.manager._holding_events():
+                        self._on_exit(*item[1:])
+                    # A fork costs milliseconds: let RPC and the other
+                    # greenlets run between two, even in a storm of exits
+                    # (get() does not yield while the queue has items).
+                    gevent.sleep(0)
+                elif kind == _RESPAWN:
+                    self._on_respawn(*item[1:])
+                    gevent.sleep(0)
+                elif kind == _TICK:
+                    self._ticking = False
+                    self._on_tick()
+                elif kind == _STANDBY:
+                    if item[1] is self._standby_timer:
+                        self._standby_timer = None
+                        item[1].close()
+                        self.manager._ensure_standby()
+                elif kind == _STANDBY_EXIT:
+                    self.manager._standby_exited(*item[1:])
+            except Exception:
+                # One bad item (a faulty receiver...) must not end supervision.
+                log.exception("watchdog failed on %r", item[:2])
+
+    def _on_exit(self, handle, generation, pid, exitcode):
+        manager = self.manager
+        if not manager._reap(handle, generation, pid, exitcode):
+            return
+        if manager._stopping or handle._mode == handle.STOP:
+            manager._set_state(handle, WorkerStatus.STOPPED)
+            return
+        if handle._mode == handle.RESTART:
+            # Asked for (worker.restart, reload): not a failure, not counted.
+            manager._set_state(handle, WorkerStatus.RESTARTING)
+            manager._spawn(handle, respawn=True)
+            return
+        reason = describe_exit(exitcode)
+        if handle._killed is None and exitcode != 0:
+            manager._emit("worker.failed", name=handle.name, reason=reason)
+        if not handle.forever:
+            manager._set_state(handle, WorkerStatus.STOPPED)
+            manager.logger.error("worker %r (pid %s) %s; it is not forever: stopping the daemon",
+                                 handle.name, pid, reason)
+            manager._stop_daemon(1)
+            return
+        self.respawn_later(handle, reason)
+
+    def respawn_later(self, handle, reason):
+        """Apply the policy to a dead forever worker: respawn now or after a backoff."""
+        manager = self.manager
+        manager._set_state(handle, WorkerStatus.RESTARTING)
+        delay = handle.tracker.next_delay(self.clock())
+        if delay <= 0:
+            manager._spawn(handle, respawn=True)
+            manager.logger.warning("worker %r %s: respawned (pid %s)", handle.name, reason, handle.pid)
+        else:
+            manager.logger.warning("worker %r %s: respawning in %.1fs (restarted %d times "
+                                   "within %gs)", handle.name, reason, delay,
+                                   handle.tracker.policy.intensity, handle.tracker.policy.period)
+            self.schedule_respawn(handle, delay)
+
+    def _on_respawn(self, handle, timer):
+        if handle._respawn_timer is not timer:
+            return  # cancelled, or superseded by a manual restart
+        handle._respawn_timer = None
+        timer.close()
+        if not self.manager._stopping and not handle.alive:
+            self.manager._spawn(handle, respawn=True)
+
+    def _on_tick(self):
+        manager = self.manager
+        now = self.clock()
+        for handle in manager:
+            if not handle.alive:
+                continue
+            try:
+                state = handle._status.state
+                heartbeat = handle._status.heartbeat
+            except Exception:  # the block was released under us: the exit item follows
+                continue
+            if state != handle._emitted and handle.kind == "process":
+                # Safety net for a STATE message lost to a full channel.
+                manager._set_state(handle, state)
+            if (handle.timeout and handle._killed is None and state in WATCHED_STATES
+                    and heartbeat_stalled(now, heartbeat, handle.timeout)):
+                reason = "heartbeat stalled for %.2fs (timeout %gs)" % (now - heartbeat, handle.timeout)
+                handle._killed = reason
+                manager.logger.error("worker %r (pid %s): %s: killing it", handle.name, handle.pid, reason)
+                manager._emit("worker.failed", name=handle.name, reason=reason)
+                manager._kill(handle)

@@ -1,0 +1,207 @@
+"""The live dashboard (``GET /``, SPEC 9) in a real headless Chromium, driven by Playwright.
+
+Needs the ``playwright`` Python package (its own browsers are *not* used:
+``playwright install`` is never run) and a system Chromium
+(``apt-get install chromium``).  Without either, these tests skip and say
+which is missing.  The main test saves a screenshot to
+``test-artifacts/dashboard.png`` at the top of the repository.
+"""
+
+import json
+import os
+import shutil
+import signal
+import sys
+import urllib.request
+
+import pytest
+
+from support import free_port, wait_until
+from support.workers import wait_looping, write_daemon
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # the skip below says so
+    sync_playwright = None
+
+
+def _find_chromium():
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+CHROMIUM = _find_chromium()
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                         "test-artifacts")
+
+pytestmark = [
+    pytest.mark.skipif(sync_playwright is None,
+                       reason="the playwright Python package is not installed (pip install playwright)"),
+    pytest.mark.skipif(CHROMIUM is None,
+                       reason="no chromium executable (apt-get install chromium)"),
+]
+
+PAUSED = 2
+WORKERS = '''
+    daemon.workers.install(Counter("alpha"), looptime=0.1, forever=True)
+    daemon.workers.install(GCounter("beta"), looptime=0.5)
+'''
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10000)
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def start(spawn, workdir, port, wait=True, clean=False, **config):
+    cfg = {"websockethandler": "tcp://127.0.0.1:%d" % port, "description": "Dashboard Test"}
+    cfg.update(config)
+    path = write_daemon(workdir, WORKERS, config=cfg)
+    return spawn([sys.executable, path, "-f"] + (["-s"] if clean else []), wait=wait)
+
+
+def text(page, selector):
+    return page.text_content(selector).strip()
+
+
+def test_dashboard_shows_and_drives_workers(page, spawn, workdir):
+    port = free_port()
+    proc = start(spawn, workdir, port)
+    alpha = wait_looping(proc, "alpha")
+    wait_looping(proc, "beta")
+    status = proc.result("daemon.status")
+
+    page.goto("http://127.0.0.1:%d/" % port)
+    page.wait_for_selector('body[data-ready="true"]')
+    page.evaluate("window.__sameDocument = true")
+    assert text(page, "#description") == "Dashboard Test"
+    assert text(page, "#pid") == str(status["pid"])
+    assert text(page, "#version") == status["version"]
+    assert page.get_attribute("#conn", "data-state") == "open"
+
+    row = 'tr[data-worker="alpha"]'
+    assert text(page, row + " .status") == "LOOPING"
+    assert text(page, row + " .pid") == str(alpha["pid"])
+    assert text(page, row + " .kind") == "process"
+    assert text(page, 'tr[data-worker="beta"] .kind') == "greenlet"
+    assert text(page, 'tr[data-worker="beta"] .pid') == str(status["pid"])
+
+    # Pause: the pushed worker.state event turns the badge PAUSED.
+    page.click(row + ' [data-action="pause"]')
+    page.wait_for_selector(row + '[data-status="PAUSED"]')
+    assert text(page, row + " .status") == "PAUSED"
+    assert proc.result("worker.status", ["alpha"]) == PAUSED
+    page.click(row + ' [data-action="resume"]')
+    page.wait_for_selector(row + '[data-status="LOOPING"]')
+
+    # SIGKILL it: the page follows RESTARTING, then LOOPING with a new pid.
+    seen_before = len(page.get_attribute(row, "data-history").split())
+    os.kill(alpha["pid"], signal.SIGKILL)
+    page.wait_for_function(
+        """([selector, seenBefore, oldPid]) => {
+             const row = document.querySelector(selector);
+             const history = row.dataset.history.split(" ").slice(seenBefore);
+             const restarting = history.indexOf("RESTARTING");
+             const pid = row.querySelector(".pid").textContent;
+             return restarting >= 0 && history.slice(restarting + 1).includes("LOOPING")
+                    && row.dataset.status === "LOOPING" && pid !== String(oldPid) && pid !== "–";
+           }""", arg=[row, seen_before, alpha["pid"]])
+    new_pid = int(text(page, row + " .pid"))
+    assert new_pid == proc.result("worker.info", ["alpha"])["pid"] != alpha["pid"]
+    page.wait_for_function("s => document.querySelector(s).textContent.trim() === '1'",
+                           arg=row + " .restarts")
+    assert page.locator('#events li[data-event="worker.exited"]').count() >= 1
+
+    # The method console: a result, then an error.
+    page.click('li[data-method="test.ping"]')
+    page.wait_for_function("() => document.getElementById('method-signature').textContent !== ''")
+    page.fill("#params", "[]")
+    page.click("#call")
+    page.wait_for_selector('#call-result[data-state="ok"]')
+    assert json.loads(text(page, "#call-result")) == "pong"
+    page.click('li[data-method="worker.info"]')
+    page.wait_for_function("() => document.getElementById('method-help').textContent !== ''")
+    page.fill("#params", '["nobody"]')
+    page.click("#call")
+    page.wait_for_selector('#call-result[data-state="error"]')
+    assert "-32002" in text(page, "#call-result")
+
+    assert page.evaluate("window.__sameDocument") is True  # never reloaded
+    assert page.errors == []
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    page.screenshot(path=os.path.join(ARTIFACTS, "dashboard.png"), full_page=True)
+
+
+def test_dashboard_reconnects(page, spawn, workdir):
+    port = free_port()
+    first = start(spawn, workdir, port)
+    page.goto("http://127.0.0.1:%d/" % port)
+    page.wait_for_selector('body[data-ready="true"]')
+    page.evaluate("window.__sameDocument = true")
+    old_pid = text(page, "#pid")
+
+    first.stop()  # SIGKILL: no goodbye
+    page.wait_for_selector('#conn[data-state="closed"]')
+    second = start(spawn, workdir, port, clean=True)
+    new_pid = str(second.result("daemon.status")["pid"])
+    page.wait_for_function("pid => document.getElementById('pid').textContent === pid", arg=new_pid,
+                           timeout=20000)
+    page.wait_for_selector('body[data-ready="true"]')
+    assert new_pid != old_pid
+    assert page.get_attribute("#conn", "data-state") == "open"
+    assert page.evaluate("window.__sameDocument") is True
+    assert page.errors == []
+
+
+def test_dashboard_asks_for_the_token(page, spawn, workdir):
+    port = free_port()
+    start(spawn, workdir, port, wait=False, token="s3cret")
+
+    def up():
+        request = urllib.request.Request(
+            "http://127.0.0.1:%d/rpc" % port,
+            json.dumps({"jsonrpc": "2.0", "method": "worker.status", "params": ["alpha"], "id": 1}).encode(),
+            {"Content-Type": "application/json", "Authorization": "Bearer s3cret"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read()).get("result") == 1
+    wait_until(up, 15, message="daemon with token serving")
+
+    page.goto("http://127.0.0.1:%d/" % port)
+    page.wait_for_selector("#auth[open]")
+    assert page.is_hidden("#auth-error")
+    page.fill("#token", "wrong")
+    page.click("#auth-submit")
+    page.wait_for_selector("#auth[open] #auth-error:not([hidden])")
+    page.fill("#token", "s3cret")
+    page.click("#auth-submit")
+    page.wait_for_selector('body[data-ready="true"]')
+    assert text(page, 'tr[data-worker="alpha"] .status') == "LOOPING"
+    assert page.evaluate("sessionStorage.getItem('gdaemon.token')") == "s3cret"
+    # A reload reuses the stored token without asking again.
+    page.reload()
+    page.wait_for_selector('body[data-ready="true"]')
+    assert page.is_hidden("#auth")
+    assert page.errors == []

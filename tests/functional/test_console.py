@@ -1,0 +1,601 @@
+"""SPEC 6 (the console) and SPEC 8 (gdaemon-echo), on real processes.
+
+Every option and exit code of the console is exercised on real ``gdaemon-echo``
+processes or on small exec scripts written into the ``workdir`` fixture
+directory.  Written from SPEC.md alone.
+"""
+
+import os
+import re
+import signal
+import socket
+import sys
+import textwrap
+
+import psutil
+import pytest
+
+from support import command, free_port, pid_from_file, rpc, run, wait_until
+
+ECHO = command("gdaemon-echo")
+
+#: Every option of the default console (SPEC 6).
+OPTIONS = ["-d", "--daemon", "-f", "--foreground", "-s", "--clean", "-v", "--verbose",
+           "-h", "--help", "--stop", "--status"]
+
+SCRIPT_HEAD = """\
+from gevent import monkey
+monkey.patch_all()
+import os
+import sys
+import gdaemon
+from gdaemon import Daemon
+"""
+
+
+def write_script(directory, body, name="mydaemon.py"):
+    """Write an exec script (gevent patched, ``gdaemon`` imported) into ``directory``."""
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write(SCRIPT_HEAD + textwrap.dedent(body))
+    return path
+
+
+#: A daemon whose ``test.log(text)`` logs ``debug-TEXT`` and ``warning-TEXT``.
+LOGGING_SCRIPT = """
+class LoggingDaemon(Daemon):
+    def setup(self):
+        @self.rpc.method("test.log", params=[("text", str)], returns=bool)
+        def log(text):
+            self.logger.debug("debug-marker-" + text)
+            self.logger.warning("warning-marker-" + text)
+            return True
+
+LoggingDaemon({"description": "Logging Daemon"}).init()
+"""
+
+
+def output(completed):
+    return (completed.stdout or "") + (completed.stderr or "")
+
+
+def sock(workdir, name="daemon.sock"):
+    return os.path.join(workdir, name)
+
+
+def address(workdir, name="daemon.sock"):
+    return "unix://" + sock(workdir, name)
+
+
+def pidfile(workdir):
+    return os.path.join(workdir, "daemon.pid")
+
+
+def gone(pid):
+    """True once ``pid`` has exited (a zombie waiting for init to reap it counts)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def start_daemon_mode(workdir, argv=None, env=None):
+    """Run ``argv + ["-d"]`` (default gdaemon-echo) to completion; return the daemon's pid."""
+    completed = run((argv or [ECHO]) + ["-d"], workdir, timeout=10, env=env)
+    assert completed.returncode == 0, output(completed)
+    return pid_from_file(pidfile(workdir))
+
+
+def stop_by_signal(pid, timeout=10):
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    wait_until(lambda: gone(pid), timeout, message="pid %d to exit" % pid)
+
+
+def serves_echo(addr, text="ping"):
+    response = rpc(addr, "examples.echo", {"message": text}, timeout=5)
+    return response is not None and response.get("result") == text
+
+
+# ---------------------------------------------------------------------------
+# Banner, help
+
+def test_no_arguments_prints_the_console_and_exits_0(workdir):
+    completed = run([ECHO], workdir, timeout=20)
+    assert completed.returncode == 0, output(completed)
+    text = output(completed)
+    assert "usage" in text.lower()
+    for option in OPTIONS:
+        assert re.search(r"(^|[\s\[(|,])%s\b" % re.escape(option), text), (option, text)
+    # Nothing was started.
+    assert not os.path.exists(sock(workdir))
+    assert not os.path.exists(pidfile(workdir))
+
+
+def test_no_arguments_banner_shows_the_description(workdir):
+    script = write_script(workdir, """
+        class D(Daemon):
+            def setup(self):
+                pass
+
+        D({"description": "Banner Test Daemon"}).init()
+    """)
+    completed = run([sys.executable, script], workdir, timeout=20)
+    assert completed.returncode == 0, output(completed)
+    assert "Banner Test Daemon" in output(completed)
+    assert "--foreground" in output(completed)
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help_prints_the_console_and_exits_0(workdir, flag):
+    completed = run([ECHO, flag], workdir, timeout=20)
+    assert completed.returncode == 0, output(completed)
+    text = output(completed)
+    for option in OPTIONS:
+        assert option in text, (option, text)
+    assert not os.path.exists(sock(workdir))
+
+
+# ---------------------------------------------------------------------------
+# Foreground
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_foreground_stops_on_signal_with_exit_0_and_removes_its_files(echo, workdir, signum):
+    assert os.path.exists(sock(workdir))
+    assert pid_from_file(pidfile(workdir)) == echo.pid
+    assert serves_echo(echo.address)
+    echo.signal(signum)
+    assert echo.wait(10) == 0, echo.output()
+    assert not os.path.exists(sock(workdir)), "socket file left behind"
+    assert not os.path.exists(pidfile(workdir)), "pid file left behind"
+
+
+@pytest.mark.parametrize("method", ["daemon.stop", "daemon.shutdown"])
+def test_daemon_stop_rpc_replies_then_exits_0(echo, workdir, method):
+    with echo.connect() as conn:
+        response = conn.call(method)
+        assert response == {"jsonrpc": "2.0", "result": True, "id": 1}, response
+    assert echo.wait(10) == 0, echo.output()
+    assert not os.path.exists(sock(workdir))
+    assert not os.path.exists(pidfile(workdir))
+
+
+def test_foreground_keeps_the_shell_cwd(echo, workdir):
+    assert os.path.realpath(os.readlink("/proc/%d/cwd" % echo.pid)) == os.path.realpath(workdir)
+
+
+# ---------------------------------------------------------------------------
+# Daemon mode
+
+def test_daemon_mode_is_ready_when_d_returns(workdir):
+    completed = run([ECHO, "-d"], workdir, timeout=20)
+    assert completed.returncode == 0, output(completed)
+    # Straight away, no waiting: -d returns only once the daemon serves.
+    assert serves_echo(address(workdir), "ready?")
+    pid = pid_from_file(pidfile(workdir))
+    try:
+        assert pid != os.getpid()
+        assert psutil.pid_exists(pid)
+        assert os.readlink("/proc/%d/cwd" % pid) == "/"
+        for fd in (0, 1, 2):
+            assert os.readlink("/proc/%d/fd/%d" % (pid, fd)) == "/dev/null", fd
+        # Detached: its own session, no controlling terminal of ours.
+        assert os.getsid(pid) != os.getsid(0)
+        assert os.path.exists(os.path.join(workdir, "daemon.log"))
+    finally:
+        stop_by_signal(pid)
+    wait_until(lambda: not os.path.exists(pidfile(workdir)) and not os.path.exists(sock(workdir)),
+               5, message="files removed after SIGTERM")
+
+
+def test_daemon_mode_applies_the_default_umask(workdir):
+    completed = run(["sh", "-c", "umask 077; exec %s -d" % ECHO], workdir, timeout=20)
+    assert completed.returncode == 0, output(completed)
+    pid = pid_from_file(pidfile(workdir))
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            umask = [line.split()[1] for line in f if line.startswith("Umask:")]
+        assert umask == ["0022"]
+    finally:
+        stop_by_signal(pid)
+
+
+def test_daemon_mode_logs_to_the_logfile_and_foreground_to_stderr(workdir, spawn):
+    script = write_script(workdir, LOGGING_SCRIPT)
+    pid = start_daemon_mode(workdir, [sys.executable, script])
+    logfile = os.path.join(workdir, "daemon.log")
+    try:
+        assert rpc(address(workdir), "test.log", {"text": "dmode"})["result"] is True
+        wait_until(lambda: "warning-marker-dmode" in open(logfile).read(), 5,
+                   message="the log line in daemon.log")
+    finally:
+        stop_by_signal(pid)
+    os.rename(logfile, logfile + ".old")
+    proc = spawn([sys.executable, script, "-f"])
+    assert proc.result("test.log", {"text": "fmode"}) is True
+    wait_until(lambda: "warning-marker-fmode" in proc.output(), 5, message="the log line on stderr")
+    if os.path.exists(logfile):
+        assert "warning-marker-fmode" not in open(logfile).read()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGHUP])
+def test_signal_reopens_the_logfile(workdir, signum):
+    """SPEC 5.2: SIGUSR1 reopens the log file; SIGHUP (reload) does too."""
+    script = write_script(workdir, LOGGING_SCRIPT)
+    pid = start_daemon_mode(workdir, [sys.executable, script])
+    logfile = os.path.join(workdir, "daemon.log")
+    try:
+        assert rpc(address(workdir), "test.log", {"text": "before"})["result"] is True
+        wait_until(lambda: "warning-marker-before" in open(logfile).read(), 5)
+        os.rename(logfile, logfile + ".1")
+        os.kill(pid, signum)
+        wait_until(lambda: os.path.exists(logfile), 5, message="a new daemon.log after the signal")
+        assert rpc(address(workdir), "test.log", {"text": "after"})["result"] is True
+        wait_until(lambda: "warning-marker-after" in open(logfile).read(), 5,
+                   message="the new log line in the new daemon.log")
+        assert "warning-marker-after" not in open(logfile + ".1").read()
+        assert psutil.pid_exists(pid) and not gone(pid)
+    finally:
+        stop_by_signal(pid)
+
+
+# ---------------------------------------------------------------------------
+# A second daemon on the same pid file
+
+@pytest.mark.parametrize("flag", ["-d", "-f"])
+def test_second_start_is_refused(echo, workdir, flag):
+    completed = run([ECHO, flag], workdir, timeout=20)
+    assert completed.returncode == 1, output(completed)
+    assert "already running (pid %d)" % echo.pid in output(completed)
+    # The first one is undisturbed: same pid file, same socket, still serving.
+    assert pid_from_file(pidfile(workdir)) == echo.pid
+    assert serves_echo(echo.address)
+
+
+def test_second_start_of_a_daemonized_daemon_is_refused(workdir):
+    pid = start_daemon_mode(workdir)
+    try:
+        completed = run([ECHO, "-d"], workdir, timeout=20)
+        assert completed.returncode == 1, output(completed)
+        assert "already running (pid %d)" % pid in output(completed)
+        assert pid_from_file(pidfile(workdir)) == pid
+        assert serves_echo(address(workdir))
+    finally:
+        stop_by_signal(pid)
+
+
+# ---------------------------------------------------------------------------
+# --status, --stop
+
+def test_status_exit_0_when_running_3_when_not(echo, workdir):
+    completed = run([ECHO, "--status"], workdir, timeout=20)
+    assert completed.returncode == 0, output(completed)
+    assert output(completed).strip()
+    echo.signal(signal.SIGTERM)
+    assert echo.wait(10) == 0
+    completed = run([ECHO, "--status"], workdir, timeout=20)
+    assert completed.returncode == 3, output(completed)
+    assert output(completed).strip()
+
+
+def test_status_in_an_empty_directory_exits_3(workdir):
+    completed = run([ECHO, "--status"], workdir, timeout=20)
+    assert completed.returncode == 3, output(completed)
+
+
+def test_stop_stops_the_daemon_and_waits_until_it_is_gone(workdir):
+    pid = start_daemon_mode(workdir)
+    completed = run([ECHO, "--stop"], workdir, timeout=30)
+    try:
+        assert completed.returncode == 0, output(completed)
+        # --stop returned: the daemon is already gone and cleaned up after itself.
+        assert gone(pid)
+        assert not os.path.exists(pidfile(workdir))
+        assert not os.path.exists(sock(workdir))
+    finally:
+        stop_by_signal(pid)
+
+
+def test_stop_with_nothing_running_says_so_and_exits_0(workdir):
+    completed = run([ECHO, "--stop"], workdir, timeout=20)
+    assert completed.returncode == 0, output(completed)
+    assert re.search(r"not running|no daemon|isn't running|nothing", output(completed), re.I), \
+        output(completed)
+
+
+@pytest.fixture
+def unrelated(workdir):
+    """A live process that is not a daemon, its pid written into a stale daemon.pid."""
+    import subprocess
+    proc = subprocess.Popen(["sleep", "60"])
+    with open(pidfile(workdir), "w") as f:
+        f.write("%d\n" % proc.pid)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_status_with_a_stale_pid_file_exits_3(workdir, unrelated):
+    completed = run([ECHO, "--status"], workdir, timeout=20)
+    assert completed.returncode == 3, output(completed)
+
+
+def test_stop_never_signals_a_process_that_is_not_the_daemon(workdir, unrelated):
+    """The pid file of a dead daemon may name a live unrelated process: no lock, no signal."""
+    completed = run([ECHO, "--stop"], workdir, timeout=20)
+    assert completed.returncode == 0, output(completed)
+    assert unrelated.poll() is None, "--stop killed an unrelated process"
+
+
+def test_start_over_a_stale_pid_file(workdir, unrelated, spawn):
+    proc = spawn([ECHO, "-f"])
+    assert pid_from_file(pidfile(workdir)) == proc.pid
+    assert unrelated.poll() is None
+
+
+# ---------------------------------------------------------------------------
+# -s / --clean
+
+def _killed_daemon(workdir):
+    """Start a -d daemon and SIGKILL it: its socket and pid file stay behind."""
+    pid = start_daemon_mode(workdir)
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: gone(pid), 10)
+    assert os.path.exists(sock(workdir)) and os.path.exists(pidfile(workdir))
+    return pid
+
+
+@pytest.mark.parametrize("flag", ["-s", "--clean"])
+def test_clean_alone_removes_stale_files_and_exits_0(workdir, flag):
+    _killed_daemon(workdir)
+    completed = run([ECHO, flag], workdir, timeout=20)
+    assert completed.returncode == 0, output(completed)
+    assert not os.path.exists(sock(workdir))
+    assert not os.path.exists(pidfile(workdir))
+
+
+def test_clean_with_d_starts_a_new_daemon(workdir):
+    old = _killed_daemon(workdir)
+    completed = run([ECHO, "-s", "-d"], workdir, timeout=20)
+    assert completed.returncode == 0, output(completed)
+    pid = pid_from_file(pidfile(workdir))
+    try:
+        assert pid != old
+        assert serves_echo(address(workdir))
+    finally:
+        stop_by_signal(pid)
+
+
+def test_clean_with_f_starts_a_new_daemon(workdir, spawn):
+    _killed_daemon(workdir)
+    proc = spawn([ECHO, "-s", "-f"])
+    assert pid_from_file(pidfile(workdir)) == proc.pid
+    assert serves_echo(proc.address)
+
+
+def test_clean_removes_a_pid_file_naming_an_unrelated_process(workdir, unrelated):
+    completed = run([ECHO, "-s"], workdir, timeout=20)
+    assert completed.returncode == 0, output(completed)
+    assert not os.path.exists(pidfile(workdir))
+    assert unrelated.poll() is None
+
+
+def test_clean_never_removes_the_files_of_a_live_daemon(echo, workdir):
+    socket_inode = os.stat(sock(workdir)).st_ino
+    completed = run([ECHO, "-s"], workdir, timeout=20)
+    assert os.path.exists(sock(workdir)), output(completed)
+    assert os.stat(sock(workdir)).st_ino == socket_inode
+    assert pid_from_file(pidfile(workdir)) == echo.pid
+    assert serves_echo(echo.address)
+    assert echo.proc.poll() is None
+
+
+# ---------------------------------------------------------------------------
+# -v
+
+def test_verbose_enables_debug_logging(workdir, spawn):
+    script = write_script(workdir, LOGGING_SCRIPT)
+    quiet = spawn([sys.executable, script, "-f"])
+    assert quiet.result("test.log", {"text": "quiet"}) is True
+    wait_until(lambda: "warning-marker-quiet" in quiet.output(), 5)
+    assert "debug-marker-quiet" not in quiet.output()
+    quiet.signal(signal.SIGTERM)
+    assert quiet.wait(10) == 0
+
+    loud = spawn([sys.executable, script, "-f", "-v"])
+    assert loud.result("test.log", {"text": "loud"}) is True
+    wait_until(lambda: "warning-marker-loud" in loud.output(), 5)
+    assert "debug-marker-loud" in loud.output()
+
+
+# ---------------------------------------------------------------------------
+# Address in use, -a, GDAEMON_SOCKET
+
+@pytest.fixture
+def held_port():
+    """A TCP port on 127.0.0.1 held by a listening socket of ours."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    yield holder.getsockname()[1]
+    holder.close()
+
+
+def test_address_in_use_foreground_exits_1_with_the_reason(workdir, held_port):
+    completed = run([ECHO, "-f", "-a", "tcp://127.0.0.1:%d" % held_port], workdir, timeout=20)
+    assert completed.returncode == 1, output(completed)
+    assert "in use" in output(completed).lower(), output(completed)
+
+
+def test_address_in_use_daemon_mode_exits_1_with_the_reason(workdir, held_port):
+    completed = run([ECHO, "-d"], workdir, timeout=20,
+                    env={"GDAEMON_SOCKET": "tcp://127.0.0.1:%d" % held_port})
+    assert completed.returncode == 1, output(completed)
+    assert "in use" in output(completed).lower(), output(completed)
+    # Nothing is left running on our pid file.
+    if os.path.exists(pidfile(workdir)):
+        try:
+            pid = pid_from_file(pidfile(workdir))
+        except ValueError:
+            pid = None
+        if pid:
+            wait_until(lambda: gone(pid), 5, message="the failed daemon to be gone")
+
+
+def test_unix_socket_of_another_live_daemon_is_in_use(echo, workdir):
+    """A daemon with another pid file but the same socket path is refused; the first is intact."""
+    other = os.path.join(workdir, "other")
+    os.mkdir(other)
+    inode = os.stat(sock(workdir)).st_ino
+    completed = run([ECHO, "-f", "-a", echo.address], other, timeout=10)
+    assert completed.returncode == 1, output(completed)
+    assert "in use" in output(completed).lower(), output(completed)
+    assert os.stat(sock(workdir)).st_ino == inode
+    assert serves_echo(echo.address)
+
+
+def test_echo_address_option_tcp(spawn):
+    addr = "tcp://127.0.0.1:%d" % free_port()
+    proc = spawn([ECHO, "-f", "-a", addr], address=addr)
+    assert serves_echo(addr, "over tcp")
+    assert proc.result("daemon.status")["sockethandler"] == addr
+
+
+def test_echo_address_option_unix(spawn, workdir):
+    addr = address(workdir, "other.sock")
+    spawn([ECHO, "-f", "-a", addr], address=addr)
+    assert serves_echo(addr)
+    assert not os.path.exists(sock(workdir))
+
+
+def test_echo_gdaemon_socket_environment(spawn):
+    addr = "tcp://127.0.0.1:%d" % free_port()
+    spawn([ECHO, "-f"], env={"GDAEMON_SOCKET": addr}, address=addr)
+    assert serves_echo(addr, "from env")
+
+
+# ---------------------------------------------------------------------------
+# Exec scripts: arguments, niceness, config errors, paths
+
+ARGS_SCRIPT = '''
+USAGE = """Args Daemon.
+
+Usage:
+  mydaemon.py [-d | -f] [-s] [-v] [--name=NAME]
+  mydaemon.py (-h | --help)
+
+Options:
+  -d --daemon       run as a daemon
+  -f --foreground   run in the foreground
+  -s --clean        remove stale files first
+  -v --verbose      debug logging
+  --name=NAME       a name for this daemon [default: anonymous]
+  -h --help         print this
+"""
+
+class ArgsDaemon(Daemon):
+    def setup(self):
+        @self.rpc.method("test.arguments", returns=dict)
+        def arguments():
+            return dict(self.arguments)
+
+ArgsDaemon({"description": "Args Daemon", "arguments": USAGE}).init()
+'''
+
+
+def test_custom_arguments_replace_the_console(workdir, spawn):
+    script = write_script(workdir, ARGS_SCRIPT)
+    completed = run([sys.executable, script, "--help"], workdir, timeout=20)
+    assert completed.returncode == 0, output(completed)
+    assert "--name=NAME" in output(completed)
+
+    proc = spawn([sys.executable, script, "-f", "--name=bob"])
+    arguments = proc.result("test.arguments")
+    assert arguments["--name"] == "bob"
+    assert arguments["--foreground"] is True
+    assert arguments["--daemon"] is False
+
+
+def test_custom_arguments_daemon_mode(workdir):
+    script = write_script(workdir, ARGS_SCRIPT)
+    pid = start_daemon_mode(workdir, [sys.executable, script])
+    try:
+        arguments = rpc(address(workdir), "test.arguments")["result"]
+        assert arguments["--name"] == "anonymous"
+        assert arguments["--daemon"] is True
+    finally:
+        stop_by_signal(pid)
+
+
+def test_niceness_is_absolute(workdir, spawn):
+    script = write_script(workdir, """
+        class D(Daemon):
+            def setup(self):
+                pass
+
+        D({"description": "Nice Daemon", "niceness": 5}).init()
+    """)
+    # Started at nice 2: an absolute niceness gives 5, an increment would give 7.
+    proc = spawn(["nice", "-n", "2", sys.executable, script, "-f"])
+    assert os.getpriority(os.PRIO_PROCESS, proc.pid) == 5
+
+
+@pytest.mark.parametrize("config,key", [
+    ('{"description": "Bad", "no_such_key": 1}', "no_such_key"),
+    ('{"description": "Bad", "socketbuffer": "big"}', "socketbuffer"),
+    ('{"description": "Bad", "socketmaxconnections": True}', "socketmaxconnections"),
+])
+@pytest.mark.parametrize("flag", ["-f", "-d"])
+def test_bad_config_exits_1_naming_the_key(workdir, config, key, flag):
+    script = write_script(workdir, """
+        class D(Daemon):
+            def setup(self):
+                pass
+
+        D(%s).init()
+    """ % config)
+    completed = run([sys.executable, script, flag], workdir, timeout=20)
+    assert completed.returncode == 1, output(completed)
+    assert key in output(completed)
+    assert "ConfigError" in output(completed) or "config" in output(completed).lower()
+    assert not os.path.exists(sock(workdir))
+
+
+def test_relative_unix_socket_resolves_against_the_start_directory(workdir):
+    script = write_script(workdir, """
+        class D(Daemon):
+            def setup(self):
+                pass
+
+        D({"description": "Relative", "sockethandler": "unix://rel.sock"}).init()
+    """)
+    pid = start_daemon_mode(workdir, [sys.executable, script])
+    try:
+        # The daemon's cwd is now "/", yet the socket is where it was started.
+        assert os.readlink("/proc/%d/cwd" % pid) == "/"
+        path = sock(workdir, "rel.sock")
+        assert os.path.exists(path)
+        status = rpc("unix://" + path, "daemon.status")["result"]
+        assert status["sockethandler"].startswith("unix:///")
+        assert os.path.realpath(status["sockethandler"][len("unix://"):]) == os.path.realpath(path)
+    finally:
+        stop_by_signal(pid)
+
+
+def test_explicit_basepath(workdir, spawn):
+    base = os.path.join(workdir, "base")
+    os.mkdir(base)
+    script = write_script(workdir, """
+        class D(Daemon):
+            def setup(self):
+                pass
+
+        D({"description": "Based", "basepath": %r, "sockethandler": "unix://b.sock"}).init()
+    """ % base)
+    addr = "unix://" + os.path.join(base, "b.sock")
+    proc = spawn([sys.executable, script, "-f"], address=addr)
+    assert os.path.exists(os.path.join(base, "daemon.pid"))
+    assert pid_from_file(os.path.join(base, "daemon.pid")) == proc.pid
+    assert not os.path.exists(sock(workdir, "b.sock"))

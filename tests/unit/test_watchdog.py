@@ -1,0 +1,119 @@
+"""The watchdog's pure policy: restart intensity, backoff, heartbeat stalls (fake clock)."""
+
+import signal
+
+import pytest
+
+from gdaemon.workers.watchdog import (RestartPolicy, describe_exit, heartbeat_stalled)
+
+
+class FakeClock:
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def advance(self, seconds):
+        self.now += seconds
+        return self.now
+
+
+def crash_after(tracker, clock, uptime):
+    """Start an instance now, let it live ``uptime`` s, die: return the delay."""
+    tracker.started(clock.now)
+    clock.advance(uptime)
+    delay = tracker.next_delay(clock.now)
+    clock.advance(delay)
+    return delay
+
+
+def test_respawns_at_once_up_to_intensity_then_backs_off_doubling():
+    clock = FakeClock()
+    tracker = RestartPolicy(intensity=5, period=10.0).tracker()
+    delays = [crash_after(tracker, clock, 0.0) for _ in range(12)]
+    assert delays[:5] == [0.0] * 5
+    assert delays[5:] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4])
+    assert tracker.restarts == 12
+    assert tracker.backing_off
+
+
+def test_backoff_is_capped_at_max_delay():
+    clock = FakeClock()
+    tracker = RestartPolicy(intensity=2, period=10.0, min_delay=0.1, max_delay=30.0).tracker()
+    delays = [crash_after(tracker, clock, 0.0) for _ in range(30)]
+    assert max(delays) == 30.0
+    assert delays[-5:] == [30.0] * 5
+    # Doubling, never more than twice the previous delay.
+    backoff = [d for d in delays if d]
+    assert all(b <= 2 * a + 1e-9 for a, b in zip(backoff, backoff[1:]))
+
+
+def test_an_instance_up_longer_than_the_period_resets_the_count():
+    clock = FakeClock()
+    tracker = RestartPolicy(intensity=3, period=10.0).tracker()
+    assert [crash_after(tracker, clock, 0.0) for _ in range(5)] == pytest.approx([0, 0, 0, 0.1, 0.2])
+    # One healthy instance (longer than restartperiod): the history is forgotten.
+    assert crash_after(tracker, clock, 10.5) == 0.0
+    assert not tracker.backing_off
+    assert [crash_after(tracker, clock, 0.0) for _ in range(3)] == pytest.approx([0, 0, 0.1])
+
+
+def test_restarts_spread_over_more_than_the_period_never_back_off():
+    clock = FakeClock()
+    tracker = RestartPolicy(intensity=5, period=10.0).tracker()
+    # A crash every 3 s: at most 4 restarts in any 10 s window.
+    delays = [crash_after(tracker, clock, 3.0) for _ in range(50)]
+    assert delays == [0.0] * 50
+
+
+def test_backoff_sticks_until_an_instance_outlives_the_period():
+    clock = FakeClock()
+    tracker = RestartPolicy(intensity=2, period=10.0).tracker()
+    [crash_after(tracker, clock, 0.0) for _ in range(3)]
+    assert tracker.backing_off
+    # Instances that live a while but less than the period keep backing off
+    # (no new burst of immediate restarts once the window has slid by).
+    delays = [crash_after(tracker, clock, 9.0) for _ in range(4)]
+    assert all(d > 0 for d in delays)
+    assert delays == sorted(delays)
+
+
+def test_intensity_zero_backs_off_from_the_first_restart():
+    clock = FakeClock()
+    tracker = RestartPolicy(intensity=0, period=10.0).tracker()
+    assert crash_after(tracker, clock, 0.0) == pytest.approx(0.1)
+
+
+def test_trackers_are_independent():
+    clock = FakeClock()
+    policy = RestartPolicy(intensity=1, period=10.0)
+    a, b = policy.tracker(), policy.tracker()
+    crash_after(a, clock, 0.0)
+    assert crash_after(a, clock, 0.0) == pytest.approx(0.1)
+    assert crash_after(b, clock, 0.0) == 0.0
+
+
+def test_reset_forgets_history():
+    clock = FakeClock()
+    tracker = RestartPolicy(intensity=1, period=10.0).tracker()
+    crash_after(tracker, clock, 0.0)
+    crash_after(tracker, clock, 0.0)
+    tracker.reset()
+    assert crash_after(tracker, clock, 0.0) == 0.0
+
+
+@pytest.mark.parametrize("now, heartbeat, timeout, stalled", [
+    (10.0, 9.5, 1.0, False),
+    (10.0, 8.9, 1.0, True),
+    (10.0, 9.0, 1.0, False),      # exactly at the limit: not yet
+    (10.0, 0.0, 1.0, False),      # never beat: not a stall (no heartbeat yet)
+    (10.0, 1.0, None, False),     # no timeout: never
+    (10.0, 1.0, 0, False),
+])
+def test_heartbeat_stalled(now, heartbeat, timeout, stalled):
+    assert heartbeat_stalled(now, heartbeat, timeout) is stalled
+
+
+def test_describe_exit():
+    assert describe_exit(-signal.SIGKILL) == "killed by SIGKILL"
+    assert describe_exit(3) == "exited with code 3"
+    assert describe_exit(0) == "exited with code 0"
+    assert describe_exit(None) == "exited"
