@@ -80,6 +80,8 @@ from geventwebsocket.handler import WebSocketHandler
 
 from ..errors import (MessageTooLarge, ParseError, RpcError, TooManyConnections,
                       Unauthorized)
+from ..process import close_fd
+from ..tls import BoundedHandshake
 from . import codec
 from .protocol import Session
 from .server import bind_listener
@@ -355,6 +357,9 @@ class _Handler(WebSocketHandler):
         self.greenlet = gevent.getcurrent()
         endpoint._handlers.add(self)
         try:
+            # Responses and frames are written whole; don't let Nagle hold
+            # back the next one (a reply followed at once by an event).
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             super().handle()
         finally:
             endpoint._handlers.discard(self)
@@ -405,21 +410,8 @@ class _Handler(WebSocketHandler):
         log.debug("%s", self.format_request())
 
 
-class _Server(WSGIServer):
+class _Server(BoundedHandshake, WSGIServer):
     """A WSGIServer whose TLS handshakes are bounded in time and quiet when they fail."""
-
-    def wrap_socket_and_handle(self, client_socket, address):
-        client_socket.settimeout(self.endpoint.config["sockettimeout"])
-        try:
-            ssl_socket = self.wrap_socket(client_socket, **self.ssl_args)
-        except (OSError, ValueError) as exc:  # ssl.SSLError and timeouts are OSErrors
-            log.debug("TLS handshake with %s failed: %s", address, exc)
-            client_socket.close()
-            return None
-        try:
-            return self.handle(ssl_socket, address)
-        finally:
-            ssl_socket.close()
 
 
 class HttpEndpoint:
@@ -491,6 +483,7 @@ class HttpEndpoint:
                          environ={"SERVER_NAME": self.address.host, "SERVER_PORT": str(self.address.port)},
                          **kwargs)
         server.endpoint = self
+        server.handshake_timeout = self.config["sockettimeout"]
         server.logger = log  # gevent-websocket's handler logs through server.logger
         server.start()
         self._server = server
@@ -534,7 +527,7 @@ class HttpEndpoint:
             socks.append(self.listener)
         for sock in socks:
             try:
-                os.close(sock.detach())
+                close_fd(sock.detach())
             except (OSError, ValueError, AttributeError):
                 pass  # already closed: nothing of the daemon's to drop
         self.listener = None

@@ -35,6 +35,7 @@ from gevent.lock import Semaphore
 from gevent.server import StreamServer
 
 from ..process import close_fd
+from ..tls import BoundedHandshake
 from ..errors import MessageTooLarge, ProcessError, TooManyConnections
 from . import codec
 from .protocol import Session
@@ -127,6 +128,10 @@ def bind_listener(address, mode=0o600, backlog=1024):
     sock.listen(backlog)
     sock.setblocking(False)
     return sock
+
+
+class _StreamServer(BoundedHandshake, StreamServer):
+    """StreamServer whose TLS handshakes are bounded by ``sockettimeout``."""
 
 
 class Connection:
@@ -309,7 +314,8 @@ class RpcServer:
         if self.listener is None:
             self.bind()
         kwargs = {"ssl_context": self.ssl_context} if self.ssl_context is not None else {}
-        self._server = StreamServer(self.listener, self._handle, **kwargs)
+        self._server = _StreamServer(self.listener, self._handle, **kwargs)
+        self._server.handshake_timeout = self.config["sockettimeout"]
         self._server.start()
 
     def _handle(self, sock, peer):
