@@ -72,7 +72,6 @@ import struct
 import time
 
 import gevent
-from gevent.event import Event
 from gevent.lock import Semaphore
 from gevent.pool import Pool
 from gevent.pywsgi import Input, LoggingLogAdapter, WSGIServer
@@ -84,6 +83,7 @@ from ..process import close_fd
 from ..tls import BoundedHandshake
 from . import codec
 from .protocol import Session
+from .push import EventPusher
 from .server import bind_listener
 
 __all__ = ["HttpEndpoint"]
@@ -158,8 +158,7 @@ class WebSocketConnection:
         self.closing = False
         self.close_sent = False
         self.greenlet = gevent.getcurrent()
-        self._pusher = None
-        self._push_ready = None
+        self.pusher = EventPusher(self.session, self.flush_events, self._push_failed)
 
     # -- writing ------------------------------------------------------------
 
@@ -182,29 +181,14 @@ class WebSocketConnection:
 
     # -- event push (same design as the raw socket's) -----------------------
 
-    def start_push(self):
-        if self._pusher is None:
-            self._push_ready = Event()
-            self.session.wakeup = self._push_ready.set
-            self._pusher = gevent.spawn(self._push_loop)
-            if len(self.session.events):
-                self._push_ready.set()
-
-    def _push_loop(self):
-        ready = self._push_ready
+    def _push_failed(self):
+        # A subscriber that stopped reading: close it, so that its reader
+        # greenlet ends too instead of waiting for its idle timeout.
+        log.info("closing %s: cannot push events to it", self.session.peer)
         try:
-            while True:
-                ready.wait()
-                ready.clear()
-                self.flush_events()
+            self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
-            # A subscriber that stopped reading: close it, so that its reader
-            # greenlet ends too instead of waiting for its idle timeout.
-            log.info("closing %s: cannot push events to it", self.session.peer)
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            pass
 
     def flush_events(self):
         for line in self.session.pending_notifications():
@@ -307,8 +291,8 @@ class WebSocketConnection:
                     self.send_text(response)
                 if session.close_after:
                     raise _Refuse(_POLICY, "unauthorized")
-                if session.patterns and self._pusher is None:
-                    self.start_push()
+                if session.patterns and not self.pusher.running:
+                    self.pusher.start()
             finally:
                 self.busy = False
 
@@ -342,8 +326,7 @@ class WebSocketConnection:
             pass  # peer gone, timed out, or the stream is closed: we close anyway
 
     def close(self):
-        if self._pusher is not None:
-            self._pusher.kill(block=False)
+        self.pusher.stop()
 
 
 class _Handler(WebSocketHandler):

@@ -30,7 +30,6 @@ import stat
 import time
 
 import gevent
-from gevent.event import Event
 from gevent.lock import Semaphore
 from gevent.server import StreamServer
 
@@ -39,6 +38,7 @@ from ..tls import BoundedHandshake
 from ..errors import MessageTooLarge, ProcessError, TooManyConnections
 from . import codec
 from .protocol import Session
+from .push import EventPusher
 
 __all__ = ["RpcServer", "bind_listener", "connect_unix"]
 
@@ -147,32 +147,18 @@ class Connection:
         #: Set by stop(): finish the current request, then close.
         self.closing = False
         self.greenlet = gevent.getcurrent()
-        self._pusher = None
-        self._push_ready = None
+        self.pusher = EventPusher(self.session, self.flush_events, self._push_failed)
 
     # -- event push ---------------------------------------------------------
 
-    def start_push(self):
-        """Called on the first subscribe: start the pusher greenlet."""
-        if self._pusher is None:
-            self._push_ready = Event()
-            self.session.wakeup = self._push_ready.set
-            self._pusher = gevent.spawn(self._push_loop)
-            if len(self.session.events):
-                self._push_ready.set()
+    def flush_events(self):
+        lines = self.session.pending_notifications()
+        if lines:
+            self.write(b"\n".join(lines) + b"\n")
 
-    def _push_loop(self):
-        ready = self._push_ready
-        try:
-            while True:
-                ready.wait()
-                ready.clear()
-                lines = self.session.pending_notifications()
-                if lines:
-                    self.write(b"\n".join(lines) + b"\n")
-        except OSError:
-            # The peer went away; the reader greenlet notices and cleans up.
-            log.debug("push to %s failed", self.session.peer, exc_info=True)
+    def _push_failed(self):
+        # The peer went away; the reader greenlet notices and cleans up.
+        log.debug("push to %s failed", self.session.peer, exc_info=True)
 
     def write(self, data):
         with self.write_lock:
@@ -234,8 +220,8 @@ class Connection:
                         out.append(response + b"\n")
                     if session.close_after:
                         break
-                    if session.patterns and self._pusher is None:
-                        self.start_push()
+                    if session.patterns and not self.pusher.running:
+                        self.pusher.start()
                 if out:
                     self.write(b"".join(out))
             finally:
@@ -271,8 +257,7 @@ class Connection:
             pass  # the client is gone or too slow: we close anyway
 
     def close(self):
-        if self._pusher is not None:
-            self._pusher.kill(block=False)
+        self.pusher.stop()
         try:
             self.sock.close()
         except OSError:
