@@ -15,7 +15,19 @@ from docopt import DocoptExit, docopt
 from . import process
 from .rpc.server import unix_socket_is_live
 
-__all__ = ["Console", "USAGE", "parse_arguments"]
+__all__ = ["Console", "USAGE", "OPTIONS", "parse_arguments"]
+
+#: The options every console has (SPEC 6); programs that write their own
+#: usage (``config["arguments"]``, ``gdaemon-echo``) append them to theirs.
+OPTIONS = """\
+  -d, --daemon       run as a daemon (fork, setsid, detach from the terminal)
+  -f, --foreground   run in the foreground with the shell's stdio
+  -s, --clean        remove a stale socket file and pid file first (never those of a live daemon)
+  -v, --verbose      debug logging
+  -h, --help         print the console and exit 0
+  --stop             stop the running daemon (SIGTERM via the pid file, wait until it is gone)
+  --status           print whether it runs (exit 0) or not (exit 3)
+"""
 
 #: The default console; ``{prog}`` is the program's name.
 USAGE = """\
@@ -26,14 +38,8 @@ Usage:
   {prog} -h | --help
 
 Options:
-  -d, --daemon       run as a daemon (fork, setsid, detach from the terminal)
-  -f, --foreground   run in the foreground with the shell's stdio
-  -s, --clean        remove a stale socket file and pid file first (never those of a live daemon)
-  -v, --verbose      debug logging
-  -h, --help         print the console and exit 0
-  --stop             stop the running daemon (SIGTERM via the pid file, wait until it is gone)
-  --status           print whether it runs (exit 0) or not (exit 3)
-"""
+""" + OPTIONS
+
 
 def parse_arguments(usage, argv):
     """docopt without its own ``--help`` handling; raises :class:`DocoptExit`.

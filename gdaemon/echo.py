@@ -10,7 +10,7 @@ import sys
 
 from docopt import DocoptExit
 
-from .console import parse_arguments
+from .console import OPTIONS, parse_arguments
 from .daemon import Daemon
 
 __all__ = ["EchoDaemon", "main", "USAGE"]
@@ -24,14 +24,7 @@ Usage:
 
 Options:
   -a, --address ADDRESS  RPC socket: unix://PATH, tcp://HOST:PORT [default: $GDAEMON_SOCKET or unix://daemon.sock]
-  -d, --daemon           run as a daemon (fork, setsid, detach from the terminal)
-  -f, --foreground       run in the foreground with the shell's stdio
-  -s, --clean            remove a stale socket file and pid file first (never those of a live daemon)
-  -v, --verbose          debug logging
-  -h, --help             print the console and exit 0
-  --stop                 stop the running daemon (SIGTERM via the pid file, wait until it is gone)
-  --status               print whether it runs (exit 0) or not (exit 3)
-"""
+""" + OPTIONS
 
 
 class EchoDaemon(Daemon):

@@ -239,7 +239,308 @@ def bench_core(quick):
     report(rows, "core (%d round trips per measurement)" % count)
 
 
-SECTIONS = {"core": bench_core}
+# -- workers and websocket: daemon scripts -------------------------------------
+
+#: A daemon script for the workers/websocket sections: CONFIG and INSTALL are
+#: substituted; it serves unix://daemon.sock next to itself.
+WORKER_DAEMON = """\
+from gevent import monkey
+monkey.patch_all()
+
+import os
+
+from gdaemon import Daemon, GreenletWorker, Worker, exposed
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Idle(Worker):
+    def loop(self):
+        pass
+
+    @exposed
+    def ping(self, x=0):
+        return x
+
+
+class GIdle(GreenletWorker):
+    def loop(self):
+        pass
+
+    @exposed
+    def ping(self, x=0):
+        return x
+
+
+class Crasher(Worker):
+    def spinup(self):
+        os._exit(1)
+
+    def loop(self):
+        pass
+
+
+class BenchDaemon(Daemon):
+    def setup(self):
+        @self.rpc.method("examples.echo", params=[("message", str)], returns=str)
+        def echo(message):
+            return message
+
+
+config = {"description": "Bench", "sockethandler": "unix://" + os.path.join(HERE, "daemon.sock"),
+          "socketmaxconnections": 1024}
+config.update(%(config)r)
+daemon = BenchDaemon(config)
+%(install)s
+daemon.init()
+"""
+
+
+class BenchDaemon:
+    """A worker daemon script in its own temp dir, started with ``-f``; use as a context manager."""
+
+    def __init__(self, install="", config=None, timeout=30.0):
+        self.tmp = tempfile.mkdtemp(prefix="gdb-", dir="/tmp")
+        self.path = os.path.join(self.tmp, "daemon.sock")
+        script = os.path.join(self.tmp, "benchd.py")
+        with open(script, "w") as f:
+            f.write(WORKER_DAEMON % {"config": config or {},
+                                     "install": textwrap.dedent(install).strip() or "pass"})
+        self.proc = None
+        try:
+            self.proc = Proc([sys.executable, script, "-f"], cwd=self.tmp)
+            wait_for_socket(self.path, timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def pid(self):
+        return self.proc.proc.pid
+
+    def client(self):
+        return LineClient(self.path)
+
+    def close(self):
+        if self.proc is not None:
+            self.proc.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def poll(fn, timeout=30.0, interval=0.0):
+    """Call ``fn`` until it returns something true; return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = fn()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out waiting for %r" % fn)
+        if interval:
+            time.sleep(interval)
+
+
+def pct(values, q):
+    """The ``q``-th percentile (0..100) of ``values`` (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(q / 100.0 * (len(ordered) - 1)))))]
+
+
+def timed_calls(client, method, params, count):
+    """Latencies in ms of ``count`` calls (after one warm-up)."""
+    client.call(method, params)
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        client.call(method, params)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def all_looping(client):
+    codes = client.call("worker.status", [])
+    return bool(codes) and all(code == 1 for code in codes.values())
+
+
+# -- workers -------------------------------------------------------------------
+
+def bench_workers(quick):
+    rows = []
+
+    # 1. Respawn latency after SIGKILL (restart intensity raised: no backoff).
+    kills = 10 if quick else 50
+    with BenchDaemon('daemon.workers.install(Idle("w"), looptime=1, forever=True)',
+                     {"restartintensity": 100000}) as d:
+        c = d.client()
+        poll(lambda: all_looping(c), interval=0.01)
+        times = []
+        for _ in range(kills):
+            time.sleep(0.3)  # lets the daemon fork its next standby
+            old = c.call("worker.info", ["w"])["pid"]
+            start = time.perf_counter()
+            os.kill(old, signal.SIGKILL)
+            poll(lambda: (lambda i: i["pid"] != old and i["status"] == 1)(c.call("worker.info", ["w"])))
+            times.append((time.perf_counter() - start) * 1e3)
+        c.close()
+    rows.append(("respawn after SIGKILL (%d kills)" % kills,
+                 "p50 %.2f ms, p90 %.2f ms (target p50 < 5 ms; supervisord ~14 ms)"
+                 % (pct(times, 50), pct(times, 90))))
+
+    # 2. worker.call round trips, forked and greenlet; 3. pause acknowledged; 4. USS.
+    calls = 500 if quick else 5000
+    pauses = 10 if quick else 50
+    with BenchDaemon('daemon.workers.install(Idle("f"), looptime=1, forever=True)\n'
+                     'daemon.workers.install(GIdle("g"), looptime=1, forever=True)\n'
+                     'daemon.workers.install(Idle("p"), looptime=10, forever=True)\n') as d:
+        c = d.client()
+        poll(lambda: all_looping(c), interval=0.01)
+        for name, kind in (("f", "forked Worker"), ("g", "GreenletWorker")):
+            times = timed_calls(c, "worker.call", [name, "ping", [1]], calls)
+            rows.append(("worker.call round trip, %s" % kind,
+                         "p50 %.3f ms, p99 %.3f ms over %d calls (target p50 < 0.5 ms)"
+                         % (pct(times, 50), pct(times, 99), calls)))
+        times = []
+        for _ in range(pauses):
+            start = time.perf_counter()
+            c.call("worker.pause", ["p"])
+            poll(lambda: c.call("worker.status", ["p"]) == 2)
+            times.append((time.perf_counter() - start) * 1e3)
+            c.call("worker.resume", ["p"])
+            poll(lambda: c.call("worker.status", ["p"]) == 1)
+        rows.append(("pause acknowledged (worker.pause to status PAUSED)",
+                     "p50 %.2f ms, p90 %.2f ms over %d pauses (target p50 < 5 ms)"
+                     % (pct(times, 50), pct(times, 90), pauses)))
+        time.sleep(1.0)
+        pid = c.call("worker.info", ["f"])["pid"]
+        uss = psutil.Process(pid).memory_full_info().uss / 2**20
+        daemon_uss = psutil.Process(d.pid).memory_full_info().uss / 2**20
+        rows.append(("idle forked worker USS", "%.2f MB (daemon USS %.1f MB; target < 4 MB)"
+                     % (uss, daemon_uss)))
+        c.close()
+
+    # 5. worker.status with many workers.
+    forked, greenlets = (16, 200) if quick else (64, 1000)
+    with BenchDaemon('for i in range(%d):\n'
+                     '    daemon.workers.install(Idle("f%%d" %% i), looptime=1, forever=True)\n'
+                     'for i in range(%d):\n'
+                     '    daemon.workers.install(GIdle("g%%d" %% i), looptime=1, forever=True)\n'
+                     % (forked, greenlets), timeout=60.0) as d:
+        c = d.client()
+        start = time.perf_counter()
+        poll(lambda: all_looping(c), timeout=120.0, interval=0.05)
+        ready = time.perf_counter() - start
+        times = timed_calls(c, "worker.status", [], 20)
+        c.close()
+    rows.append(("worker.status of %d forked + %d greenlet workers" % (forked, greenlets),
+                 "p50 %.2f ms over 20 calls (target < 5 ms; all LOOPING %.1f s after the socket)"
+                 % (pct(times, 50), ready)))
+
+    # 6. Control plane while 10 forked workers crash on every start.
+    count = 50 if quick else 200
+    results = {}
+    base = 'daemon.workers.install(Idle("ok"), looptime=1, forever=True)\n'
+    crashing = ('for i in range(10):\n'
+                '    daemon.workers.install(Crasher("c%d" % i), looptime=1, forever=True)\n')
+    for label, install in (("baseline", base), ("crashing", base + crashing)):
+        with BenchDaemon(install, {"restartintensity": 100000}) as d:
+            c = d.client()
+            time.sleep(0.5)
+            times = timed_calls(c, "daemon.status", [], count)
+            restarts = sum(i["restarts"] for i in c.call("worker.info", []))
+            c.close()
+        results[label] = (pct(times, 50), pct(times, 99), restarts)
+    (b50, b99, _), (c50, c99, restarts) = results["baseline"], results["crashing"]
+    rows.append(("daemon.status while 10 workers crash-loop (%d calls)" % count,
+                 "p50 %.2f ms, p99 %.2f ms (%d restarts; target p99 < 10 ms); "
+                 "no crashers p50 %.2f ms, p99 %.2f ms; p99 ratio %.2f"
+                 % (c50, c99, restarts, b50, b99, c99 / b99)))
+    report(rows, "workers")
+
+
+# -- websocket -----------------------------------------------------------------
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _connectable(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+        return True
+    except OSError:
+        return False
+
+
+def bench_websocket(quick):
+    import websocket
+
+    rows = []
+    count = 2000 if quick else 20000
+    subscribers = 200
+    port = free_port()
+    url = "ws://127.0.0.1:%d/rpc" % port
+    with BenchDaemon('daemon.workers.install(GIdle("g"), looptime=1, forever=True)',
+                     {"websockethandler": "tcp://127.0.0.1:%d" % port}) as d:
+        poll(lambda: _connectable(port), timeout=10.0, interval=0.01)
+        msg = json.dumps({"jsonrpc": "2.0", "method": "examples.echo",
+                          "params": {"message": "hello"}, "id": 1})
+
+        def ws_rate():
+            ws = websocket.create_connection(url)
+            try:
+                ws.send(msg)
+                assert json.loads(ws.recv())["result"] == "hello"
+                start = time.perf_counter()
+                for _ in range(count):
+                    ws.send(msg)
+                    ws.recv()
+                return count / (time.perf_counter() - start)
+            finally:
+                ws.close()
+
+        best_ws = best_raw = 0.0
+        for _ in range(1 if quick else 3):
+            best_raw = max(best_raw, round_trips(d.path, count, 1))
+            best_ws = max(best_ws, ws_rate())
+        rows.append(("echo round trips, 1 connection",
+                     "websocket %.0f/s, unix socket %.0f/s, ratio %.2f (target >= 0.5)"
+                     % (best_ws, best_raw, best_ws / best_raw)))
+
+        # Idle subscribers: RSS growth of the daemon.
+        proc = psutil.Process(d.pid)
+        time.sleep(0.5)
+        before = proc.memory_info().rss / 2**20
+        sockets = []
+        try:
+            for i in range(subscribers):
+                ws = websocket.create_connection(url)
+                sockets.append(ws)
+                ws.send(json.dumps({"jsonrpc": "2.0", "method": "events.subscribe",
+                                    "params": [["worker.*"]], "id": i}))
+                reply = json.loads(ws.recv())
+                assert reply.get("result") is True, reply
+            time.sleep(1.0)
+            after = proc.memory_info().rss / 2**20
+        finally:
+            for ws in sockets:
+                ws.close()
+        rows.append(("%d idle websocket subscribers (events.subscribe worker.*)" % subscribers,
+                     "daemon RSS +%.1f MB (%.1f -> %.1f MB; target < 10 MB)"
+                     % (after - before, before, after)))
+    report(rows, "websocket (%d round trips per measurement)" % count)
+
+
+SECTIONS = {"core": bench_core, "workers": bench_workers, "websocket": bench_websocket}
 
 
 def main():
