@@ -8,7 +8,7 @@ from the subclasses themselves (no hand-written table to keep in sync).
 
 __all__ = [
     "GDaemonError", "ConfigError", "ProcessError", "AlreadyRunning", "WorkerError",
-    "ChannelFull", "ChannelClosed", "RpcError", "ParseError", "InvalidRequest",
+    "ChannelFull", "ChannelMessageTooLarge", "ChannelClosed", "RpcError", "ParseError", "InvalidRequest",
     "MethodNotFound", "InvalidParams", "InternalError", "Unauthorized",
     "UnknownWorker", "MessageTooLarge", "TooManyConnections", "WorkerUnavailable",
     "ConnectionLost", "HaltDaemon",
@@ -47,6 +47,14 @@ class WorkerError(GDaemonError):
 
 class ChannelFull(WorkerError):
     """A channel ring has no room for the message; nothing was written."""
+
+
+class ChannelMessageTooLarge(ChannelFull, ValueError):
+    """A message is larger than the ring can ever hold; nothing was written.
+
+    Subclass of :class:`ChannelFull` (so callers that handle a full channel
+    handle this too) and of :class:`ValueError` (retrying will not help).
+    """
 
 
 class ChannelClosed(WorkerError):

@@ -128,7 +128,7 @@ import time
 from gevent import Timeout, get_hub
 from gevent.exceptions import ConcurrentObjectUseError
 
-from gdaemon.errors import ChannelClosed, ChannelFull
+from ..errors import ChannelClosed, ChannelFull, ChannelMessageTooLarge
 
 __all__ = ["Channel", "Endpoint", "StatusBlock", "ChannelMessageTooLarge",
            "DEFAULT_CAPACITY", "HEADER_SIZE", "RECORD_HEADER_SIZE"]
@@ -166,15 +166,6 @@ _SIDES = {
 }
 
 _BELL = b"\0"
-
-
-class ChannelMessageTooLarge(ChannelFull, ValueError):
-    """A message is larger than the ring can ever hold; nothing was written.
-
-    Subclass of :class:`~gdaemon.errors.ChannelFull` (so callers that handle a
-    full channel handle this too) and of :class:`ValueError` (retrying will
-    not help).
-    """
 
 
 def _pipe():
