@@ -81,7 +81,7 @@ from ..process import close_fd
 from ..tls import BoundedHandshake
 from . import codec
 from .protocol import Session
-from .server import bind_listener
+from .server import Transport, bind_listener
 from .websocket import GOING_AWAY, TRY_LATER, Refuse, WebSocketConnection, error_message
 
 __all__ = ["HttpEndpoint"]
@@ -173,7 +173,7 @@ class _Server(BoundedHandshake, WSGIServer):
     """A WSGIServer whose TLS handshakes are bounded in time and quiet when they fail."""
 
 
-class HttpEndpoint:
+class HttpEndpoint(Transport):
     """Serves the daemon on ``websockethandler``: websocket, HTTP JSON-RPC, XML-RPC, dashboard.
 
     :param daemon: the :class:`~gdaemon.daemon.Daemon` (its config, engine,
@@ -248,14 +248,6 @@ class HttpEndpoint:
         self._server = server
         log.info("HTTP endpoint on %s://%s:%d/", "https" if self.ssl_context else "http",
                  self.address.host, self.address.port)
-
-    def close_listener(self):
-        """Stop accepting; open connections go on (idempotent)."""
-        if self._server is not None:
-            self._server.close()
-        elif self.listener is not None:
-            self.listener.close()
-        self.listener = None
 
     def stop(self, timeout=None):
         """Close the listener, let busy websockets finish, close everything."""

@@ -40,7 +40,7 @@ from . import codec
 from .protocol import Session
 from .push import EventPusher
 
-__all__ = ["RpcServer", "bind_listener", "connect_unix"]
+__all__ = ["Transport", "RpcServer", "bind_listener", "connect_unix"]
 
 log = logging.getLogger("gdaemon.rpc")
 
@@ -264,7 +264,30 @@ class Connection:
             pass
 
 
-class RpcServer:
+class Transport:
+    """What the daemon asks of each endpoint it serves on (``daemon.transports``).
+
+    ``bind()`` before ``daemon.ready`` (raising :class:`ProcessError`),
+    ``start()``, ``close_listener()`` when the stop begins, ``stop()`` once the
+    workers are down, ``close_in_child()`` in a forked worker, and a
+    ``connections`` collection that ``daemon.status`` counts.
+    """
+
+    #: The listening socket, once bound.
+    listener = None
+    #: The gevent server accepting on it, once started.
+    _server = None
+
+    def close_listener(self):
+        """Stop accepting; open connections go on (idempotent)."""
+        if self._server is not None:
+            self._server.close()
+        elif self.listener is not None:
+            self.listener.close()
+        self.listener = None
+
+
+class RpcServer(Transport):
     """Serves the daemon's engine on its ``sockethandler``.
 
     :param config: the daemon's :class:`~gdaemon.config.Config`.
@@ -344,14 +367,6 @@ class RpcServer:
         if isinstance(peer, tuple) and len(peer) >= 2:
             return "%s:%s" % (peer[0], peer[1])
         return str(peer)
-
-    def close_listener(self):
-        """Stop accepting; existing connections go on (idempotent)."""
-        if self._server is not None:
-            self._server.close()
-        elif self.listener is not None:
-            self.listener.close()
-        self.listener = None
 
     def stop(self, timeout=None):
         """Close the listener, let busy connections finish, close all, unlink the socket file."""

@@ -18,16 +18,11 @@ import pytest
 from support import DaemonProcess, free_port, short_tmpdir, wait_until
 from support.workers import write_daemon
 
-#: examples.echo and a few result shapes, on top of the worker test daemon.
+#: A few result shapes, on top of the worker test daemon (which has examples.echo).
 METHODS = '''
 class TestDaemon(TestDaemon):
     def setup(self):
         super().setup()
-
-        @self.rpc.method("examples.echo", description="I'm here to reply your data",
-                         params=[("message", str)], returns=str)
-        def echo(message):
-            return message
 
         @self.rpc.method("test.shapes", returns=dict)
         def shapes():

@@ -24,25 +24,13 @@ from support.workers import (fd_targets, kinds, live_children, standby_pids, wai
 
 PAUSED, LOOPING = 2, 1
 
-#: Adds examples.echo to the worker test daemon of tests/support/workers.py.
-ECHO = '''
-class TestDaemon(TestDaemon):
-    def setup(self):
-        super().setup()
-
-        @self.rpc.method("examples.echo", description="I'm here to reply your data",
-                         params=[("message", str)], returns=str)
-        def echo(message):
-            return message
-'''
-
 
 def start(spawn, workdir, install="pass", wait=True, **config):
     """A daemon with examples.echo and a websocket endpoint on a free port."""
     port = free_port()
     cfg = {"websockethandler": "tcp://127.0.0.1:%d" % port}
     cfg.update(config)
-    path = write_daemon(workdir, install, extra=ECHO, config=cfg)
+    path = write_daemon(workdir, install, config=cfg)
     proc = spawn([sys.executable, path, "-f"], wait=wait)
     proc.url = "ws://127.0.0.1:%d/rpc" % port
     return proc
@@ -54,7 +42,7 @@ def daemon():
     workdir = short_tmpdir()
     port = free_port()
     path = write_daemon(workdir, 'daemon.workers.install(Counter("alpha"), looptime=0.05, forever=True)',
-                        extra=ECHO, config={"websockethandler": "tcp://127.0.0.1:%d" % port})
+                        config={"websockethandler": "tcp://127.0.0.1:%d" % port})
     proc = DaemonProcess([sys.executable, path, "-f"], workdir)
     try:
         proc.start()

@@ -146,6 +146,11 @@ class TestDaemon(Daemon):
         def ping():
             return "pong"
 
+        @self.rpc.method("examples.echo", description="I'm here to reply your data",
+                         params=[("message", str)], returns=str)
+        def echo(message):
+            return message
+
 
 def record(name, data, when):
     if name.startswith("worker.") or name == "posix.sigchld":
