@@ -16,6 +16,38 @@ from .daemon import Daemon  # noqa: E402
 from .rpc.methods import RpcMethod  # noqa: E402
 from .workers import GreenletWorker, Worker, WorkerStatus, exposed  # noqa: E402
 
+
+def _install_excepthook():
+    """Make an uncaught start-up error one line, ``error: ...``, exit status 1 (SPEC 3, 6).
+
+    ``Daemon({...})`` raises :class:`ConfigError` at construction, before
+    ``init()`` parses the command line, so an exec script with a bad config
+    would otherwise end in a traceback.  Start-up errors (configuration,
+    operating-system steps, worker set-up) print their message alone; with
+    ``-v``/``--verbose`` on the command line the traceback is printed too.
+    Everything else goes to the hook that was installed before ours.
+    """
+    import sys
+
+    from .errors import ConnectionLost, RpcError
+
+    previous = sys.excepthook
+
+    def excepthook(kind, value, tb):
+        if (isinstance(value, GDaemonError) and not isinstance(value, (RpcError, ConnectionLost))):
+            if "-v" in sys.argv[1:] or "--verbose" in sys.argv[1:]:
+                previous(kind, value, tb)
+            sys.stderr.write("error: %s\n" % value)
+            sys.stderr.flush()
+            return
+        previous(kind, value, tb)
+
+    excepthook.previous = previous
+    sys.excepthook = excepthook
+
+
+_install_excepthook()
+
 __all__ = ["Daemon", "Worker", "GreenletWorker", "WorkerStatus", "exposed", "RpcMethod",
            "RpcError", "ConfigError", "GDaemonError", "ProcessError", "WorkerError",
            "__version__"]

@@ -2,10 +2,25 @@
 
 A program may replace the usage with its own docopt string
 (``config["arguments"]``), which must keep ``-d`` and ``-f``; the parsed
-options are then on ``daemon.arguments``.
+options are then on ``daemon.arguments``.  Options are looked up by every
+name the usage gives them, so a usage that declares ``-d`` and ``-f`` as
+short options only works as well as the default one.
+
+Errors on the command line (an unknown option, a bad combination) print the
+usage and one plain line naming the offending option, and exit 2; docopt's
+own diagnostics (``Option(None, '--bogus-flag', 0, True)``) never reach the
+user.
+
+``--stop`` sends SIGTERM to the pid in the pid file and waits; a daemon still
+alive ``shutdowntimeout`` + :data:`STOP_GRACE` seconds later (a hub blocked by
+a greenlet, a wedged spindown) is SIGKILLed together with its worker
+processes, and ``--stop`` says so and exits 1: it never leaves a daemon
+behind.
 """
 
+import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -55,6 +70,142 @@ def parse_arguments(usage, argv):
 #: Exit status of ``--status`` when no daemon runs (LSB "program is not running").
 NOT_RUNNING = 3
 USAGE_ERROR = 2
+#: Seconds ``--stop`` waits beyond ``shutdowntimeout`` before SIGKILL.
+STOP_GRACE = 3.0
+
+#: The options of :data:`OPTIONS`, by every name they have.
+_ALIASES = {"--daemon": "-d", "--foreground": "-f", "--clean": "-s", "--verbose": "-v", "--help": "-h"}
+
+
+def option(options, name):
+    """The value of option ``name`` in docopt's result, whichever of its names
+    (``--daemon`` or ``-d``) the usage declared; ``None`` when absent."""
+    value = options.get(name)
+    if value is None:
+        alias = _ALIASES.get(name)
+        if alias is None:
+            alias = next((long for long, short in _ALIASES.items() if short == name), None)
+        if alias is not None:
+            value = options.get(alias)
+    return value
+
+
+# -- usage errors ---------------------------------------------------------------
+
+_OPTION_LINE = re.compile(r"^\s*(-[^\s].*?)(?:\s{2,}|$)")
+_OPTION_NAME = re.compile(r"(?<![\w-])(--?[A-Za-z0-9][\w-]*)(?:[= ](<[^>]+>|[A-Z][A-Z0-9_-]*))?")
+
+
+def declared_options(usage):
+    """``{name: takes_a_value}`` for every option the docopt ``usage`` names."""
+    found = {}
+    for line in usage.splitlines():
+        match = _OPTION_LINE.match(line)
+        if match:  # an options-section line: "-a, --address ADDRESS  text"
+            names = _OPTION_NAME.findall(match.group(1))
+            takes = any(arg for _, arg in names)
+            for name, _ in names:
+                found[name] = found.get(name, False) or takes
+    for name, arg in _OPTION_NAME.findall(usage):
+        found[name] = found.get(name, False) or bool(arg)
+    return found
+
+
+def usage_section(usage):
+    """The ``Usage:`` paragraph of a docopt string."""
+    match = re.search(r"^([^\n]*usage:.*?)(?:\n\s*\n|\Z)", usage, re.I | re.S | re.M)
+    return (match.group(1) if match else usage).rstrip()
+
+
+def _units(argv, known):
+    """Split ``argv`` into options (with their value) and other words.
+
+    :returns: ``(units, problem)``; ``problem`` names an unknown option or a
+        missing value, else ``None``.
+    """
+    units, i = [], 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--" or not word.startswith("-") or word == "-":
+            units.append([word])
+            i += 1
+            continue
+        if word.startswith("--"):
+            name, eq, _ = word.partition("=")
+            matches = [n for n in known if n == name] or [n for n in known if n.startswith(name)
+                                                          and n.startswith("--")]
+            if not matches:
+                return units, "unknown option %s" % name
+            if len(matches) > 1:
+                return units, "ambiguous option %s (%s)" % (name, ", ".join(sorted(matches)))
+            unit = [word]
+            if known[matches[0]] and not eq:
+                if i + 1 >= len(argv):
+                    return units, "option %s needs a value" % matches[0]
+                unit.append(argv[i + 1])
+                i += 1
+            units.append(unit)
+            i += 1
+            continue
+        unit = [word]
+        for j, char in enumerate(word[1:], 1):
+            name = "-" + char
+            if name not in known:
+                return units, "unknown option %s" % name
+            if known[name]:
+                if j == len(word) - 1:
+                    if i + 1 >= len(argv):
+                        return units, "option %s needs a value" % name
+                    unit.append(argv[i + 1])
+                    i += 1
+                break
+        units.append(unit)
+        i += 1
+    return units, None
+
+
+def explain_usage_error(usage, argv):
+    """One plain line saying what is wrong with ``argv`` for ``usage``."""
+    units, problem = _units(argv, declared_options(usage))
+    if problem:
+        return problem
+    # Every option is known: a bad combination.  The first word whose
+    # removal makes the rest acceptable is the offending one.
+    for index in range(len(units) - 1, -1, -1):
+        rest = [word for k, unit in enumerate(units) if k != index for word in unit]
+        try:
+            parse_arguments(usage, rest)
+        except DocoptExit:
+            continue
+        word = units[index][0]
+        others = [unit[0] for k, unit in enumerate(units) if k != index]
+        if not word.startswith("-"):
+            return "unexpected argument %r" % word
+        if others:
+            return "option %s cannot be combined with %s" % (word.split("=")[0], " ".join(others))
+        return "option %s is not accepted here" % word.split("=")[0]
+    # Else the word that turns an acceptable beginning into a refused one.
+    for index in range(1, len(units)):
+        head = [word for unit in units[:index] for word in unit]
+        try:
+            parse_arguments(usage, head)
+        except DocoptExit:
+            continue
+        try:
+            parse_arguments(usage, head + units[index])
+        except DocoptExit:
+            return "option %s cannot be combined with %s" % (
+                units[index][0].split("=")[0], " ".join(unit[0] for unit in units[:index]))
+    words = [unit[0] for unit in units]
+    return "invalid combination of arguments: %s" % (" ".join(words) if words else "(none)")
+
+
+def report_usage_error(usage, argv, out=None):
+    """Print the usage and the offending option (SPEC 6); return exit status 2."""
+    out = out or sys.stderr
+    out.write("%s\nerror: %s\n" % (usage_section(usage), explain_usage_error(usage, argv)))
+    out.flush()
+    return USAGE_ERROR
 
 
 class Console:
@@ -76,11 +227,12 @@ class Console:
             return 0
         try:
             options = parse_arguments(self.usage, argv)
-        except DocoptExit as exc:
-            sys.stderr.write("%s\n" % (exc.code or self.usage.strip()))
-            return USAGE_ERROR
+        except DocoptExit:
+            return report_usage_error(self.usage, argv)
         self.daemon.arguments = dict(options)
-        opt = options.get
+
+        def opt(name):
+            return option(options, name)
         if opt("--help"):
             print(self.banner())
             return 0
@@ -100,6 +252,12 @@ class Console:
                 return 1
             return self.daemon.daemonize()
         if opt("--foreground"):
+            # Until the daemon's own logging is set up, a record would go to
+            # logging's last-resort handler (stderr), doubling the one
+            # "error: ..." line a failed start prints (SPEC 6).
+            root = logging.getLogger()
+            if not root.handlers:
+                root.addHandler(logging.NullHandler())
             return self.daemon.run_foreground()
         print(self.banner())
         return 0
@@ -113,6 +271,7 @@ class Console:
         return NOT_RUNNING
 
     def stop(self):
+        """SIGTERM the daemon and wait; past ``shutdowntimeout`` + grace, SIGKILL it."""
         cfg = self.daemon.config
         owner = process.pidfile_owner(cfg["pidfile"])
         if not owner or owner < 0:
@@ -123,22 +282,37 @@ class Console:
         except ProcessLookupError:
             print("%s is not running" % cfg["description"])
             return 0
-        deadline = time.monotonic() + cfg["shutdowntimeout"] + 10
-        while time.monotonic() < deadline:
-            if not process.pid_alive(owner) and not process.pidfile_owner(cfg["pidfile"]):
-                print("%s stopped (pid %d)" % (cfg["description"], owner))
-                return 0
-            time.sleep(0.02)
-        sys.stderr.write("error: %s (pid %d) did not stop within %ss\n"
-                         % (cfg["description"], owner, cfg["shutdowntimeout"] + 10))
+        allowed = cfg["shutdowntimeout"] + STOP_GRACE
+        if self._wait_gone(owner, allowed):
+            print("%s stopped (pid %d)" % (cfg["description"], owner))
+            return 0
+        killed = kill_tree(owner)
+        gone = self._wait_gone(owner, 5.0)
+        workers = len(killed) - 1
+        sys.stderr.write("error: %s (pid %d) did not stop within %gs: killed it%s with SIGKILL%s\n"
+                         % (cfg["description"], owner, allowed,
+                            " and %d worker process%s" % (workers, "" if workers == 1 else "es")
+                            if workers > 0 else "",
+                            "" if gone else ", but it is still there"))
+        if gone:
+            self.clean(quiet=True)
         return 1
 
-    def clean(self):
+    def _wait_gone(self, pid, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not process_alive(pid) and not process.pidfile_owner(self.daemon.config["pidfile"]):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def clean(self, quiet=False):
         """Remove a stale pid file and socket file; never those of a live daemon."""
         cfg = self.daemon.config
         owner = process.pidfile_owner(cfg["pidfile"])
         if owner:
-            print("not cleaning: %s is running (pid %s)" % (cfg["description"], owner))
+            if not quiet:
+                print("not cleaning: %s is running (pid %s)" % (cfg["description"], owner))
             return False
         removed = []
         if os.path.lexists(cfg["pidfile"]):
@@ -152,5 +326,75 @@ class Console:
                 os.unlink(address.path)
                 removed.append(address.path)
         for path in removed:
-            print("removed %s" % path)
+            if not quiet:
+                print("removed %s" % path)
         return True
+
+
+# -- processes, from /proc -------------------------------------------------------
+
+def _stat(pid):
+    """``(state, ppid, pgid)`` of ``pid`` from ``/proc/PID/stat``, or ``None``."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: split after the last ")".
+    fields = data[data.rfind(b")") + 2:].split()
+    try:
+        return fields[0].decode(), int(fields[1]), int(fields[2])
+    except (IndexError, ValueError):
+        return None
+
+
+def process_alive(pid):
+    """True while ``pid`` runs (a zombie waiting to be reaped has stopped)."""
+    if not process.pid_alive(pid):
+        return False
+    stat = _stat(pid)
+    return stat is None or stat[0] != "Z"  # None: no /proc (macOS), kill(pid, 0) is all we know
+
+
+def descendants(pid):
+    """Every live process whose ancestry leads to ``pid`` (one scan of /proc)."""
+    children = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if name.isdigit():
+            stat = _stat(int(name))
+            if stat is not None:
+                children.setdefault(stat[1], []).append(int(name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(pid):
+    """SIGKILL ``pid``, its descendants and, when it leads one, its process group.
+
+    The daemon is stopped (SIGSTOP) first so it cannot fork while its children
+    are listed.  Returns the pids signalled, ``pid`` first.
+    """
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except ProcessLookupError:
+        return []
+    victims = [pid] + descendants(pid)
+    for victim in victims:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # exited meanwhile
+    try:
+        if os.getpgid(pid) == pid != os.getpgid(0):
+            os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # gone, or a group we may not signal: its members were killed above
+    return victims
