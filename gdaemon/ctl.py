@@ -10,6 +10,8 @@ MESSAGE`` on stderr), 2 usage error, 3 the daemon cannot be reached (the
 message names the address).  In the shell, the status of the last command.
 """
 
+import collections
+import inspect
 import json
 import os
 import re
@@ -46,14 +48,17 @@ Options:
 
 Commands:
   status                 daemon status and its workers
-  workers                the workers: NAME KIND PID STATUS LOOPS RESTARTS
+  workers                the workers: NAME KIND PID STATUS LOOPS RESTARTS RSS CPU
   pause [NAME]           pause a worker (every worker without NAME)
   resume [NAME]          resume a worker (every worker without NAME)
   restart NAME           restart a worker, wait until it runs again
   stop                   stop the daemon gracefully
   reload                 reload the daemon (rolling restart of the workers)
   methods                list the RPC methods
-  help METHOD            a method's signature and description
+  help METHOD            a method's signature (parameter names, types, defaults)
+                         and description
+  tail [-n N] [-f]       the last N log lines (default 10); -f then follows the
+                         log until Ctrl-C
   call METHOD [ARG...]   call a method; each ARG is JSON when it parses, else a
                          string; key=value ARGs call by name
   watch [PATTERN...]     print pushed events until Ctrl-C (default pattern: *)
@@ -141,16 +146,33 @@ def _human(value):
     return json.dumps(value)
 
 
+def _bytes(value):
+    """``123456789`` -> ``"117.7M"``; ``None`` -> ``None`` (printed ``-``)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    for unit in ("B", "K", "M", "G"):
+        if abs(value) < 1024 or unit == "G":
+            return ("%d%s" if unit == "B" else "%.1f%s") % (value, unit)
+        value /= 1024.0
+
+
+def _seconds(value):
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    return "%.2fs" % value
+
+
 def _worker_rows(infos):
     rows = []
     for info in infos:
         status = info.get("status_name") or _STATUS_NAMES.get(info.get("status"), info.get("status"))
         rows.append([info.get("name"), info.get("kind"), info.get("pid"), status,
-                     info.get("loops"), info.get("restarts")])
+                     info.get("loops"), info.get("restarts"), _bytes(info.get("rss")),
+                     _seconds(info.get("cpu"))])
     return rows
 
 
-_WORKER_HEADERS = ["NAME", "KIND", "PID", "STATUS", "LOOPS", "RESTARTS"]
+_WORKER_HEADERS = ["NAME", "KIND", "PID", "STATUS", "LOOPS", "RESTARTS", "RSS", "CPU"]
 
 
 def _json_or_string(text):
@@ -189,7 +211,7 @@ def cmd_status(session):
         rows = _worker_rows(infos.result())
     else:
         # Fall back on the status codes daemon.status gives.
-        rows = [[name, None, None, _STATUS_NAMES.get(code, code), None, None]
+        rows = [[name, None, None, _STATUS_NAMES.get(code, code), None, None, None, None]
                 for name, code in sorted((result.get("workers") or {}).items())]
     if not rows:
         session.print("workers:".ljust(width) + "none")
@@ -251,17 +273,36 @@ def cmd_help(session, method):
     with session.client.batch() as batch:
         text = batch.system.methodHelp(method)
         signature = batch.system.methodSignature(method)
-    description = text.result()
+        info = batch.system.methodInfo(method)
+    description = inspect.cleandoc(text.result() or "")
+    described = info.result() if info.exception() is None else None
     signatures = signature.result() if signature.exception() is None else None
     if session.as_json:
-        session.emit({"description": description, "signature": signatures}, None)
+        session.emit({"description": description, "signature": signatures, "info": described}, None)
         return 0
-    if isinstance(signatures, list):
+    if isinstance(described, dict):
+        session.print(_signature_line(described))
+    elif isinstance(signatures, list):
+        # A daemon without system.methodInfo: the types alone.
         for sig in signatures:
             if isinstance(sig, list) and sig:
                 session.print("%s(%s) -> %s" % (method, ", ".join(map(str, sig[1:])), sig[0]))
+    session.print()
     session.print(description or "(no description)")
     return 0
+
+
+def _signature_line(info):
+    """``examples.echo(message: string) -> string`` from ``system.methodInfo``."""
+    params = []
+    for param in info.get("params") or []:
+        text = "%s: %s" % (param.get("name"), param.get("type"))
+        if param.get("nullable") and param.get("type") not in ("nil", "any"):
+            text += " | nil"
+        if "default" in param:
+            text += " = %s" % json.dumps(param["default"], ensure_ascii=False)
+        params.append(text)
+    return "%s(%s) -> %s" % (info.get("name"), ", ".join(params), info.get("returns"))
 
 
 def cmd_call(session, method, params):
@@ -292,6 +333,43 @@ def cmd_watch(session, patterns):
     return 0
 
 
+def cmd_tail(session, lines=10, follow=False):
+    client = session.client
+    try:
+        events = client.subscribe(["log.record"]) if follow else None
+        # Subscribed first, so no line falls between the tail and the events;
+        # events of lines the tail already printed are skipped below.
+        tail = client.call("daemon.logtail", lines=lines)
+        if session.as_json:
+            session.print(json.dumps(tail, ensure_ascii=False))
+        else:
+            for line in tail:
+                session.print(line)
+        if events is None:
+            return 0
+        printed = collections.Counter(tail)
+        for event in events:
+            data = event.get("data") or {}
+            line = data.get("line")
+            if line is None:
+                line = "%s %s %s[%s]: %s" % (_timestamp(data.get("time"), precise=True), data.get("level"),
+                                             data.get("logger"), data.get("pid"), data.get("message"))
+            if printed:
+                if printed[line] > 0:
+                    printed[line] -= 1
+                    continue
+                printed.clear()   # past the tail: print everything from now on
+            session.print(json.dumps(event, ensure_ascii=False) if session.as_json else line)
+    except KeyboardInterrupt:
+        if session.err.isatty():
+            session.err.write("\n")
+        return 0
+    finally:
+        if follow:
+            client.close()
+    return 0
+
+
 # ---------------------------------------------------------------------------
 # Parsing a command: (handler, min args, max args or None)
 
@@ -307,10 +385,11 @@ COMMANDS = {
     "help": (cmd_help, 1, 1),
     "call": (cmd_call, 1, None),
     "watch": (cmd_watch, 0, None),
+    "tail": (cmd_tail, 0, 3),
 }
 
 _ARG_NAMES = {"pause": "[NAME]", "resume": "[NAME]", "restart": "NAME", "help": "METHOD",
-              "call": "METHOD [ARG...]", "watch": "[PATTERN...]"}
+              "call": "METHOD [ARG...]", "watch": "[PATTERN...]", "tail": "[-n N] [-f]"}
 
 
 def parse_call_args(args):
@@ -349,7 +428,37 @@ def parse_command(words):
         args = [args[0], parse_call_args(args[1:])]
     elif name == "watch":
         args = [args]
+    elif name == "tail":
+        args = parse_tail_args(args, synopsis)
     return handler, args
+
+
+def parse_tail_args(args, synopsis):
+    """``tail`` arguments -> ``[lines, follow]``; raises :class:`UsageError`."""
+    lines, follow = 10, False
+    words = list(args)
+    while words:
+        word = words.pop(0)
+        if word in ("-f", "--follow"):
+            follow = True
+            continue
+        if word in ("-n", "--lines"):
+            if not words:
+                raise UsageError("tail: %s needs a number (usage: %s)" % (word, synopsis))
+            value = words.pop(0)
+        elif word.startswith("-n") and len(word) > 2:
+            value = word[2:]
+        elif word.startswith("--lines="):
+            value = word[len("--lines="):]
+        else:
+            raise UsageError("tail: unexpected argument %r (usage: %s)" % (word, synopsis))
+        try:
+            lines = int(value)
+        except ValueError:
+            raise UsageError("tail: -n takes a number of lines, got %r" % value) from None
+        if not 0 <= lines <= 10000:
+            raise UsageError("tail: -n must be between 0 and 10000, got %d" % lines)
+    return [lines, follow]
 
 
 def run_command(session, words):

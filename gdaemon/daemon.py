@@ -28,6 +28,7 @@ from . import listeners, process
 from .config import Config, slugify
 from .errors import GDaemonError
 from .events import EventBus, SignalRouter
+from .logring import LogRing
 from .rpc.builtin import register_builtins, status_dict
 from .rpc.methods import MethodRegistry
 from .rpc.protocol import Engine, Subscribers
@@ -68,6 +69,8 @@ class Daemon:
         #: The RPC method registry: ``@daemon.rpc.method(...)``.
         self.rpc = MethodRegistry()
         self.subscribers = Subscribers()
+        #: Recent log lines of the daemon and its workers (:class:`~gdaemon.logring.LogRing`).
+        self.logring = LogRing(self.events)
         self.engine = Engine(self.rpc, token=self.config["token"], injected={"daemon": self})
         register_builtins(self, self.engine, self.subscribers)
         self.events.add_tap(self.subscribers.publish)
@@ -159,6 +162,11 @@ class Daemon:
     def status(self):
         """The ``daemon.status`` dict."""
         return status_dict(self)
+
+    @property
+    def serving(self):
+        """True from ``daemon.ready`` until a stop is requested (``GET /healthz``)."""
+        return self.started_at is not None and not self._stop_requested
 
     def connection_count(self):
         """Open RPC connections over every transport."""
@@ -309,6 +317,10 @@ class Daemon:
         root.addHandler(handler)
         root.setLevel(logging.DEBUG if self.verbose else logging.INFO)
         self._log_handler = handler
+        # The same lines in memory, for daemon.logtail and log.record events.
+        self.logring.setFormatter(handler.formatter)
+        self.logring.setLevel(logging.DEBUG if self.verbose else logging.INFO)
+        self.logring.attach(root)
 
     def __repr__(self):
         return "<%s %r on %s>" % (type(self).__name__, self.config["description"], self.config["sockethandler"])

@@ -9,6 +9,7 @@ import time
 import typing
 
 from ..errors import InvalidParams, MethodNotFound, RpcError, Unauthorized
+from ..logring import DEFAULT_LINES, MAX_LINES
 from .methods import RpcMethod
 
 __all__ = ["register_builtins", "CAPABILITIES"]
@@ -27,8 +28,18 @@ _XMLRPC_CAPABILITY = {"specUrl": "http://xmlrpc.com/spec.md", "specVersion": 1}
 
 
 def register_builtins(daemon, engine, subscribers):
-    """Register the built-in methods of ``daemon`` on its registry."""
+    """Register the built-in methods of ``daemon`` on its registry.
+
+    With the HTTP endpoint on, ``daemon.metrics`` (``/metrics``, ``/healthz``)
+    is created too and the engine's observer counts every call for it.
+    Without the endpoint nothing is measured, so the raw socket's hot path
+    does not pay for metrics nobody can read.
+    """
     registry = daemon.rpc
+    if daemon.config["websockethandler"]:
+        from .metrics import Metrics
+        daemon.metrics = Metrics(daemon)
+        engine.observer = daemon.metrics.rpc.observe
 
     def method(name, params=(), returns=None):
         def decorate(handler):
@@ -56,6 +67,14 @@ def register_builtins(daemon, engine, subscribers):
     def method_signature(name):
         """Return [[return_type, param_type, ...]] of method NAME (XML-RPC type names)."""
         return [_lookup(name).signature()]
+
+    @method("system.methodInfo", [("name", str)], returns=dict)
+    def method_info(name):
+        """Return method NAME's signature with parameter names: {"name",
+        "description", "returns", "params": [{"name", "type", "nullable",
+        "required", "default"}]} (types as in system.methodSignature; "default"
+        only for optional parameters)."""
+        return _lookup(name).describe()
 
     @method("system.getCapabilities", returns=dict)
     def get_capabilities():
@@ -119,6 +138,15 @@ def register_builtins(daemon, engine, subscribers):
         """Reload like SIGHUP: reopen the log file and restart the workers one at a time."""
         daemon.reload()
         return True
+
+    @method("daemon.logtail", [("lines", int, DEFAULT_LINES)], returns=list)
+    def logtail(lines):
+        """Return the last LINES log lines (default 100, at most 10000) of the
+        daemon and its workers, oldest first, as formatted in the log file.
+        They are kept in memory, so this works in -f mode too."""
+        if not 0 <= lines <= MAX_LINES:
+            raise InvalidParams("invalid param 'lines': expected 0 to %d, got %d" % (MAX_LINES, lines))
+        return daemon.logring.tail(lines)
 
     @method("events.subscribe", [("patterns", list)], returns=bool)
     def subscribe(patterns, session):

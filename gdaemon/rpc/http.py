@@ -7,6 +7,7 @@ Routes::
     POST /RPC2        XML-RPC for every method (see gdaemon.rpc.xmlrpc)
     GET  /            the live dashboard (gdaemon/static/dashboard.html)
     GET  /static/...  its stylesheet and script
+    GET  /metrics     Prometheus metrics; GET /healthz: 200 ok / 503 (gdaemon.rpc.metrics)
 
 anything else is 404, a known path with another method 405, ``GET /rpc``
 without an upgrade 426.  With ``certfile`` and ``keyfile`` set the endpoint
@@ -305,6 +306,8 @@ class HttpEndpoint(Transport):
     def _route(self, environ, start_response):
         method = environ["REQUEST_METHOD"]
         path = environ.get("PATH_INFO") or "/"
+        if path in ("/metrics", "/healthz"):  # SPEC 10: see gdaemon.rpc.metrics
+            return self.daemon.metrics.serve(self, environ, start_response, path)
         if path in ("/rpc", "/RPC2"):
             if path == "/rpc" and method == "GET":
                 return _respond(start_response, "426 Upgrade Required",

@@ -178,6 +178,25 @@ class RpcMethod:
         """``[return_type, param_type, ...]`` with XML-RPC type names."""
         return [xmlrpc_type_name(self.returns)] + [xmlrpc_type_name(p.type) for p in self.params]
 
+    def describe(self):
+        """What ``system.methodInfo`` returns: the signature with parameter names.
+
+        ``{"name", "description", "returns", "params": [{"name", "type",
+        "nullable", "required", "default"}]}``: types are the XML-RPC names of
+        ``system.methodSignature``; ``default`` is only present for an
+        optional parameter; the description is dedented.
+        """
+        params = []
+        for param in self.params:
+            item = {"name": param.name, "type": xmlrpc_type_name(param.type),
+                    "nullable": _optional_inner(param.type)[1] if param.type is not typing.Any else True,
+                    "required": param.required}
+            if not param.required:
+                item["default"] = param.default
+            params.append(item)
+        return {"name": self.name, "description": inspect.cleandoc(self.description or ""),
+                "returns": xmlrpc_type_name(self.returns), "params": params}
+
     def __repr__(self):
         return "<RpcMethod %s(%s)>" % (self.name, ", ".join(p.name for p in self.params))
 

@@ -24,6 +24,7 @@ calls the engine from the connection's own greenlet.
 import collections
 from fnmatch import fnmatchcase
 import logging
+from time import perf_counter
 
 from ..errors import InternalError, InvalidRequest, MethodNotFound, RpcError, Unauthorized
 from . import codec
@@ -167,6 +168,12 @@ class Engine:
             return responses or None
         return self._handle_one(payload, session)
 
+    #: Optional ``observer(method, seconds, ok)``, called after each call of a
+    #: registered method with its duration (``ok`` False when it answered an
+    #: error): what ``/metrics`` counts.  Must not block or raise; ``None``
+    #: (the default) measures nothing.
+    observer = None
+
     def call(self, name, params, session):
         """Call method ``name`` with wire ``params``; return its result.
 
@@ -176,6 +183,19 @@ class Engine:
         method = self.registry.get(name)
         if method is None:
             raise MethodNotFound("method not found: %r" % (name,))
+        observer = self.observer
+        if observer is None:
+            return self._invoke(method, name, params, session)
+        start = perf_counter()
+        ok = False
+        try:
+            result = self._invoke(method, name, params, session)
+            ok = True
+            return result
+        finally:
+            observer(name, perf_counter() - start, ok)
+
+    def _invoke(self, method, name, params, session):
         kwargs = method.bind(params)
         for key in method.inject:
             kwargs[key] = session if key == "session" else self.injected.get(key)
