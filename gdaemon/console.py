@@ -287,12 +287,16 @@ class Console:
             print("%s stopped (pid %d)" % (cfg["description"], owner))
             return 0
         killed = kill_tree(owner)
+        if not killed:
+            sys.stderr.write("error: %s (pid %d) did not stop within %gs; not killing it: it is PID 1 "
+                             "or an ancestor of this command\n" % (cfg["description"], owner, allowed))
+            return 1
         gone = self._wait_gone(owner, 5.0)
-        workers = len(killed) - 1
+        children = len(killed) - 1   # workers, the standby, what they started
         sys.stderr.write("error: %s (pid %d) did not stop within %gs: killed it%s with SIGKILL%s\n"
                          % (cfg["description"], owner, allowed,
-                            " and %d worker process%s" % (workers, "" if workers == 1 else "es")
-                            if workers > 0 else "",
+                            " and its %d child process%s" % (children, "" if children == 1 else "es")
+                            if children > 0 else "",
                             "" if gone else ", but it is still there"))
         if gone:
             self.clean(quiet=True)
@@ -356,6 +360,17 @@ def process_alive(pid):
     return stat is None or stat[0] != "Z"  # None: no /proc (macOS), kill(pid, 0) is all we know
 
 
+def _ancestors(pid):
+    found = set()
+    while pid > 1 and pid not in found:
+        found.add(pid)
+        stat = _stat(pid)
+        if stat is None:
+            break
+        pid = stat[1]
+    return found
+
+
 def descendants(pid):
     """Every live process whose ancestry leads to ``pid`` (one scan of /proc)."""
     children = {}
@@ -380,8 +395,12 @@ def kill_tree(pid):
     """SIGKILL ``pid``, its descendants and, when it leads one, its process group.
 
     The daemon is stopped (SIGSTOP) first so it cannot fork while its children
-    are listed.  Returns the pids signalled, ``pid`` first.
+    are listed.  Returns the pids signalled, ``pid`` first.  Never touches
+    PID 1 or an ancestor of this process (a pid file written in another PID
+    namespace can name a process that is not the daemon here): returns ``[]``.
     """
+    if pid <= 1 or pid in _ancestors(os.getpid()):
+        return []
     try:
         os.kill(pid, signal.SIGSTOP)
     except ProcessLookupError:

@@ -1,0 +1,127 @@
+"""``--stop`` never leaves a daemon behind (SPEC 6; issue 7 item 8), on real processes.
+
+A daemon whose hub is blocked by a greenlet (here: an unpatched
+``time.sleep`` in an RPC handler) never runs its SIGTERM receiver.  ``--stop``
+waits ``shutdowntimeout`` + a grace period, then SIGKILLs the daemon and its
+worker processes, says so on stderr and exits 1.
+"""
+
+import os
+import re
+import sys
+import textwrap
+import time
+
+import psutil
+
+from support import RawConnection, pid_from_file, run, wait_until
+from support.workers import gone, live_children
+
+#: Not monkey-patched on purpose: time.sleep in a handler blocks the hub.
+BLOCKING_DAEMON = textwrap.dedent('''
+    import os
+    import sys
+    import time
+
+    from gdaemon import Daemon, Worker
+
+    HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+    class Idle(Worker):
+        def loop(self):
+            pass
+
+
+    class Blocking(Daemon):
+        def setup(self):
+            @self.rpc.method("test.block", returns=bool)
+            def block():
+                time.sleep(3600)   # blocks the whole hub: SIGTERM is never handled
+                return True
+
+
+    daemon = Blocking({"description": "Blocking Daemon", "shutdowntimeout": 0.5,
+                       "sockethandler": "unix://" + os.path.join(HERE, "daemon.sock")})
+    daemon.workers.install(Idle("idle"), looptime=0.1, forever=True)
+    daemon.workers.install(Idle("other"), looptime=0.1, forever=True)
+    daemon.init()
+''')
+
+
+def write(workdir, source, name="blocking.py"):
+    path = os.path.join(workdir, name)
+    with open(path, "w") as f:
+        f.write(source)
+    return path
+
+
+def workers_of(pid):
+    return wait_until(lambda: len(live_children(pid)) >= 2 and live_children(pid), 10,
+                      message="two forked workers")
+
+
+def test_stop_kills_a_daemon_whose_hub_is_blocked_and_its_workers(workdir):
+    script = write(workdir, BLOCKING_DAEMON)
+    completed = run([sys.executable, script, "-d"], workdir, timeout=20)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    pid = pid_from_file(os.path.join(workdir, "daemon.pid"))
+    workers = [child.pid for child in workers_of(pid)]
+    conn = RawConnection("unix://" + os.path.join(workdir, "daemon.sock"))
+    try:
+        conn.send({"jsonrpc": "2.0", "method": "test.block", "id": 1})
+        time.sleep(0.2)  # let the request reach the handler (nothing to poll: the hub is blocked)
+        started = time.monotonic()
+        stopped = run([sys.executable, script, "--stop"], workdir, timeout=30)
+        elapsed = time.monotonic() - started
+    finally:
+        conn.close()
+    assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+    # shutdowntimeout (0.5 s) + the 3 s grace, then SIGKILL: not the old 10 s more.
+    assert 3.0 <= elapsed < 10, elapsed
+    lines = stopped.stderr.strip().splitlines()
+    assert len(lines) == 1, stopped.stderr
+    assert lines[0].startswith("error: Blocking Daemon (pid %d) did not stop" % pid), lines
+    assert "SIGKILL" in lines[0], lines
+    children = re.search(r"killed it and its (\d+) child process", lines[0])
+    assert children and int(children.group(1)) >= 2, lines   # both workers (and the standby)
+    assert "Traceback" not in stopped.stderr
+    for victim in [pid] + workers:
+        wait_until(lambda: gone(victim), 5, message="pid %d gone" % victim)
+    # The stale pid file and socket were cleaned up: a new start just works.
+    assert not os.path.exists(os.path.join(workdir, "daemon.pid"))
+    assert not os.path.exists(os.path.join(workdir, "daemon.sock"))
+    status = run([sys.executable, script, "--status"], workdir, timeout=20)
+    assert status.returncode == 3, status.stdout + status.stderr
+
+
+def test_stop_of_a_healthy_daemon_with_workers_is_graceful(workdir):
+    script = write(workdir, BLOCKING_DAEMON)
+    completed = run([sys.executable, script, "-d"], workdir, timeout=20)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    pid = pid_from_file(os.path.join(workdir, "daemon.pid"))
+    workers = workers_of(pid)
+    stopped = run([sys.executable, script, "--stop"], workdir, timeout=30)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert "stopped (pid %d)" % pid in stopped.stdout
+    assert stopped.stderr == ""
+    assert gone(pid)
+    for worker in workers:
+        wait_until(lambda: not psutil.pid_exists(worker.pid) or gone(worker.pid), 5,
+                   message="worker %d gone" % worker.pid)
+
+
+def test_stop_kills_a_foreground_group_leader_and_its_group(workdir, spawn):
+    script = write(workdir, BLOCKING_DAEMON)
+    proc = spawn([sys.executable, script, "-f"])   # its own session: a group leader
+    assert os.getpgid(proc.pid) == proc.pid
+    workers = [child.pid for child in workers_of(proc.pid)]
+    with proc.connect() as conn:
+        conn.send({"jsonrpc": "2.0", "method": "test.block", "id": 1})
+        time.sleep(0.2)
+        stopped = run([sys.executable, script, "--stop"], workdir, timeout=30)
+    assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+    assert re.search(r"killed it and its \d+ child processes with SIGKILL", stopped.stderr), stopped.stderr
+    assert proc.wait(5) == -9
+    for victim in workers:
+        wait_until(lambda: gone(victim), 5, message="worker %d gone" % victim)
