@@ -558,9 +558,136 @@ def test_bad_config_exits_1_naming_the_key(workdir, config, key, flag):
     """ % config)
     completed = run([sys.executable, script, flag], workdir, timeout=20)
     assert completed.returncode == 1, output(completed)
-    assert key in output(completed)
-    assert "ConfigError" in output(completed) or "config" in output(completed).lower()
+    # One line, "error: ...", naming the key; never a traceback (SPEC 3).
+    assert completed.stdout == ""
+    lines = completed.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), completed.stderr
+    assert key in lines[0]
+    assert "Traceback" not in completed.stderr
     assert not os.path.exists(sock(workdir))
+
+
+def test_bad_config_with_verbose_adds_the_traceback(workdir):
+    script = write_script(workdir, """
+        class D(Daemon):
+            def setup(self):
+                pass
+
+        D({"description": "Bad", "no_such_key": 1}).init()
+    """)
+    completed = run([sys.executable, script, "-f", "-v"], workdir, timeout=20)
+    assert completed.returncode == 1, output(completed)
+    assert "Traceback" in completed.stderr
+    assert completed.stderr.splitlines()[-1] == "error: unknown configuration key 'no_such_key'"
+
+
+def test_other_uncaught_exceptions_keep_their_traceback(workdir):
+    script = write_script(workdir, """
+        raise KeyError("not a gdaemon error")
+    """)
+    completed = run([sys.executable, script, "-f"], workdir, timeout=20)
+    assert completed.returncode == 1
+    assert "Traceback" in completed.stderr and "KeyError" in completed.stderr
+
+
+@pytest.mark.parametrize("args,words", [
+    (["-a", "foo"], ["-a", "SCHEME://ADDRESS", "foo"]),
+    (["-a", "tcp://127.0.0.1:80x"], ["-a", "tcp://127.0.0.1:80x"]),
+    (["-a", "ftp://127.0.0.1:21"], ["-a", "scheme", "ftp"]),
+    (["-a", "tcp://127.0.0.1:99999"], ["-a", "99999"]),
+    (["--http", "unix:///tmp/x.sock"], ["--http", "unix"]),
+    (["--http", "tcp://localhost"], ["--http", "tcp://localhost"]),
+])
+@pytest.mark.parametrize("flag", ["-d", "-f"])
+def test_echo_bad_address_is_one_line_and_exit_1(workdir, args, words, flag):
+    completed = run([ECHO] + args + [flag], workdir, timeout=20)
+    assert completed.returncode == 1, output(completed)
+    lines = completed.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), completed.stderr
+    for word in words:
+        assert word in lines[0], (word, lines)
+    assert completed.stdout == ""
+    assert not os.path.exists(pidfile(workdir))
+
+
+def test_echo_non_loopback_without_token_is_one_line(workdir):
+    completed = run([ECHO, "-a", "tcp://192.0.2.1:8080", "-f"], workdir, timeout=20)
+    assert completed.returncode == 1, output(completed)
+    lines = completed.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: refusing"), completed.stderr
+
+
+@pytest.mark.parametrize("args,offending", [
+    (["--bogus-flag"], "unknown option --bogus-flag"),
+    (["-x", "-f"], "unknown option -x"),
+    (["-d", "-f"], "option -f cannot be combined with -d"),
+    (["--stop", "-d"], "option -d cannot be combined with --stop"),
+    (["--status", "--stop"], "option --stop cannot be combined with --status"),
+    (["-a"], "option -a needs a value"),
+    (["stray"], "unexpected argument 'stray'"),
+])
+def test_echo_usage_errors_print_usage_and_one_line_exit_2(workdir, args, offending):
+    completed = run([ECHO] + args, workdir, timeout=20)
+    assert completed.returncode == 2, output(completed)
+    lines = completed.stderr.splitlines()
+    assert lines[0] == "Usage:", completed.stderr
+    assert lines[-1] == "error: " + offending, completed.stderr
+    assert "Option(" not in completed.stderr and "Traceback" not in completed.stderr
+    assert not os.path.exists(sock(workdir))
+
+
+def test_exec_script_usage_error_names_the_option(workdir):
+    script = write_script(workdir, ARGS_SCRIPT)
+    completed = run([sys.executable, script, "-f", "--nmae=bob"], workdir, timeout=20)
+    assert completed.returncode == 2, output(completed)
+    assert completed.stderr.splitlines()[-1] == "error: unknown option --nmae"
+    assert "mydaemon.py [-d | -f]" in completed.stderr
+
+
+SHORT_ONLY_SCRIPT = '''
+USAGE = """Short Daemon.
+
+Usage:
+  short.py [-d | -f] [--name NAME]
+  short.py --stop
+  short.py -h
+
+Options:
+  -d           run as a daemon
+  -f           run in the foreground
+  --name NAME  a name [default: anonymous]
+  --stop       stop it
+  -h           help
+"""
+
+class ShortDaemon(Daemon):
+    def setup(self):
+        @self.rpc.method("test.arguments", returns=dict)
+        def arguments():
+            return dict(self.arguments)
+
+ShortDaemon({"description": "Short Daemon", "arguments": USAGE}).init()
+'''
+
+
+def test_custom_usage_with_short_only_d_and_f(workdir, spawn):
+    script = write_script(workdir, SHORT_ONLY_SCRIPT, name="short.py")
+    proc = spawn([sys.executable, script, "-f", "--name", "alice"])
+    arguments = proc.result("test.arguments")
+    assert arguments["-f"] is True and arguments["--name"] == "alice"
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+
+    pid = start_daemon_mode(workdir, [sys.executable, script])
+    try:
+        assert rpc(address(workdir), "test.arguments")["result"]["-d"] is True
+        stopped = run([sys.executable, script, "--stop"], workdir, timeout=30)
+        assert stopped.returncode == 0, output(stopped)
+        assert gone(pid)
+    finally:
+        stop_by_signal(pid)
+    completed = run([sys.executable, script, "-h"], workdir, timeout=20)
+    assert completed.returncode == 0 and "Short Daemon" in completed.stdout
 
 
 def test_relative_unix_socket_resolves_against_the_start_directory(workdir):

@@ -3,6 +3,7 @@
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -75,6 +76,10 @@ def worker_status(proc, name):
 # -- usage errors: exit 2, checked before connecting (no daemon runs here) -----------------
 
 @pytest.mark.parametrize("args", [
+    ["tail", "-n"],
+    ["tail", "-n", "many"],
+    ["tail", "-n", "10001"],
+    ["tail", "--bogus"],
     ["bogus"],
     ["restart"],
     ["help"],
@@ -158,12 +163,30 @@ def test_methods_one_per_line(echo, workdir):
 def test_help_prints_signature_and_description(echo, workdir):
     result = ctl("help", "examples.echo", cwd=workdir)
     assert result.returncode == 0, result.stderr
+    # The signature with parameter names, then the description.
+    assert result.stdout.splitlines()[0] == "examples.echo(message: string) -> string"
     assert "I'm here to reply your data" in result.stdout
-    assert "examples.echo(string) -> string" in result.stdout
     as_json = json.loads(ctl("--json", "help", "examples.echo", cwd=workdir).stdout)
-    assert as_json == {"description": "I'm here to reply your data", "signature": [["string", "string"]]}
+    assert as_json["description"] == "I'm here to reply your data"
+    assert as_json["signature"] == [["string", "string"]]
+    assert as_json["info"]["params"] == [{"name": "message", "type": "string", "nullable": False,
+                                          "required": True}]
     missing = ctl("help", "no.such", cwd=workdir)
     assert missing.returncode == 1 and "error -3260" in missing.stderr
+
+
+def test_help_shows_defaults_and_dedents_the_description(echo, workdir):
+    result = ctl("help", "daemon.logtail", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "daemon.logtail(lines: int = 100) -> array"
+    assert lines[1] == ""
+    assert lines[2].startswith("Return the last LINES log lines")
+    assert all(not line.startswith(" ") for line in lines[2:]), lines   # dedented docstring
+    optional = ctl("help", "worker.info", cwd=workdir).stdout.splitlines()[0]
+    assert optional == "worker.info(name: string | nil = null) -> any"
+    info = echo.result("system.methodInfo", ["events.unsubscribe"])
+    assert info["params"][0]["default"] is None and info["params"][0]["required"] is False
 
 
 def test_status_human_and_json(echo, workdir):
@@ -228,12 +251,18 @@ def test_workers_table(workers_daemon, workdir):
     result = ctl("workers", cwd=workdir)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "KIND", "PID", "STATUS", "LOOPS", "RESTARTS"]
+    assert lines[0].split() == ["NAME", "KIND", "PID", "STATUS", "LOOPS", "RESTARTS", "RSS", "CPU"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert set(rows) == {"alpha", "beta"}
     assert rows["alpha"][1] == "greenlet"
     assert int(rows["alpha"][2]) == workers_daemon.pid
     assert rows["alpha"][3] == "LOOPING"
+    info = workers_daemon.result("worker.info", ["alpha"])
+    if info.get("rss") is not None:   # worker.info gains rss and cpu (SPEC 4.3)
+        assert re.match(r"^\d+(\.\d)?[KMG]$", rows["alpha"][6]), rows["alpha"]
+        assert re.match(r"^\d+\.\d\ds$", rows["alpha"][7]), rows["alpha"]
+    else:
+        assert rows["alpha"][6:] == ["-", "-"]
     infos = json.loads(ctl("--json", "workers", cwd=workdir).stdout)
     assert {info["name"] for info in infos} == {"alpha", "beta"}
 
@@ -243,7 +272,7 @@ def test_status_shows_workers_table(workers_daemon, workdir):
     assert result.returncode == 0, result.stderr
     assert "Workers Daemon" in result.stdout
     table = result.stdout.split("\n\n", 1)[1].splitlines()
-    assert table[0].split() == ["NAME", "KIND", "PID", "STATUS", "LOOPS", "RESTARTS"]
+    assert table[0].split() == ["NAME", "KIND", "PID", "STATUS", "LOOPS", "RESTARTS", "RSS", "CPU"]
     assert sorted(line.split()[0] for line in table[1:]) == ["alpha", "beta"]
 
 
@@ -414,3 +443,39 @@ def test_watch_json_lines_and_end_when_daemon_stops(echo, workdir, watcher):
     assert echo.wait(15) == 0
     assert proc.wait(15) == 3
     assert "unix://daemon.sock" in proc.stderr.read()  # the address it was given
+
+
+# -- tail --------------------------------------------------------------------------
+
+def test_tail_prints_the_last_lines(echo, workdir):
+    def reloads():
+        return sum("reloading" in line for line in echo.result("daemon.logtail", [100]))
+    for count in range(1, 13):
+        echo.result("daemon.reload")   # logs "reloading" (overlapping reloads coalesce: one at a time)
+        wait_until(lambda: reloads() >= count, 5, message="reload line %d" % count)
+    result = ctl("tail", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines == echo.result("daemon.logtail", [10])
+    assert len(lines) == 10
+    three = ctl("tail", "-n", "3", cwd=workdir).stdout.splitlines()
+    assert three == lines[-3:]
+    assert ctl("tail", "-n5", cwd=workdir).stdout.splitlines() == lines[-5:]
+    assert json.loads(ctl("--json", "tail", "-n", "2", cwd=workdir).stdout) == lines[-2:]
+
+
+def test_tail_follow_prints_new_lines_until_ctrl_c(echo, workdir, watcher):
+    proc, reader = watcher("tail", "-n", "1", "-f")
+    first = reader.get(timeout=10)
+    assert first is not None and " INFO gdaemon.echo-daemon[%d]: " % echo.pid in first, first
+    deadline = time.monotonic() + 15
+    line = ""
+    while "reloading" not in line and time.monotonic() < deadline:
+        echo.result("daemon.reload")
+        try:
+            line = reader.get(timeout=0.5) or ""
+        except queue.Empty:
+            continue
+    assert "INFO gdaemon.echo-daemon[%d]: reloading" % echo.pid in line, line
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(10) == 0
