@@ -1,14 +1,24 @@
 /* gdaemon dashboard: JSON-RPC over the daemon's websocket at /rpc.
  *
  * On every (re)connection: system.auth (when a token is stored in this tab's
- * sessionStorage), events.subscribe ["worker.*", "daemon.*"], then daemon.status
- * and worker.info.  Pushed worker.* events update the table at once; a poll
- * every two seconds refreshes what events do not carry (loops, uptime,
- * connections) and keeps the connection from being closed as idle.
+ * sessionStorage), events.subscribe ["worker.*", "daemon.*", "log.*"], then
+ * daemon.status, worker.info and daemon.logtail.  Pushed worker.* events
+ * update the table at once, log.record events the log pane; a poll every two
+ * seconds refreshes what events do not carry (loops, memory, CPU, uptime,
+ * connections), feeds the charts (requests/s read from GET /metrics, restarts
+ * and worker memory from worker.info) and keeps the connection from being
+ * closed as idle.  Everything is drawn with text nodes and SVG elements: no
+ * innerHTML, no library, no build step.
  *
- * Test hooks: body[data-ready] is "true" once subscribed and rendered;
- * tr[data-worker=NAME] has data-status (the shown status name) and
- * data-history (the status names shown so far, oldest first).
+ * Actions are enabled only where they make sense: nothing while disconnected,
+ * pause for a running worker, resume for a paused one, restart unless the
+ * worker is stopping or stopped.
+ *
+ * Test hooks: body[data-ready] is "true" once subscribed and rendered,
+ * body[data-connected] follows the websocket; tr[data-worker=NAME] has
+ * data-status (the shown status name) and data-history (the status names
+ * shown so far, oldest first); each .chart has data-samples; #log li has
+ * data-level.
  */
 "use strict";
 
@@ -18,6 +28,11 @@
   const MAX_EVENTS = 200;
   const MAX_HISTORY = 30;
   const MAX_BACKOFF_MS = 10000;
+  const MAX_LOG_LINES = 500;
+  const LOG_TAIL = 200;
+  const CHART_SAMPLES = 150;      // five minutes of two-second polls
+  const RUNNING = new Set(["SPINUP", "LOOPING"]);
+  const ENDING = new Set(["SPINDOWN", "STOPPED"]);
   const TOKEN_KEY = "gdaemon.token";
   const $ = (id) => document.getElementById(id);
 
@@ -40,6 +55,9 @@
     methods: [],
     selected: null,
     signature: null,
+    series: { rps: [], restarts: [], memory: [] },
+    lastRequests: null,     // [total RPC requests, time in ms] of the previous /metrics read
+    metricsOk: true,
   };
 
   class RpcError extends Error {
@@ -60,6 +78,41 @@
     const conn = $("conn");
     conn.dataset.state = state;
     $("conn-text").textContent = text;
+    const connected = state === "open";
+    if (document.body.dataset.connected !== String(connected)) {
+      document.body.dataset.connected = String(connected);
+      updateActions();
+    }
+  }
+
+  function isConnected() {
+    return document.body.dataset.connected === "true";
+  }
+
+  // Which buttons make sense now: per worker status, and never while disconnected.
+  function updateActions() {
+    const connected = isConnected();
+    $("pause-all").disabled = !connected;
+    $("resume-all").disabled = !connected;
+    $("call").disabled = !connected || !st.selected;
+    for (const row of $("workers").tBodies[0].rows) updateRowActions(row, connected);
+  }
+
+  function updateRowActions(row, connected) {
+    if (connected === undefined) connected = isConnected();
+    const status = row.dataset.status || "";
+    for (const button of row.querySelectorAll("button[data-action]")) {
+      if (button.dataset.busy === "true") {
+        button.disabled = true;
+        continue;
+      }
+      const action = button.dataset.action;
+      let allowed = connected;
+      if (action === "pause") allowed = allowed && RUNNING.has(status);
+      else if (action === "resume") allowed = allowed && status === "PAUSED";
+      else if (action === "restart") allowed = allowed && !ENDING.has(status);
+      button.disabled = !allowed;
+    }
   }
 
   function connect() {
@@ -98,8 +151,9 @@
     setConn("open", "live");
     try {
       if (st.token) await call("system.auth", [st.token]);
-      await call("events.subscribe", [["worker.*", "daemon.*"]]);
+      await call("events.subscribe", [["worker.*", "daemon.*", "log.*"]]);
       await refresh();
+      await loadLog();
       await loadMethods();
       if (ws !== st.ws) return;
       document.body.dataset.ready = "true";
@@ -254,8 +308,10 @@
   async function refresh() {
     const seq = st.eventSeq;
     const [status, infos] = await Promise.all([call("daemon.status"), call("worker.info")]);
+    const list = Array.isArray(infos) ? infos : [infos];
     renderStatus(status);
-    renderWorkers(Array.isArray(infos) ? infos : [infos], seq);
+    renderWorkers(list, seq);
+    sample(list);
   }
 
   function refreshSoon() {
@@ -291,6 +347,8 @@
       row.querySelector(".kind").textContent = info.kind;
       row.querySelector(".loops").textContent = info.loops;
       row.querySelector(".restarts").textContent = info.restarts;
+      row.querySelector(".rss").textContent = formatBytes(info.rss);
+      row.querySelector(".cpu").textContent = info.cpu == null ? "–" : Number(info.cpu).toFixed(2) + " s";
       // A poll older than the worker's last pushed event must not undo it.
       if ((st.lastEvent.get(info.name) || 0) <= seq) {
         setPid(row, info.pid);
@@ -308,7 +366,8 @@
     row.dataset.worker = name;
     row.dataset.history = "";
     const cells = [["name", name], ["kind", ""], ["pid num", "–"], ["state", ""],
-                   ["loops num", "0"], ["restarts num", "0"], ["actions", ""]];
+                   ["loops num", "0"], ["restarts num", "0"], ["rss num", "–"], ["cpu num", "–"],
+                   ["actions", ""]];
     for (const [cls, text] of cells) {
       const td = document.createElement("td");
       td.className = cls;
@@ -345,8 +404,7 @@
     const badge = row.querySelector(".status");
     badge.textContent = name;
     badge.dataset.status = name;
-    row.querySelector('[data-action="pause"]').disabled = name === "PAUSED";
-    row.querySelector('[data-action="resume"]').disabled = name !== "PAUSED";
+    updateRowActions(row);
     row.classList.remove("flash");
     void row.offsetWidth;  // restart the animation
     row.classList.add("flash");
@@ -354,6 +412,7 @@
 
   async function workerAction(name, action, button) {
     const label = button.textContent;
+    button.dataset.busy = "true";
     button.disabled = true;
     if (action === "restart") button.textContent = "Restarting…";
     try {
@@ -362,9 +421,9 @@
       handleError(err);
     } finally {
       button.textContent = label;
+      delete button.dataset.busy;
       const row = rowOf(name);
-      const status = row ? row.dataset.status : "";
-      button.disabled = (action === "pause" && status === "PAUSED") || (action === "resume" && status !== "PAUSED");
+      if (row) updateRowActions(row);
     }
   }
 
@@ -375,6 +434,10 @@
 
   function onEvent(event) {
     const data = event.data || {};
+    if (event.name === "log.record") {
+      appendLog(data);
+      return;
+    }
     st.eventSeq += 1;
     logEvent(event);
     if (event.name.startsWith("worker.") && typeof data.name === "string") {
@@ -428,6 +491,115 @@
 
   $("clear-events").addEventListener("click", () => { $("events").textContent = ""; });
 
+  // -- log pane -----------------------------------------------------------------
+
+  async function loadLog() {
+    const lines = await call("daemon.logtail", [LOG_TAIL]);
+    const list = $("log");
+    list.textContent = "";
+    for (const line of lines) appendLog({ line: line, level: levelOf(line) });
+  }
+
+  function levelOf(line) {
+    const match = / (DEBUG|INFO|WARNING|ERROR|CRITICAL) /.exec(line);
+    return match ? match[1] : "INFO";
+  }
+
+  function appendLog(data) {
+    const list = $("log");
+    const item = document.createElement("li");
+    item.dataset.level = data.level || "INFO";
+    item.textContent = data.line != null ? data.line
+      : formatTime(data.time) + " " + data.level + " " + data.logger + "[" + data.pid + "]: " + data.message;
+    const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+    list.appendChild(item);
+    while (list.children.length > MAX_LOG_LINES) list.firstElementChild.remove();
+    if ($("log-follow").checked && atBottom) list.scrollTop = list.scrollHeight;
+  }
+
+  $("clear-log").addEventListener("click", () => { $("log").textContent = ""; });
+  $("log-follow").addEventListener("change", () => {
+    if ($("log-follow").checked) $("log").scrollTop = $("log").scrollHeight;
+  });
+
+  // -- charts -------------------------------------------------------------------
+
+  function formatBytes(bytes) {
+    if (bytes == null || isNaN(bytes)) return "–";
+    const units = ["B", "KB", "MB", "GB"];
+    let value = Number(bytes), unit = 0;
+    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+    return (unit ? value.toFixed(1) : String(value)) + " " + units[unit];
+  }
+
+  async function requestsTotal() {
+    // The RPC request counters of GET /metrics (Prometheus text format).
+    const headers = st.token ? { Authorization: "Bearer " + st.token } : {};
+    const response = await fetch("/metrics", { headers: headers, cache: "no-store" });
+    if (!response.ok) throw new Error("GET /metrics: " + response.status);
+    let total = 0;
+    for (const line of (await response.text()).split("\n")) {
+      if (line.startsWith("gdaemon_rpc_requests_total")) total += Number(line.slice(line.lastIndexOf(" ") + 1)) || 0;
+    }
+    return total;
+  }
+
+  async function sample(infos) {
+    let restarts = 0;
+    const memory = new Map();   // pid -> rss: greenlet workers share the daemon's
+    for (const info of infos) {
+      restarts += Number(info.restarts) || 0;
+      if (info.rss != null && info.pid != null) memory.set(info.pid, Number(info.rss));
+    }
+    let rss = null;
+    if (memory.size) rss = Array.from(memory.values()).reduce((a, b) => a + b, 0);
+    push("restarts", restarts, String(restarts));
+    push("memory", rss, formatBytes(rss));
+    if (!st.metricsOk) return;
+    try {
+      const total = await requestsTotal();
+      const now = Date.now();
+      const last = st.lastRequests;
+      st.lastRequests = [total, now];
+      if (last && now > last[1]) {
+        const rate = Math.max(0, (total - last[0]) / ((now - last[1]) / 1000));
+        push("rps", rate, rate.toFixed(1));
+      }
+    } catch (err) {
+      st.metricsOk = false;   // no /metrics here (or not allowed): leave the chart empty
+      const chart = $("chart-rps");
+      chart.querySelector('[data-role="value"]').textContent = "n/a";
+      chart.title = String(err.message || err);
+    }
+  }
+
+  function push(name, value, label) {
+    const series = st.series[name];
+    series.push(value);
+    while (series.length > CHART_SAMPLES) series.shift();
+    const chart = $("chart-" + name);
+    chart.dataset.samples = String(series.length);
+    chart.querySelector('[data-role="value"]').textContent = value == null ? "–" : label;
+    draw(chart, series);
+  }
+
+  function draw(chart, series) {
+    const width = 300, height = 60, pad = 2;
+    const values = series.map((v) => (v == null ? 0 : v));
+    const max = Math.max(1e-9, ...values);
+    const step = width / Math.max(1, CHART_SAMPLES - 1);
+    const offset = width - step * (values.length - 1);
+    const points = values.map((v, i) => {
+      const x = offset + i * step;
+      const y = height - pad - (v / max) * (height - 2 * pad);
+      return x.toFixed(1) + "," + y.toFixed(1);
+    });
+    chart.querySelector(".line").setAttribute("points", points.join(" "));
+    const area = points.length
+      ? [offset.toFixed(1) + "," + height].concat(points, [width + "," + height]) : [];
+    chart.querySelector(".area").setAttribute("points", area.join(" "));
+  }
+
   // -- method console -----------------------------------------------------------
 
   async function loadMethods() {
@@ -465,7 +637,7 @@
     st.selected = name;
     for (const item of $("methods").children) item.setAttribute("aria-selected", String(item.dataset.method === name));
     $("method-name").textContent = name;
-    $("call").disabled = false;
+    $("call").disabled = !isConnected();
     if (changed) {
       $("method-help").textContent = "";
       $("method-signature").textContent = "";
@@ -545,5 +717,6 @@
   }
 
   setInterval(tickUptime, 1000);
+  updateActions();
   connect();
 })();

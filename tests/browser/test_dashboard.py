@@ -205,3 +205,112 @@ def test_dashboard_asks_for_the_token(page, spawn, workdir):
     page.wait_for_selector('body[data-ready="true"]')
     assert page.is_hidden("#auth")
     assert page.errors == []
+
+
+# -- operating it: log pane, charts, memory/CPU, actions that make sense ------------
+
+OPS_WORKERS = '''
+    daemon.workers.install(Counter("alpha"), looptime=0.1, forever=True)
+    daemon.workers.install(SlowStop("slow"), looptime=0.5)
+
+    @daemon.rpc.method("test.warn", params=[("text", str)], returns=bool)
+    def warn(text):
+        daemon.logger.warning("%s", text)
+        return True
+'''
+
+SLOW_STOP = '''
+class SlowStop(GreenletWorker):
+    def loop(self):
+        pass
+
+    def spindown(self):
+        gevent.sleep(4)
+'''
+
+
+def start_ops(spawn, workdir, port):
+    cfg = {"websockethandler": "tcp://127.0.0.1:%d" % port, "description": "Ops Dashboard",
+           "shutdowntimeout": 10}
+    path = write_daemon(workdir, OPS_WORKERS, extra=SLOW_STOP, config=cfg)
+    return spawn([sys.executable, path, "-f"])
+
+
+def enabled(page, selector):
+    return page.eval_on_selector(selector, "el => !el.disabled")
+
+
+def test_dashboard_log_pane_charts_and_resources(page, spawn, workdir):
+    port = free_port()
+    proc = start_ops(spawn, workdir, port)
+    alpha = wait_looping(proc, "alpha")
+    page.goto("http://127.0.0.1:%d/" % port)
+    page.wait_for_selector('body[data-ready="true"]')
+
+    # The log pane starts with daemon.logtail, then follows log.record events.
+    page.wait_for_selector('#log li:has-text("Ops Dashboard ready on")')
+    proc.result("test.warn", ["a warning for the pane"])
+    item = page.wait_for_selector('#log li[data-level="WARNING"]:has-text("a warning for the pane")')
+    assert "WARNING gdaemon.ops-dashboard[%d]: a warning for the pane" % proc.pid in item.text_content()
+    # Log lines are not copied into the events list.
+    assert page.locator('#events li[data-event="log.record"]').count() == 0
+
+    # Memory and CPU columns, from worker.info.
+    row = 'tr[data-worker="alpha"]'
+    if alpha.get("rss") is not None:
+        page.wait_for_function("s => /\\d (KB|MB|GB)$/.test(document.querySelector(s).textContent)",
+                               arg=row + " .rss")
+        page.wait_for_function("s => / s$/.test(document.querySelector(s).textContent)", arg=row + " .cpu")
+    else:
+        assert text(page, row + " .rss") == "–"
+
+    # Charts: one sample per two-second poll; requests/s from GET /metrics.
+    page.wait_for_function("() => Number(document.getElementById('chart-rps').dataset.samples) >= 2",
+                           timeout=15000)
+    for chart in ("#chart-rps", "#chart-restarts", "#chart-memory"):
+        assert int(page.get_attribute(chart, "data-samples")) >= 2
+        points = page.get_attribute(chart + " polyline.line", "points")
+        assert len(points.split()) >= 2, (chart, points)
+    assert float(text(page, '#chart-rps [data-role="value"]')) > 0   # the page's own polls count
+    assert text(page, '#chart-restarts [data-role="value"]') == "0"
+    os.kill(alpha["pid"], signal.SIGKILL)
+    page.wait_for_function(
+        "() => document.querySelector('#chart-restarts [data-role=\"value\"]').textContent === '1'",
+        timeout=15000)
+    assert page.errors == []
+
+
+def test_dashboard_disables_actions_that_make_no_sense(page, spawn, workdir):
+    port = free_port()
+    proc = start_ops(spawn, workdir, port)
+    wait_looping(proc, "alpha")
+    wait_looping(proc, "slow")
+    page.goto("http://127.0.0.1:%d/" % port)
+    page.wait_for_selector('body[data-ready="true"]')
+    row = 'tr[data-worker="alpha"]'
+    page.wait_for_selector(row + '[data-status="LOOPING"]')
+    assert enabled(page, row + ' [data-action="pause"]')
+    assert not enabled(page, row + ' [data-action="resume"]')
+    assert enabled(page, row + ' [data-action="restart"]')
+    assert enabled(page, "#pause-all") and enabled(page, "#call")
+
+    page.click(row + ' [data-action="pause"]')
+    page.wait_for_selector(row + '[data-status="PAUSED"]')
+    page.wait_for_function("s => !document.querySelector(s).disabled", arg=row + ' [data-action="resume"]')
+    assert not enabled(page, row + ' [data-action="pause"]')
+
+    # Stopping: alpha goes STOPPED at once, "slow" takes 4 s to spin down
+    # while the page is still connected.  Nothing can be done to a stopped worker.
+    proc.signal(signal.SIGTERM)
+    page.wait_for_selector(row + '[data-status="STOPPED"]')
+    for action in ("pause", "resume", "restart"):
+        assert not enabled(page, row + ' [data-action="%s"]' % action), action
+
+    # Disconnected: every action is off until the page is live again.
+    assert proc.wait(20) == 0
+    page.wait_for_selector('body[data-connected="false"]')
+    page.wait_for_selector('#conn[data-state="closed"]')
+    for selector in ("#pause-all", "#resume-all", "#call", 'tr[data-worker="slow"] [data-action="restart"]',
+                     row + ' [data-action="restart"]'):
+        assert not enabled(page, selector), selector
+    assert page.errors == []
