@@ -28,10 +28,9 @@ __all__ = ["EventBus", "SignalRouter", "HANDLED_SIGNALS", "EVENT_NAMES", "posix_
 
 log = logging.getLogger("gdaemon.events")
 
-#: The POSIX signals the daemon turns into events (SPEC 5.1).  SIGCHLD is
-#: emitted by the worker manager from gevent's child watchers instead of a
-#: signal handler, because a SIGCHLD handler would fight libev's own.
-HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT", "SIGWINCH")
+#: The POSIX signals the daemon turns into events (SPEC 5.1).
+HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT", "SIGWINCH",
+                   "SIGCHLD")
 
 #: Every event name gdaemon itself emits (SPEC 5).
 EVENT_NAMES = (
@@ -39,7 +38,7 @@ EVENT_NAMES = (
     "posix.sigusr2", "posix.sigquit", "posix.sigwinch",
     "daemon.start", "daemon.ready", "daemon.reload", "daemon.stop",
     "worker.spawned", "worker.state", "worker.exited", "worker.respawned",
-    "worker.failed", "worker.message", "rpc.connect", "rpc.disconnect",
+    "worker.failed", "worker.message", "rpc.connect", "rpc.disconnect", "log.record",
 )
 
 
@@ -125,6 +124,17 @@ class SignalRouter:
     :meth:`install` remembers the previous Python-level handlers and
     :meth:`uninstall` restores them (so an embedding program, or a test, gets
     its process back as it was).
+
+    SIGCHLD: libev's own SIGCHLD handling (the loop's child reaper) is what
+    reaps children; our watcher for the same signal only turns it into the
+    ``posix.sigchld`` event (libev allows several watchers per signal).  A
+    catch-all child watcher (pid 0) makes sure that reaper is installed from
+    the start, so every child the daemon has is reaped, workers or not: a
+    process a handler started, or an orphan re-parented to a daemon running
+    as PID 1 in a container.  Exit statuses are not stolen from
+    ``subprocess`` under monkey-patching (gevent's ``waitpid`` keeps them) nor
+    from a blocking ``wait()``; unpatched code that *polls* a child
+    (``Popen.poll()``) may find it reaped already.
     """
 
     def __init__(self, bus, signals=HANDLED_SIGNALS):
@@ -132,11 +142,17 @@ class SignalRouter:
         self.signals = [getattr(_signal, name) for name in signals if hasattr(_signal, name)]
         self._handles = []
         self._previous = {}
+        self._reaper = None
 
     def install(self):
         for signum in self.signals:
             self._previous[signum] = _signal.getsignal(signum)
             self._handles.append(gevent.signal_handler(signum, self._deliver, signum))
+        if getattr(_signal, "SIGCHLD", None) in self.signals:
+            loop = gevent.get_hub().loop
+            if getattr(loop, "default", False):
+                self._reaper = loop.child(0, False, ref=False)
+                self._reaper.start(_reaped)
 
     def _deliver(self, signum):
         self.bus.emit(posix_event_name(signum), signum=signum)
@@ -148,11 +164,9 @@ class SignalRouter:
             process about to exit, where a late SIGTERM must not kill it
             with a signal status after a clean stop.
         """
-        for handle in self._handles:
-            handle.cancel()
-        self._handles = []
+        self._cancel()
         for signum, previous in self._previous.items():
-            if ignore:
+            if ignore and signum != getattr(_signal, "SIGCHLD", None):
                 previous = _signal.SIG_IGN
             try:
                 _signal.signal(signum, previous if previous is not None else _signal.SIG_DFL)
@@ -160,10 +174,25 @@ class SignalRouter:
                 log.debug("could not restore handler of signal %d", signum, exc_info=True)
         self._previous = {}
 
-    def reset_in_child(self):
-        """In a forked worker: drop the parent's handlers, default dispositions."""
+    def _cancel(self):
         for handle in self._handles:
             handle.cancel()
         self._handles = []
-        for signum in self.signals:
-            _signal.signal(signum, _signal.SIG_DFL)
+        if self._reaper is not None:
+            self._reaper.stop()
+            self._reaper = None
+
+    def reset_in_child(self):
+        """In a forked child, before it drops the daemon's loop: stop our watchers.
+
+        They live in libev's process-wide signal table, which the child's new
+        default loop would otherwise dispatch (see :mod:`gdaemon.forking`).
+        Dispositions stay as they are: the child blocks these signals until
+        it installs its own handlers.
+        """
+        self._handles_in_child = self._handles  # keep the objects alive: never deallocated there
+        self._cancel()
+
+
+def _reaped(*args):
+    """Catch-all child watcher callback: libev reaped a child; nothing more to do."""

@@ -9,17 +9,19 @@ has live watchers in use (the daemon calls it before anything gevent-based
 starts); the grandchild calls :func:`gevent.reinit` anyway.
 """
 
+import contextlib
 import errno
 import fcntl
 import os
+import struct
 import sys
 
 import gevent
 
 from .errors import AlreadyRunning, ProcessError
 
-__all__ = ["close_fd", "PidFile", "read_pid", "pidfile_owner", "detach", "redirect_stdio", "set_niceness",
-           "pid_alive"]
+__all__ = ["close_fd", "closing_at_once", "PidFile", "read_pid", "pidfile_owner", "detach", "redirect_stdio", "set_niceness",
+           "pid_alive", "resource_usage"]
 
 
 try:
@@ -35,6 +37,31 @@ except ImportError:  # pragma: no cover
 def close_fd(fd):
     """Close descriptor ``fd`` now, whether or not ``os`` is monkey-patched."""
     _raw_close(fd)
+
+
+@contextlib.contextmanager
+def closing_at_once():
+    """Make ``os.close`` close at once inside the block.
+
+    Since 25.8.1 gevent's monkey-patched ``os.close`` defers closing a pipe
+    or socket to the next iteration of the hub's loop.  Around a fork that is
+    wrong twice over: in the daemon, a channel end closed just after one fork
+    is still open when the next worker is forked in the same iteration (the
+    new child inherits its sibling's pipe); in a child, a close issued before
+    the child switches to a fresh hub is queued on the old loop, which never
+    runs again (the descriptor leaks for the worker's whole life).  Nothing
+    in the block may yield, and the descriptors closed there have no active
+    watcher, so closing at once is safe.
+    """
+    patched = os.close
+    if patched is _raw_close:
+        yield
+        return
+    os.close = _raw_close
+    try:
+        yield
+    finally:
+        os.close = patched
 
 
 def read_pid(path):
@@ -60,24 +87,53 @@ def pidfile_owner(path):
     """The pid of the live daemon holding the lock on ``path``, else ``None``.
 
     The ``fcntl`` lock, not the file's existence, tells a live daemon from a
-    stale file: the kernel drops the lock when the daemon dies, however it dies.
+    stale file: the kernel drops the lock when the daemon dies, however it
+    dies.  The lock is only *tested* (``F_GETLK``), never taken: a probe
+    (``--status``, ``--stop``) racing a starting daemon can never make it fail
+    with "already running".  Returns ``-1`` when the file is locked but its
+    owner cannot be told.
     """
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise ProcessError(exc.errno, "cannot open pid file %s: %s" % (path, exc.strerror)) from exc
     try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        locked, owner = _test_lock(fd, path)
+    except OSError as exc:
+        raise ProcessError(exc.errno, "cannot probe pid file %s: %s" % (path, exc.strerror)) from exc
+    finally:
+        close_fd(fd)
+    if not locked:
+        return None
+    return owner or read_pid(path) or -1
+
+
+# struct flock on Linux: short l_type, l_whence; off_t l_start, l_len; pid_t l_pid.
+_FLOCK = "hhqqi4x"
+
+
+def _test_lock(fd, path):
+    """``(locked, owner pid or 0)`` for a write lock on the whole of ``fd``."""
+    if sys.platform.startswith("linux"):
+        request = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        reply = fcntl.fcntl(fd, fcntl.F_GETLK, request)
+        l_type, _, _, _, l_pid = struct.unpack(_FLOCK, reply)
+        # In another pid namespace the kernel reports pid 0: fall back on the file.
+        return l_type != fcntl.F_UNLCK, max(l_pid, 0)
+    # Elsewhere struct flock differs: take the lock for a moment on a
+    # read-write descriptor (closing it drops the lock at once).
+    probe = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.lockf(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         if exc.errno in (errno.EAGAIN, errno.EACCES):
-            return read_pid(path) or -1
+            return True, 0
         raise
     finally:
-        # Closing our descriptor also drops a lock we may have just taken.
-        close_fd(fd)
-    return None
+        close_fd(probe)
+    return False, 0
 
 
 class PidFile:
@@ -86,7 +142,15 @@ class PidFile:
     POSIX record locks belong to the process, so forked workers do not hold
     it: when the daemon dies the lock is free at once, even if a worker
     lingers for a moment.
+
+    Two starters racing a stopping daemon can never both own it: the owner
+    unlinks the file *before* it unlocks, and :meth:`acquire`, once it holds
+    a lock, checks that the locked inode is still the file at the path
+    (otherwise it locked a file being removed, and starts again).
     """
+
+    #: Attempts of :meth:`acquire` when the file is replaced under it.
+    attempts = 50
 
     def __init__(self, path):
         self.path = path
@@ -98,6 +162,25 @@ class PidFile:
         :raises AlreadyRunning: another live process holds the lock.
         :raises ProcessError: the file cannot be opened or written.
         """
+        for _ in range(self.attempts):
+            fd = self._open_and_lock()
+            if fd is not None:
+                break
+        else:
+            raise ProcessError(errno.EAGAIN, "cannot lock pid file %s: it keeps being replaced"
+                               % self.path)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, b"%d\n" % os.getpid())
+            os.fsync(fd)
+        except OSError as exc:
+            close_fd(fd)
+            raise ProcessError(exc.errno, "cannot write pid file %s: %s" % (self.path, exc.strerror)) from exc
+        self.fd = fd
+        return self
+
+    def _open_and_lock(self):
+        """A locked descriptor of the file now at the path; ``None``: it was replaced, retry."""
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
@@ -110,17 +193,17 @@ class PidFile:
                 raise AlreadyRunning(read_pid(self.path) or "unknown") from None
             raise ProcessError(exc.errno, "cannot lock pid file %s: %s" % (self.path, exc.strerror)) from exc
         try:
-            os.ftruncate(fd, 0)
-            os.write(fd, b"%d\n" % os.getpid())
-            os.fsync(fd)
-        except OSError as exc:
-            close_fd(fd)
-            raise ProcessError(exc.errno, "cannot write pid file %s: %s" % (self.path, exc.strerror)) from exc
-        self.fd = fd
-        return self
+            mine = os.fstat(fd)
+            there = os.stat(self.path)
+        except FileNotFoundError:
+            there = None
+        if there is None or (mine.st_dev, mine.st_ino) != (there.st_dev, there.st_ino):
+            close_fd(fd)  # we locked a file its owner just removed
+            return None
+        return fd
 
     def release(self):
-        """Remove the file (it is ours while we hold the lock) and unlock. Idempotent."""
+        """Remove the file (it is ours while we hold the lock), then unlock. Idempotent."""
         if self.fd is None:
             return
         try:
@@ -129,15 +212,6 @@ class PidFile:
             pass
         close_fd(self.fd)
         self.fd = None
-
-    def close_in_child(self):
-        """In a forked worker: drop the descriptor (the lock is not inherited)."""
-        if self.fd is not None:
-            try:
-                close_fd(self.fd)
-            except OSError:
-                pass
-            self.fd = None
 
 
 def redirect_stdio(target=os.devnull):
@@ -265,18 +339,24 @@ def set_niceness(value):
         raise ProcessError(exc.errno, "cannot set niceness %d: %s" % (value, exc.strerror)) from exc
 
 
-def fresh_hub_after_fork():
-    """In a forked child: run on a brand-new gevent hub and loop from now on.
+def resource_usage(pid):
+    """``(rss bytes, cpu seconds)`` of process ``pid`` from ``/proc``; ``(None, None)`` if unknown."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError, TypeError):
+        return None, None
+    try:
+        # Fields after "(comm) ": state is [0]; utime [11], stime [12], rss [21] (pages).
+        cpu = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        rss = int(fields[21]) * _PAGE_SIZE
+    except (IndexError, ValueError):
+        return None, None
+    return rss, round(cpu, 2)
 
-    After a fork the child holds a copy of every greenlet of the daemon (the
-    RPC connections, the watchdog, timers).  Were the child to run the old
-    loop, those greenlets would wake up in the worker and act as a second
-    daemon.  A new, non-default loop has none of their watchers, so they can
-    never run; the caller's greenlet simply goes on with the new hub.
-    """
-    from gevent import _hub_local
 
-    hub = type(gevent.get_hub())(default=False)
-    _hub_local.set_hub(hub)
-    _hub_local.set_loop(hub.loop)
-    return hub
+try:
+    _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+    _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+except (ValueError, OSError, AttributeError):  # pragma: no cover
+    _CLOCK_TICKS, _PAGE_SIZE = 100, 4096

@@ -10,6 +10,8 @@ import socket
 
 import gevent
 
+from .process import close_fd
+
 __all__ = ["Notifier"]
 
 log = logging.getLogger("gdaemon.systemd")
@@ -58,6 +60,14 @@ class Notifier:
         while True:
             self.notify("WATCHDOG=1")
             gevent.sleep(self.watchdog_interval)
+
+    def close_in_child(self):
+        """In a forked child: drop the socket without touching the daemon's notifications."""
+        if self._sock is not None:
+            close_fd(self._sock.detach())
+            self._sock = None
+        self._watchdog = None
+        self.address = None
 
     def close(self):
         if self._watchdog is not None:

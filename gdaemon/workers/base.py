@@ -23,8 +23,8 @@ kind               fields                                       direction
 ``REPLY``          ``call_id, ok, result or error dict``        worker -> daemon
 =================  ==========================================  ===============
 
-(and ``ACTIVATE``, ``name``, from the daemon to a standby process: see
-:func:`run_forked`.)
+(and ``ACTIVATE``, ``REOPEN`` and ``LOG``: see the comment at their
+definition and :mod:`gdaemon.workers.child`.)
 
 The worker's status, heartbeat and loop count live in a status block
 (shared memory for a forked worker, :class:`LocalStatus` for a greenlet one)
@@ -38,29 +38,15 @@ heartbeat, which is what the watchdog's ``timeout`` detects.
 
 Fork safety: :class:`Worker` ``__init__`` runs in the daemon and changes
 nothing in the process; everything a run needs is built by the runtime in
-the process (or greenlet) that runs it.  :func:`run_forked` is the whole
-life of a forked child, in this order: ``gc.freeze()``,
-``daemon.child_after_fork()`` (default signal dispositions, the daemon's
-sockets and pid file closed, a fresh gevent hub), the other workers'
-channels closed, ``PR_SET_PDEATHSIG`` (Linux) then a ``getppid()`` check,
-SIGINT ignored and SIGTERM turned into a graceful stop; the worker runs; the
-process leaves with ``os._exit()`` after flushing the logs, so the daemon's
-``atexit`` handlers and ``finally`` blocks never run twice.
-
-Signal safety: a forked worker ignores SIGINT (a Ctrl-C in a terminal reaches
-the whole process group: the daemon alone decides how its workers stop); its
-SIGTERM handler only sets a flag that the loop checks when it wakes up.
+the process (or greenlet) that runs it.  The life of a forked child is in
+:mod:`gdaemon.workers.child`.
 """
 
-import contextlib
 import enum
-import gc
 import inspect
 import logging
 import os
 import pickle
-import signal
-import sys
 import time
 from collections import deque
 
@@ -70,10 +56,16 @@ from gevent.event import Event
 from ..errors import (ChannelClosed, ChannelFull, InternalError, InvalidParams, MethodNotFound,
                       RpcError)
 from ..events import EventBus
+from ..logfiles import reopen_file_handlers
+from ..process import closing_at_once
 
 __all__ = ["Worker", "GreenletWorker", "WorkerStatus", "WorkerExit", "exposed", "WorkerRuntime",
-           "LocalStatus", "LocalLink", "encode", "decode", "run_forked", "closing_at_once",
-           "CMD", "CALL", "STATE", "MSG", "REPLY", "ACTIVATE"]
+           "LocalStatus", "LocalLink", "encode", "decode", "closing_at_once",
+           "CMD", "CALL", "STATE", "MSG", "REPLY", "ACTIVATE", "REOPEN", "LOG"]
+
+
+class _Wakeup(Exception):
+    """Thrown into a runtime waiting for its next loop (see :meth:`WorkerRuntime.wake`)."""
 
 
 class WorkerStatus(enum.IntEnum):
@@ -100,11 +92,15 @@ class WorkerExit(enum.IntEnum):
     ORPHANED = 3
     #: the forked child failed before the worker could start.
     BOOT_FAILED = 4
+    #: SIGTERM reached the worker itself (not through the daemon): it spun down.
+    TERMINATED = 5
 
 
 # Message kinds (first field of every message tuple).  ACTIVATE (``name``)
-# goes from the daemon to a standby process: "become worker NAME".
-CMD, CALL, STATE, MSG, REPLY, ACTIVATE = range(6)
+# goes from the daemon to a standby process: "become worker NAME"; REOPEN
+# (no field) asks a forked worker to reopen its log files; LOG (a dict of a
+# log record's fields) carries a forked worker's log records to the daemon.
+CMD, CALL, STATE, MSG, REPLY, ACTIVATE, REOPEN, LOG = range(8)
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -118,44 +114,6 @@ def encode(*fields):
 decode = pickle.loads
 
 _EXPOSED = "_gdaemon_exposed"
-
-# prctl(2) options (Linux).
-_PR_SET_PDEATHSIG = 1
-_PR_SET_NAME = 15
-#: ``/proc/PID/comm`` of a standby process (at most 15 bytes).
-STANDBY_COMM = b"gdaemon-standby"
-
-try:
-    from gevent.monkey import get_original
-    _raw_close = get_original("os", "close")
-except (ImportError, AttributeError):  # pragma: no cover - older gevent
-    _raw_close = os.close
-
-
-@contextlib.contextmanager
-def closing_at_once():
-    """Make ``os.close`` close at once inside the block.
-
-    Since 25.8.1 gevent's monkey-patched ``os.close`` defers closing a pipe
-    or socket to the next iteration of the hub's loop.  Around a fork that is
-    wrong twice over: in the daemon, a channel end closed just after one fork
-    is still open when the next worker is forked in the same iteration (the
-    new child inherits its sibling's pipe); in a child, a close issued before
-    the child switches to a fresh hub is queued on the old loop, which never
-    runs again (the descriptor leaks for the worker's whole life).  Nothing
-    in the block may yield, and the descriptors closed there have no active
-    watcher, so closing at once is safe.
-    """
-    patched = os.close
-    if patched is _raw_close:
-        yield
-        return
-    os.close = _raw_close
-    try:
-        yield
-    finally:
-        os.close = patched
-
 
 def exposed(fn):
     """Decorator: make a worker method callable with the ``worker.call`` RPC.
@@ -379,6 +337,7 @@ class WorkerRuntime:
         self.loops = 0
         self.exitcode = WorkerExit.OK
         self._stopping = False
+        self._waiting = None
         self._builtins = (("pause", self._on_pause), ("resume", self._on_resume),
                           ("stop", self._on_stop))
 
@@ -387,6 +346,20 @@ class WorkerRuntime:
         if exitcode is not None:
             self.exitcode = exitcode
         self._stopping = True
+
+    def wake(self):
+        """End the wait between two ``loop()`` runs now (from another greenlet).
+
+        A no-op while ``loop()`` runs: the runtime never interrupts the
+        user's code, it only stops waiting for the next run time.
+        """
+        waiting = self._waiting
+        if waiting is not None:
+            gevent.get_hub().loop.run_callback(self._interrupt, waiting)
+
+    def _interrupt(self, greenlet):
+        if self._waiting is greenlet:
+            greenlet.throw(_Wakeup)
 
     # -- the run ----------------------------------------------------------
 
@@ -460,11 +433,16 @@ class WorkerRuntime:
             wait = beat_every
             if self.state is WorkerStatus.LOOPING:
                 wait = next_run - now if wait is None else min(wait, next_run - now)
+            self._waiting = gevent.getcurrent()
             try:
                 data = link.recv(timeout=wait)
             except ChannelClosed:
                 self._orphaned("its channel was closed")
                 break
+            except _Wakeup:
+                continue
+            finally:
+                self._waiting = None
             self.status.beat()
             if self.parent_pid is not None and os.getppid() != self.parent_pid:
                 self._orphaned("its daemon (pid %d) is gone" % self.parent_pid)
@@ -513,6 +491,8 @@ class WorkerRuntime:
             self.worker.events.emit("daemon.worker." + str(message[1]), payload=message[2])
         elif kind == CALL:
             self._answer(*message[1:])
+        elif kind == REOPEN:
+            reopen_file_handlers()
         else:
             self.worker.logger.warning("worker %r got a message of unknown kind %r",
                                        self.worker.name, kind)
@@ -584,76 +564,3 @@ class WorkerRuntime:
 
     def _on_stop(self, sender, **kw):
         self.request_stop()
-
-
-def run_forked(daemon, channel, siblings, parent, prctl=None, worker=None, workers=None,
-               comm=None):  # pragma: no cover - runs in forked children
-    """The whole life of a forked child; never returns (``os._exit``).
-
-    :param daemon: the daemon (its ``child_after_fork()`` is called first).
-    :param channel: this child's :class:`~gdaemon.workers.channel.Channel`.
-    :param siblings: every other channel the daemon holds (closed here).
-    :param parent: the daemon's pid.
-    :param prctl: libc's ``prctl`` (Linux), resolved in the daemon.
-    :param worker: the :class:`Worker` to run; ``None`` for a standby.
-    :param workers: a standby's ``{name: Worker}``: it waits for an
-        ``ACTIVATE`` message on its channel, then runs that worker.
-    :param comm: the process name to take back when a standby is activated.
-    """
-    code = WorkerExit.BOOT_FAILED
-    logger = worker.logger if worker is not None else logging.getLogger("gdaemon.worker")
-    try:
-        gc.freeze()  # our collections must not dirty the pages we share with the daemon
-        with closing_at_once():
-            child_after_fork = getattr(daemon, "child_after_fork", None)
-            if child_after_fork is not None:
-                child_after_fork()
-            for other in siblings:
-                other.close()
-            end = channel.worker_end()
-        if prctl is not None:
-            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the daemon died before prctl took effect
-            os._exit(WorkerExit.ORPHANED)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if worker is None:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # nothing to clean up yet
-            if prctl is not None and comm:
-                prctl(_PR_SET_NAME, STANDBY_COMM, 0, 0, 0)
-            worker = _await_activation(end, parent, workers)
-            if prctl is not None and comm:
-                prctl(_PR_SET_NAME, comm, 0, 0, 0)
-            logger = worker.logger
-        runtime = WorkerRuntime(worker, end, channel.status, parent_pid=parent)
-        signal.signal(signal.SIGTERM, lambda signum, frame: runtime.request_stop())
-        code = runtime.run()
-    except BaseException:
-        try:
-            logger.exception("forked worker %r crashed", getattr(worker, "name", None))
-        except BaseException:  # noqa: B036 - nothing left to report it with
-            pass
-        if code == WorkerExit.OK:
-            code = WorkerExit.ERROR
-    finally:
-        try:
-            logging.shutdown()
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except BaseException:  # noqa: B036 - leaving anyway; a broken stderr cannot be reported
-            pass
-        os._exit(int(code))
-
-
-def _await_activation(end, parent, workers):  # pragma: no cover - runs in a standby
-    """A standby's wait: the worker named by the daemon's ``ACTIVATE``."""
-    while True:
-        try:
-            data = end.recv(timeout=Worker.heartbeat_interval)
-        except ChannelClosed:
-            os._exit(WorkerExit.ORPHANED)
-        if os.getppid() != parent:
-            os._exit(WorkerExit.ORPHANED)
-        if data is not None:
-            message = decode(data)
-            if message[0] == ACTIVATE:
-                return workers[message[1]]

@@ -45,13 +45,15 @@ from collections import deque
 import gevent
 from gevent.event import AsyncResult, Event
 from gevent.lock import Semaphore
-from gevent.os import fork_gevent
 
 from ..errors import (ChannelClosed, ChannelFull, ConfigError, RpcError, UnknownWorker,
                       WorkerError, WorkerUnavailable)
-from .base import (ACTIVATE, CALL, CMD, MSG, REPLY, STATE, GreenletWorker, LocalLink, LocalStatus,
-                   Worker, WorkerRuntime, WorkerStatus, closing_at_once, decode, encode, run_forked)
+from ..forking import ForkRegistry
+from ..process import closing_at_once, resource_usage
+from .base import (ACTIVATE, CALL, CMD, LOG, MSG, REOPEN, REPLY, STATE, GreenletWorker, LocalLink,
+                   LocalStatus, Worker, WorkerRuntime, WorkerStatus, decode, encode)
 from .channel import DEFAULT_CAPACITY, Channel
+from .child import run_forked
 from .watchdog import RestartPolicy, Watchdog, describe_exit
 
 __all__ = ["WorkerManager", "WorkerHandle", "OutputChannel"]
@@ -144,12 +146,14 @@ class WorkerHandle:
         return self._last_loops
 
     def info(self):
-        """The ``worker.info`` dict."""
+        """The ``worker.info`` dict; ``rss`` (bytes) and ``cpu`` (seconds) are those of
+        the worker's process, the daemon's for a greenlet worker (``None`` when down)."""
         status = self.status
+        rss, cpu = resource_usage(self.pid) if self.pid else (None, None)
         return {"name": self.name, "kind": self.kind, "pid": self.pid, "status": int(status),
                 "status_name": status.name, "looptime": self.looptime, "forever": self.forever,
                 "restarts": self.restarts, "loops": self.loops, "started_at": self.started_at,
-                "last_exit": self.last_exit}
+                "last_exit": self.last_exit, "rss": rss, "cpu": cpu}
 
     def send(self, command, payload=None):
         """See :meth:`OutputChannel.send`."""
@@ -225,10 +229,12 @@ class WorkerHandle:
 class _Standby:
     """A forked process waiting to become a worker (see the module docstring)."""
 
-    __slots__ = ("pid", "channel", "end", "names")
+    __slots__ = ("pid", "channel", "end", "names", "epoch")
 
-    def __init__(self, pid, channel, end, names):
+    def __init__(self, pid, channel, end, names, epoch):
         self.pid, self.channel, self.end, self.names = pid, channel, end, names
+        #: :attr:`WorkerManager.epoch` when it was forked: it is stale after that changes.
+        self.epoch = epoch
 
 
 class WorkerManager:
@@ -251,8 +257,10 @@ class WorkerManager:
     standby = True
     #: Seconds after a standby was used before the next one is forked.
     standby_delay = 0.1
-    #: Consecutive standby failures after which no more standby is forked.
+    #: Consecutive failed activations after which no more standby is forked.
     standby_failures_max = 3
+    #: Longest wait in seconds before re-forking a standby that keeps dying.
+    standby_backoff_max = 30.0
 
     def __init__(self, daemon):
         self.daemon = daemon
@@ -266,14 +274,20 @@ class WorkerManager:
         self._stopping = False
         self._call_ids = itertools.count(1)
         self._reload_lock = Semaphore()
+        #: What every forked child closes (the daemon's, or our own without one).
+        self.forking = getattr(daemon, "forking", None) or ForkRegistry()
         self._prctl = None
         self._comm = None
         self._fork_prepared = False
         self._held = None
-        #: pid -> [handle, generation] of every child; [None, 0] for the standby.
+        #: pid -> [handle, generation] of every unreaped child; [None, 0] for the standby.
         self._children = {}
         self._standby = None
         self._standby_failures = 0
+        self._standby_delay = self.standby_delay
+        #: Bumped whenever the daemon's state that children inherit changes
+        #: (reload, log files reopened...): a standby forked before is stale.
+        self.epoch = 0
 
     # -- the collection ---------------------------------------------------
 
@@ -311,7 +325,7 @@ class WorkerManager:
         if self._started and not self._stopping:
             self.watchdog.start_ticking()
             self._spawn(handle)
-            self._ensure_standby()
+            self.refresh_standby()
         return handle
 
     def get(self, name):
@@ -415,6 +429,8 @@ class WorkerManager:
         if not self._started or self._stopping:
             return
         with self._reload_lock:
+            # Workers restarted now must be copies of the daemon as it is now.
+            self.refresh_standby()
             for handle in list(self._handles.values()):
                 if self._stopping:
                     return
@@ -441,7 +457,17 @@ class WorkerManager:
         deadline = time.monotonic() + timeout
         with handle._restart_lock:
             first = handle.generation
-            if handle.alive:
+            respawned = False
+            if handle.alive and not self.owns_live_instance(handle):
+                # It died and its exit waits in the watchdog's queue: let the
+                # watchdog count that as the crash it is (backoff,
+                # worker.failed); a respawn it makes is the restart asked for.
+                handle._wait(lambda: handle.generation > first or not handle.alive
+                             or self._stopping, min(grace, timeout))
+                respawned = handle.generation > first
+            if respawned:
+                pass
+            elif handle.alive:
                 handle._mode = handle.RESTART
                 try:
                     handle._send(encode(CMD, "stop", None))
@@ -519,6 +545,7 @@ class WorkerManager:
         link = LocalLink(lambda data: self._on_bytes(handle, generation, data), self.channel_capacity)
         runtime = WorkerRuntime(handle.worker, link, status, cooperative=True)
         greenlet = gevent.spawn(runtime.run)
+        greenlet.name = "greenlet worker %r" % handle.name  # in logs, e.g. a blocked hub
         greenlet.link(lambda g: self.watchdog.greenlet_exited(handle, generation, g))
         handle._status, handle._link, handle._push, handle._greenlet = status, link, link.push, greenlet
         handle.pid = os.getpid()
@@ -531,27 +558,52 @@ class WorkerManager:
         if standby is not None and handle.name in standby.names:
             self._standby = None
             if self._activate(standby, handle, generation):
-                self.watchdog.schedule_standby(self.standby_delay)
+                self.watchdog.schedule_standby(self._standby_delay)
                 return
+        channel, pid = self._fork_child("worker %r" % handle.name, worker=handle.worker)
+        with closing_at_once():
+            end = self._daemon_end(channel)
+        self._watch_child(pid, handle, generation)
+        self._bind(handle, generation, pid, channel, end)
+
+    def _fork_child(self, what, **kwargs):
+        """Fork a child with a new channel; ``(channel, pid)`` in the daemon.
+
+        The child runs :func:`~gdaemon.workers.child.run_forked` and never
+        returns.  The channel's descriptors are registered on
+        :attr:`forking` first, so every later child closes them.
+        """
         channel = Channel(self.channel_capacity)
         try:
             status = channel.status
             status.state = WorkerStatus.SPINUP
             status.loops = 0
             status.beat()
-            siblings = self._channels(but=channel)
+            for fd in channel.fds():
+                self.forking.add_fd(fd, "channel of " + what)
             parent = os.getpid()
-            pid = fork_gevent()
+            pid = self.forking.fork(keep=channel.fds())
         except BaseException:
-            with closing_at_once():
-                channel.close()
+            self._close_channel(channel)
             raise
         if pid == 0:  # pragma: no cover - runs in the child
-            run_forked(self.daemon, channel, siblings, parent, self._prctl, worker=handle.worker)
+            run_forked(self.daemon, channel, parent, self._prctl, comm=self._comm, **kwargs)
+        return channel, pid
+
+    def _daemon_end(self, channel):
+        """The daemon's end of a new child's channel (the child's pipe ends are closed)."""
+        before = channel.fds()
+        end = channel.daemon_end()
+        for fd in set(before) - set(channel.fds()):
+            self.forking.discard_fd(fd)
+        return end
+
+    def _close_channel(self, channel):
+        """Close a channel the daemon holds (no watcher on it any more)."""
+        for fd in channel.fds():
+            self.forking.discard_fd(fd)
         with closing_at_once():
-            end = channel.daemon_end()
-        self._watch_child(pid, handle, generation)
-        self._bind(handle, generation, pid, channel, end)
+            channel.close()
 
     def _bind(self, handle, generation, pid, channel, end):
         """Make (pid, channel) the current instance of ``handle``."""
@@ -566,14 +618,6 @@ class WorkerManager:
         watcher = gevent.get_hub().loop.child(pid, False)
         watcher.start(self.watchdog.child_exited, watcher)
 
-    def _channels(self, but):
-        """Every channel the daemon holds but ``but`` (a new child closes them)."""
-        channels = [h._channel for h in self._handles.values()
-                    if h._channel is not None and h._channel is not but]
-        if self._standby is not None and self._standby.channel is not but:
-            channels.append(self._standby.channel)
-        return channels
-
     # -- the standby ----------------------------------------------------------------
 
     def _ensure_standby(self):
@@ -586,44 +630,61 @@ class WorkerManager:
             return
         if not self._fork_prepared:
             self._prepare_fork()
-        channel = Channel(self.channel_capacity)
+        workers = {name: self._handles[name].worker for name in names}
         try:
-            siblings = self._channels(but=channel)
-            workers = {name: self._handles[name].worker for name in names}
-            parent = os.getpid()
-            pid = fork_gevent()
+            channel, pid = self._fork_child("the standby", workers=workers)
         except OSError as exc:
-            with closing_at_once():
-                channel.close()
-            self._standby_failures += 1
             self.logger.warning("cannot fork a standby process: %s", exc)
+            self._standby_retry()
             return
-        if pid == 0:  # pragma: no cover - runs in the child
-            run_forked(self.daemon, channel, siblings, parent, self._prctl, workers=workers,
-                       comm=self._comm)
         with closing_at_once():
-            end = channel.daemon_end()
+            end = self._daemon_end(channel)
         self._watch_child(pid, None, 0)
-        self._standby = _Standby(pid, channel, end, names)
+        self._standby = _Standby(pid, channel, end, names, self.epoch)
+
+    def refresh_standby(self):
+        """Replace the standby by a new fork of the daemon as it is now.
+
+        A standby is a copy of the daemon from when it was forked; a worker
+        it becomes inherits that state.  The daemon calls this whenever that
+        state changes in a way workers inherit (reload, log files reopened, a
+        worker installed at run time); call it too after changing such state
+        yourself.  Respawns never use an older standby.
+        """
+        self.epoch += 1
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            self._discard_standby(standby)
+        if self._started and not self._stopping:
+            self.watchdog.schedule_standby(self.standby_delay)
 
     def _activate(self, standby, handle, generation):
         """Turn ``standby`` into the new instance of ``handle``; False if it is unusable."""
+        owner = self._children.get(standby.pid)
+        if standby.epoch != self.epoch:
+            # Forked before the daemon's state changed: not a failure of it.
+            self._discard_standby(standby)
+            return False
         status = standby.channel.status
         status.state = WorkerStatus.SPINUP
         status.loops = 0
         status.beat()
-        owner = self._children.get(standby.pid)
         try:
             if owner is None:  # reaped already; its exit is in the watchdog's queue
                 raise ChannelClosed("the process is gone")
             standby.end.send(encode(ACTIVATE, handle.name))
         except (ChannelFull, ChannelClosed) as exc:
+            self._standby_failures += 1
             self.logger.warning("standby process %d unusable (%s): forking instead", standby.pid, exc)
+            if self._standby_failures >= self.standby_failures_max:
+                self.logger.warning("no more standby processes after %d failed activations: "
+                                    "respawns fork on demand", self._standby_failures)
             self._discard_standby(standby)
             return False
         owner[:] = [handle, generation]
         self._bind(handle, generation, standby.pid, standby.channel, standby.end)
         self._standby_failures = 0
+        self._standby_delay = self.standby_delay
         return True
 
     def _drop_standby(self):
@@ -634,28 +695,28 @@ class WorkerManager:
         return standby
 
     def _discard_standby(self, standby):
-        try:
-            os.kill(standby.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # gone already; its child watcher reaps it
-        with closing_at_once():  # no watcher on its descriptors
-            standby.channel.close()
+        self._signal_child(standby.pid, None, signal.SIGKILL)
+        self._close_channel(standby.channel)  # no watcher on its descriptors
 
     def _standby_exited(self, pid, exitcode):
-        """In the watchdog greenlet: a standby process ended (reaped already)."""
-        self._emit("posix.sigchld", signum=signal.SIGCHLD)
+        """In the watchdog greenlet: a standby process ended (reaped already).
+
+        A standby that dies on its own (killed from outside, or crashing at
+        boot) is replaced after a delay that doubles while it keeps dying;
+        only failed *activations* count toward giving the standby up.
+        """
         standby = self._standby
         if standby is None or standby.pid != pid:
             return  # one we discarded
         self._standby = None
-        with closing_at_once():
-            standby.channel.close()
-        self._standby_failures += 1
-        self.logger.warning("standby process %d %s", pid, describe_exit(exitcode))
-        if self._standby_failures >= self.standby_failures_max:
-            self.logger.warning("no more standby processes: respawns fork on demand")
-        else:
-            self.watchdog.schedule_standby(self.standby_delay)
+        self._close_channel(standby.channel)
+        self.logger.warning("standby process %d %s: forking another in %.1fs",
+                            pid, describe_exit(exitcode), self._standby_delay)
+        self._standby_retry()
+
+    def _standby_retry(self):
+        self.watchdog.schedule_standby(self._standby_delay)
+        self._standby_delay = min(self._standby_delay * 2, self.standby_backoff_max)
 
     def _prepare_fork(self):
         """In the daemon, before the first fork: freeze the heap for copy-on-write
@@ -683,10 +744,42 @@ class WorkerManager:
         if handle._greenlet is not None:
             handle._greenlet.kill(block=False)
             return
+        self._signal_child(handle.pid, handle, signal.SIGKILL)
+
+    def _signal_child(self, pid, handle, signum):
+        """Send ``signum`` to ``pid`` only while it is our unreaped child; True if sent.
+
+        Between libev reaping a child and the watchdog handling its exit, the
+        pid may already belong to another process: never signal it then.
+        """
+        owner = self._children.get(pid)
+        if owner is None or owner[0] is not handle:
+            return False
         try:
-            os.kill(handle.pid, signal.SIGKILL)
+            os.kill(pid, signum)
         except ProcessLookupError:
-            pass  # already dead; its child watcher reports it
+            return False  # a zombie being reaped
+        return True
+
+    def owns_live_instance(self, handle):
+        """True while ``handle``'s current instance runs (a process not reaped yet)."""
+        if not handle.alive:
+            return False
+        if handle._greenlet is not None:
+            return not handle._greenlet.dead
+        owner = self._children.get(handle.pid)
+        return owner is not None and owner[0] is handle and owner[1] == handle.generation
+
+    def reopen_logs(self):
+        """Have every forked worker reopen its log files; replace the standby."""
+        for handle in self._handles.values():
+            if handle.kind == "process" and handle.alive:
+                try:
+                    handle._send(encode(REOPEN))
+                except (ChannelFull, ChannelClosed) as exc:
+                    self.logger.warning("cannot ask worker %r to reopen its logs: %s", handle.name, exc)
+        if self._standby is not None:
+            self.refresh_standby()
 
     # -- what comes back from workers -----------------------------------------
 
@@ -742,6 +835,10 @@ class WorkerManager:
                 self._set_state(handle, message[1])
         elif kind == MSG:
             self._emit("worker.message", name=handle.name, command=message[1], payload=message[2])
+        elif kind == LOG:
+            logring = getattr(self.daemon, "logring", None)
+            if logring is not None and isinstance(message[1], dict):
+                logring.ingest(message[1])
         else:
             self.logger.warning("worker %r sent a message of unknown kind %r", handle.name, kind)
 
@@ -766,8 +863,7 @@ class WorkerManager:
         except ChannelClosed:
             pass
         if handle._channel is not None:
-            with closing_at_once():  # its io watcher is closed already
-                handle._channel.close()
+            self._close_channel(handle._channel)  # its io watcher is closed already
         if handle._link is not None:
             handle._link.close()
         handle._channel = handle._end = handle._link = handle._greenlet = handle._push = None
@@ -778,8 +874,6 @@ class WorkerManager:
         handle._fail_calls("exited")
         handle._exited.set()
         handle._notify()
-        if handle.kind == "process":
-            self._emit("posix.sigchld", signum=signal.SIGCHLD)
         self._emit("worker.exited", name=handle.name, pid=pid, exitcode=exitcode)
         return True
 

@@ -33,7 +33,7 @@ from collections import deque
 import gevent
 from gevent.queue import SimpleQueue
 
-from .base import WorkerStatus
+from .base import WorkerExit, WorkerStatus
 
 __all__ = ["RestartPolicy", "RestartTracker", "heartbeat_stalled", "describe_exit",
            "Watchdog", "WATCHED_STATES"]
@@ -151,6 +151,9 @@ class Watchdog:
     tick_interval = 0.2
     #: Seconds :meth:`stop` waits for the greenlet to handle what is queued.
     stop_timeout = 5.0
+    #: Seconds the exit of a worker stopped by its own SIGTERM is held (see
+    #: :meth:`_defer_terminated`).
+    term_grace = 0.3
 
     def __init__(self, manager, clock=time.monotonic):
         self.manager = manager
@@ -160,6 +163,7 @@ class Watchdog:
         self._tick = None
         self._ticking = False
         self._standby_timer = None
+        self._deferred = {}  # timer -> the exit item it holds
 
     # -- life ---------------------------------------------------------------
 
@@ -191,6 +195,8 @@ class Watchdog:
         if timer is not None:
             timer.stop()
             timer.close()
+        for timer in list(self._deferred):  # held exits are handled now, before we quit
+            self._release_deferred(timer)
         greenlet, self._greenlet = self._greenlet, None
         if greenlet is None or greenlet is gevent.getcurrent():
             return
@@ -277,8 +283,10 @@ class Watchdog:
                 if kind == _MESSAGE:
                     self.manager._process_inbox(*item[1:])
                 elif kind == _EXIT:
+                    if self._defer_terminated(item):
+                        continue
                     with self.manager._holding_events():
-                        self._on_exit(*item[1:])
+                        self._on_exit(*item[1:5])
                     # A fork costs milliseconds: let RPC and the other
                     # greenlets run between two, even in a storm of exits
                     # (get() does not yield while the queue has items).
@@ -299,6 +307,32 @@ class Watchdog:
             except Exception:
                 # One bad item (a faulty receiver...) must not end supervision.
                 log.exception("watchdog failed on %r", item[:2])
+
+    def _defer_terminated(self, item):
+        """Hold the exit of a worker that SIGTERM reached directly, for :attr:`term_grace`.
+
+        ``systemctl stop`` and ``kill -TERM -PGID`` signal the daemon and its
+        workers at once; a worker may spin down and be reaped before the
+        daemon's own SIGTERM receiver has run.  Its exit is then handled a
+        moment later, once the daemon knows it is stopping, so that it is not
+        taken for a death (a respawn, or exit status 1 for a non-forever
+        worker).  A worker SIGTERMed alone is handled after the same delay.
+        """
+        handle, exitcode = item[1], item[4]
+        if (exitcode != WorkerExit.TERMINATED or len(item) > 5 or self.manager._stopping
+                or handle._mode != handle.RUN or self._greenlet is None):
+            return False
+        timer = gevent.get_hub().loop.timer(self.term_grace, ref=False)
+        self._deferred[timer] = item + ("deferred",)
+        timer.start(self._release_deferred, timer)
+        return True
+
+    def _release_deferred(self, timer):
+        item = self._deferred.pop(timer, None)
+        timer.stop()
+        timer.close()
+        if item is not None:
+            self.post(*item)
 
     def _on_exit(self, handle, generation, pid, exitcode):
         manager = self.manager

@@ -21,7 +21,7 @@ from support.workers import (cpu_seconds, events, fd_count, fd_targets, gone, in
 SPINUP, LOOPING, PAUSED, SPINDOWN, RESTARTING, STOPPED = range(6)
 
 INFO_KEYS = {"name", "kind", "pid", "status", "status_name", "looptime", "forever", "restarts",
-             "loops", "started_at", "last_exit"}
+             "loops", "started_at", "last_exit", "rss", "cpu"}
 
 
 @pytest.fixture
@@ -84,6 +84,9 @@ def test_worker_rpc_methods(start, workdir):
     assert alpha["restarts"] == 0 and alpha["last_exit"] is None
     assert alpha["started_at"] <= time.time()
     assert beta["kind"] == "greenlet" and beta["pid"] == daemon_pid and beta["forever"] is False
+    # rss and cpu: the worker's own process (the daemon's for a greenlet worker).
+    assert alpha["rss"] > 1_000_000 and alpha["cpu"] >= 0
+    assert beta["rss"] > 1_000_000 and beta["cpu"] >= 0
     listed = proc.result("worker.info")
     assert [i["name"] for i in listed] == ["alpha", "beta"]
     wait_until(lambda: info(proc, "alpha")["loops"] >= 3, 5, message="alpha looping")

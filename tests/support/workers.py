@@ -169,16 +169,19 @@ daemon.init()
 '''
 
 
-def write_daemon(workdir, install, extra="", config=None, name="workerd.py"):
+def write_daemon(workdir, install, extra="", config=None, name="workerd.py", patched=True):
     """Write a worker test daemon; return its path.
 
     :param install: body of ``install(daemon)`` (dedented), e.g.
         ``'daemon.workers.install(Counter("c"), looptime=0.05, forever=True)'``.
     :param extra: more module-level code (extra worker classes...).
     :param config: extra daemon config keys.
+    :param patched: start with ``gevent.monkey.patch_all()`` as users do
+        (``False``: the same script unpatched).
     """
     body = textwrap.indent(textwrap.dedent(install).strip(), "    ")
-    source = (HEAD + textwrap.dedent(extra) + "\n\nCONFIG = %r\n\n\ndef install(daemon):\n%s\n"
+    head = HEAD if patched else HEAD.replace("from gevent import monkey\nmonkey.patch_all()\n", "")
+    source = (head + textwrap.dedent(extra) + "\n\nCONFIG = %r\n\n\ndef install(daemon):\n%s\n"
               % (config or {}, body) + TAIL)
     path = os.path.join(workdir, name)
     with open(path, "w") as f:

@@ -1,0 +1,195 @@
+"""The life of a forked child: a worker, or a standby waiting to become one.
+
+:func:`run_forked` runs in the child right after
+:meth:`gdaemon.forking.ForkRegistry.fork` returned 0 there, that is once the
+daemon's descriptors are closed and a fresh default gevent hub is in place.
+In this order it
+
+1. takes its end of its channel (closing the daemon's pipe ends);
+2. asks to die with the daemon (Linux ``PR_SET_PDEATHSIG``), then checks
+   that the daemon is still its parent (it may have died before that);
+3. handles the signals of SPEC 5.3, which were blocked since the fork:
+   SIGTERM spins the worker down gracefully; SIGINT is ignored (a Ctrl-C in
+   a terminal reaches the whole process group: the daemon decides how its
+   workers stop); SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH and SIGQUIT arrive on
+   the worker's ``self.events`` as ``posix.<name>``, SIGUSR1 reopening the
+   log files first.  None of them kills it, whether sent to the worker or to
+   the whole process group (``systemctl kill``);
+4. a standby waits for ``ACTIVATE``; then the worker runs;
+5. leaves with ``os._exit()`` after flushing the logs, so the daemon's
+   ``atexit`` handlers and ``finally`` blocks never run twice.
+
+Handlers are installed with ``gevent.signal_handler`` on the child's own
+hub: they run as greenlets, never inside a raw signal handler, and exec'd
+programs (``subprocess``) get default dispositions back, not an inherited
+"ignore".
+"""
+
+import logging
+import os
+import signal
+import sys
+
+import gevent
+
+from ..errors import ChannelClosed
+from ..events import posix_event_name
+from ..forking import unblock_child_signals
+from ..logfiles import reopen_file_handlers
+from ..process import closing_at_once
+from .base import ACTIVATE, LOG, REOPEN, Worker, WorkerExit, WorkerRuntime, decode, encode
+
+__all__ = ["run_forked", "STANDBY_COMM", "WORKER_SIGNALS", "LogForwarder"]
+
+# prctl(2) options (Linux).
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+#: ``/proc/PID/comm`` of a standby process (at most 15 bytes).
+STANDBY_COMM = b"gdaemon-standby"
+
+#: Signals a forked worker turns into ``posix.*`` events on its own bus.
+WORKER_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGQUIT)
+
+
+class _ChildSignals:
+    """The signal handlers of a forked child; they follow it from standby to worker."""
+
+    def __init__(self):
+        self.runtime = None
+        self._handles = []
+
+    def install(self):
+        for signum in WORKER_SIGNALS:
+            self._handles.append(gevent.signal_handler(signum, self._on_signal, signum))
+        self._handles.append(gevent.signal_handler(signal.SIGTERM, self._on_term))
+        self._handles.append(gevent.signal_handler(signal.SIGINT, _ignore))
+        unblock_child_signals()
+
+    def _on_signal(self, signum):
+        if signum == signal.SIGUSR1:
+            reopen_file_handlers()
+        runtime = self.runtime
+        if runtime is not None:
+            runtime.worker.events.emit(posix_event_name(signum), signum=signum)
+
+    def _on_term(self):
+        runtime = self.runtime
+        if runtime is None:  # a standby has nothing to spin down
+            _leave(WorkerExit.TERMINATED)
+        runtime.request_stop(WorkerExit.TERMINATED)
+        runtime.wake()
+
+
+def _ignore():
+    pass
+
+
+class LogForwarder(logging.Handler):
+    """Sends a forked worker's log records to the daemon (``LOG`` messages).
+
+    The daemon keeps them in its in-memory log (``daemon.logtail``) and emits
+    ``log.record``; the worker still writes its own log file or stderr.
+    Best effort by design: a full channel drops the record here rather than
+    ever blocking the worker.
+    """
+
+    def __init__(self, link, level=logging.NOTSET):
+        super().__init__(level)
+        self.link = link
+        self.dropped = 0
+
+    def emit(self, record):
+        try:
+            line = self.format(record)
+            fields = {"level": record.levelname, "logger": record.name,
+                      "message": record.getMessage(), "pid": record.process,
+                      "time": record.created, "line": line}
+            self.link.send(encode(LOG, fields))
+        except Exception:
+            self.dropped += 1
+
+    def handleError(self, record):  # never print tracebacks about a lost record
+        self.dropped += 1
+
+
+def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
+               comm=None):  # pragma: no cover - runs in forked children
+    """The whole life of a forked child; never returns (``os._exit``).
+
+    :param daemon: the daemon (its ``forward_logs`` attribute, when true,
+        makes the child forward its log records).
+    :param channel: this child's :class:`~gdaemon.workers.channel.Channel`.
+    :param parent: the daemon's pid.
+    :param prctl: libc's ``prctl`` (Linux), resolved in the daemon.
+    :param worker: the :class:`Worker` to run; ``None`` for a standby.
+    :param workers: a standby's ``{name: Worker}``: it waits for an
+        ``ACTIVATE`` message on its channel, then runs that worker.
+    :param comm: the process name to take back when a standby is activated.
+    """
+    code = WorkerExit.BOOT_FAILED
+    logger = worker.logger if worker is not None else logging.getLogger("gdaemon.worker")
+    try:
+        with closing_at_once():
+            end = channel.worker_end()
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the daemon died before prctl took effect
+            _leave(WorkerExit.ORPHANED)
+        signals = _ChildSignals()
+        signals.install()
+        if worker is None:
+            if prctl is not None and comm:
+                prctl(_PR_SET_NAME, STANDBY_COMM, 0, 0, 0)
+            worker = _await_activation(end, parent, workers)
+            if prctl is not None and comm:
+                prctl(_PR_SET_NAME, comm, 0, 0, 0)
+            logger = worker.logger
+        if getattr(daemon, "forward_logs", False):
+            _forward_logs(end)
+        runtime = signals.runtime = WorkerRuntime(worker, end, channel.status, parent_pid=parent)
+        code = runtime.run()
+    except BaseException:
+        try:
+            logger.exception("forked worker %r crashed", getattr(worker, "name", None))
+        except BaseException:  # noqa: B036 - nothing left to report it with
+            pass
+        if code == WorkerExit.OK:
+            code = WorkerExit.ERROR
+    _leave(code)
+
+
+def _forward_logs(end):  # pragma: no cover - runs in forked children
+    """Add a :class:`LogForwarder` beside the root logger's handlers."""
+    root = logging.getLogger()
+    forwarder = LogForwarder(end)
+    template = next((h for h in root.handlers if h.formatter is not None), None)
+    if template is not None:
+        forwarder.setFormatter(template.formatter)
+    root.addHandler(forwarder)
+
+
+def _leave(code):  # pragma: no cover - runs in forked children
+    try:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # noqa: B036 - leaving anyway; a broken stderr cannot be reported
+        pass
+    os._exit(int(code))
+
+
+def _await_activation(end, parent, workers):  # pragma: no cover - runs in a standby
+    """A standby's wait: the worker named by the daemon's ``ACTIVATE``."""
+    while True:
+        try:
+            data = end.recv(timeout=Worker.heartbeat_interval)
+        except ChannelClosed:
+            _leave(WorkerExit.ORPHANED)
+        if os.getppid() != parent:
+            _leave(WorkerExit.ORPHANED)
+        if data is not None:
+            message = decode(data)
+            if message[0] == ACTIVATE:
+                return workers[message[1]]
+            if message[0] == REOPEN:
+                reopen_file_handlers()
