@@ -11,9 +11,15 @@ Life of a daemon (``run_foreground`` / ``daemonize``)::
 The RPC server, the worker manager and the event bus are separate objects;
 the daemon only sequences them.
 
-Fork safety: :meth:`Daemon.child_after_fork` is what a forked worker calls
-first: it drops every descriptor and greenlet the daemon owns (see
-:func:`gdaemon.process.fresh_hub_after_fork`).
+Fork safety: everything the daemon opens that a forked child must not keep
+is registered on ``daemon.forking`` (a :class:`~gdaemon.forking.ForkRegistry`)
+as it is opened: the readiness pipe, the pid file, the RPC transports, the
+systemd notifier, the signal watchers.  Every fork goes through it.
+
+Hub monitoring: the daemon runs gevent's monitoring thread; a greenlet that
+blocks the hub for longer than :attr:`Daemon.max_blocking_time` (a greenlet
+worker calling an unpatched ``time.sleep``...) is logged by name, with where
+it blocked, from that thread, since the hub itself cannot log anything then.
 """
 
 import logging
@@ -25,6 +31,8 @@ import gevent
 from gevent.event import Event
 
 from . import listeners, process
+from .forking import ForkRegistry
+from .logfiles import reopen_file_handlers
 from .config import Config, slugify
 from .errors import GDaemonError
 from .events import EventBus, SignalRouter
@@ -57,8 +65,16 @@ class Daemon:
     :raises ConfigError: for an unknown key or a value of the wrong type.
     """
 
+    #: Seconds the hub may stay blocked by one greenlet before the daemon
+    #: logs it (gevent's monitoring thread); ``None`` turns monitoring off.
+    max_blocking_time = 1.0
+
     def __init__(self, config=None, argv=None):
         self.config = Config(config).resolve()
+        #: What every forked child closes or resets (see :mod:`gdaemon.forking`).
+        self.forking = ForkRegistry()
+        #: Forked workers forward their log records to :attr:`logring`.
+        self.forward_logs = True
         self.argv = argv
         #: Options parsed from the command line by :meth:`init`.
         self.arguments = {}
@@ -128,9 +144,13 @@ class Daemon:
 
         The calling process waits until the daemon serves, then exits 0 (or
         prints the reason it could not start and exits 1); the daemon
-        process returns its exit code from here when it stops.
+        process returns its exit code from here when it stops.  The launcher
+        waits for the end of its pipe, so no other process may hold its
+        write end: workers forked before the report close it (it is
+        registered on :attr:`forking`).
         """
         ready_fd = process.detach(self.config["umask"])
+        self.forking.add_fd(ready_fd, "readiness pipe of the -d launcher")
         process.redirect_stdio()
         return self._run(ready_fd=ready_fd, foreground=False)
 
@@ -151,13 +171,10 @@ class Daemon:
         gevent.spawn(self._reload_passes)
 
     def reopen_logs(self):
-        """Reopen the log file (after logrotate moved it away)."""
-        handler = self._log_handler
-        if isinstance(handler, logging.FileHandler):
-            stream = open(handler.baseFilename, handler.mode, encoding=handler.encoding)
-            old = handler.setStream(stream)
-            if old is not None:
-                old.close()
+        """Reopen the log files (after logrotate moved them away), here and in every
+        forked worker; a standby process is replaced by one that has the new file."""
+        reopen_file_handlers()
+        self.workers.reopen_logs()
 
     def status(self):
         """The ``daemon.status`` dict."""
@@ -172,18 +189,6 @@ class Daemon:
         """Open RPC connections over every transport."""
         return sum(len(t.connections) for t in self.transports)
 
-    def child_after_fork(self):
-        """In a forked worker: drop what belongs to the daemon (fds, handlers, greenlets)."""
-        if self._router is not None:
-            self._router.reset_in_child()
-        for transport in self.transports:
-            transport.close_in_child()
-        if self._pidfile is not None:
-            self._pidfile.close_in_child()
-        self._notifier = Notifier(environ={})
-        self.events.remove_tap(self.subscribers.publish)
-        process.fresh_hub_after_fork()
-
     # -- the run --------------------------------------------------------------
 
     def _run(self, ready_fd, foreground):
@@ -195,10 +200,15 @@ class Daemon:
         try:
             self._check_security()
             self._pidfile = process.PidFile(cfg["pidfile"]).acquire()
+            self.forking.add_fd(self._pidfile.fd, "pid file")
             self._setup_logging(foreground)
             process.set_niceness(cfg["niceness"])
             self._router = SignalRouter(self.events)
             self._router.install()
+            self.forking.add_closer(self._router.reset_in_child, "signal watchers")
+            self.forking.add_closer(self._notifier.close_in_child, "systemd notifier")
+            self.forking.add_closer(self._forget_subscribers, "event subscribers")
+            self._monitor_hub()
             self.events.emit("daemon.start")
             self.setup()
             self._open_transports()
@@ -208,18 +218,18 @@ class Daemon:
             self.logger.error("cannot start: %s", exc)
             if foreground and not isinstance(self._log_handler, logging.StreamHandler):
                 sys.stderr.write("error: %s\n" % exc)
-            process.report_ready(ready_fd, str(exc))
+            self._report_ready(ready_fd, str(exc))
             self.exitcode = ExitCode.FAILURE
         except BaseException as exc:
             self.logger.exception("cannot start")
-            process.report_ready(ready_fd, "%s: %s" % (type(exc).__name__, exc))
+            self._report_ready(ready_fd, "%s: %s" % (type(exc).__name__, exc))
             self.exitcode = ExitCode.FAILURE
             self._shutdown(started)
             raise
         if started:
             self.started_at = time.time()
             self.logger.info("%s ready on %s (pid %d)", cfg["description"], cfg["sockethandler"], os.getpid())
-            process.report_ready(ready_fd)
+            self._report_ready(ready_fd)
             if foreground:
                 self._notifier.notify("READY=1")
                 self._notifier.start_watchdog()
@@ -230,6 +240,23 @@ class Daemon:
                 self.logger.info("interrupted")
         self._shutdown(started)
         return self.exitcode
+
+    def _report_ready(self, ready_fd, error=None):
+        if ready_fd is not None:
+            self.forking.discard_fd(ready_fd)
+        process.report_ready(ready_fd, error)
+
+    def _forget_subscribers(self):
+        """In a forked child: events there never reach the daemon's subscribers."""
+        self.events.remove_tap(self.subscribers.publish)
+
+    def _monitor_hub(self):
+        """Start gevent's monitoring thread; log greenlets that block the hub."""
+        if not self.max_blocking_time:
+            return
+        from .hubmonitor import HubMonitor
+        self._hub_monitor = HubMonitor(self.logger, self.max_blocking_time)
+        self._hub_monitor.start()
 
     def _check_security(self):
         cfg = self.config
@@ -258,6 +285,7 @@ class Daemon:
             endpoint.bind()
             self.transports.append(endpoint)
         for transport in self.transports:
+            self.forking.add_closer(transport.close_in_child, "RPC transport %r" % (transport,))
             transport.start()
 
     def _reload_passes(self):
@@ -299,8 +327,12 @@ class Daemon:
             self._router.uninstall(ignore=self._exits_with_run)
             self._router = None
         if self._pidfile is not None:
+            self.forking.discard_fd(self._pidfile.fd)
             self._pidfile.release()
             self._pidfile = None
+        if getattr(self, "_hub_monitor", None) is not None:
+            self._hub_monitor.stop()
+            self._hub_monitor = None
         self._notifier.close()
         if started:
             self.logger.info("stopped (exit %d)", self.exitcode)
