@@ -5,6 +5,8 @@
     python scripts/bench.py core         # echo round trips, memory, start-up
     python scripts/bench.py workers      # respawn, worker.call, pause, USS, scale, crash-loop
     python scripts/bench.py websocket    # websocket echo vs raw socket, idle subscribers
+    python scripts/bench.py metrics      # GET /metrics with 64 workers, respawn under the default policy
+    python scripts/bench.py codec        # the RPC codec (orjson) against the stdlib json
     python scripts/bench.py --quick ...  # fewer iterations (a smoke run)
 
 Every daemon runs as a real process on a unix socket in a temporary
@@ -548,12 +550,101 @@ def bench_websocket(quick):
     report(rows, "websocket (%d round trips per measurement)" % count)
 
 
-SECTIONS = {"core": bench_core, "workers": bench_workers, "websocket": bench_websocket}
+# -- metrics (self-contained) --------------------------------------------------
+
+def bench_metrics(quick):
+    """GET /metrics with 64 forked workers; respawn under the default restart policy."""
+    import http.client
+
+    rows = []
+    port = free_port()
+    forked = 16 if quick else 64
+    scrapes = 20 if quick else 200
+    with BenchDaemon('for i in range(%d):\n'
+                     '    daemon.workers.install(Idle("f%%d" %% i), looptime=1, forever=True)\n' % forked,
+                     {"websockethandler": "tcp://127.0.0.1:%d" % port}, timeout=60.0) as d:
+        c = d.client()
+        poll(lambda: all_looping(c), timeout=120.0, interval=0.05)
+        poll(lambda: _connectable(port), timeout=10.0, interval=0.01)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+        def scrape():
+            conn.request("GET", "/metrics")
+            response = conn.getresponse()
+            body = response.read()
+            assert response.status == 200, body[:200]
+            return body
+
+        start = time.perf_counter()
+        body = scrape()   # the first one imports prometheus_client
+        first = (time.perf_counter() - start) * 1e3
+        assert body.count(b"gdaemon_worker_status{") == forked
+        times = []
+        for _ in range(scrapes):
+            start = time.perf_counter()
+            scrape()
+            times.append((time.perf_counter() - start) * 1e3)
+        conn.close()
+        c.close()
+    rows.append(("GET /metrics, %d forked workers (%d scrapes, keep-alive)" % (forked, scrapes),
+                 "p50 %.2f ms, p90 %.2f ms, %d bytes; first scrape %.0f ms (imports prometheus_client) "
+                 "(target p50 < 5 ms)" % (pct(times, 50), pct(times, 90), len(body), first)))
+
+    # Respawn under the default policy (restartintensity 5 per restartperiod 10 s):
+    # the first five quick restarts are immediate, later ones back off (0.1 s doubling).
+    kills = 8
+    with BenchDaemon('daemon.workers.install(Idle("w"), looptime=1, forever=True)') as d:
+        c = d.client()
+        poll(lambda: all_looping(c), interval=0.01)
+        times = []
+        for _ in range(kills):
+            time.sleep(0.3)
+            old = c.call("worker.info", ["w"])["pid"]
+            start = time.perf_counter()
+            os.kill(old, signal.SIGKILL)
+            poll(lambda: (lambda i: i["pid"] != old and i["status"] == 1)(c.call("worker.info", ["w"])),
+                 interval=0.0005)
+            times.append((time.perf_counter() - start) * 1e3)
+        c.close()
+    rows.append(("respawn after SIGKILL, default policy (%d kills 0.3 s apart)" % kills,
+                 "kills 1-5: p50 %.2f ms; kills 6-%d (backoff): %s ms"
+                 % (pct(times[:5], 50), kills, ", ".join("%.0f" % t for t in times[5:]))))
+    report(rows, "metrics")
+
+
+def bench_codec(quick):
+    """gdaemon.rpc.codec (orjson) against the standard library's json, on RPC-shaped texts."""
+    import timeit
+    from gdaemon.rpc import codec
+
+    number = 2000 if quick else 20000
+    request = {"jsonrpc": "2.0", "method": "worker.info", "params": {"name": "alpha"}, "id": 12}
+    info = {"kind": "process", "status": 1, "status_name": "LOOPING", "looptime": 1.0, "forever": True,
+            "restarts": 0, "loops": 12345, "started_at": 1796281071.66, "last_exit": None,
+            "rss": 25800000, "cpu": 0.31}
+    response = {"jsonrpc": "2.0", "result": [dict(info, name="w%d" % i, pid=1000 + i) for i in range(8)],
+                "id": 12}
+    rows = []
+    for name, obj in (("request", request), ("worker.info response", response)):
+        data = codec.dumps(obj)
+
+        def best(fn):
+            return min(timeit.repeat(fn, number=number, repeat=5))
+        encode = best(lambda: json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()) \
+            / best(lambda: codec.dumps(obj))
+        decode = best(lambda: json.loads(data)) / best(lambda: codec.loads(data))
+        rows.append(("%s, %d bytes (codec %s)" % (name, len(data), codec.BACKEND),
+                     "encode %.1fx, decode %.1fx the speed of json" % (encode, decode)))
+    report(rows, "codec")
+
+
+SECTIONS = {"core": bench_core, "workers": bench_workers, "websocket": bench_websocket,
+            "metrics": bench_metrics, "codec": bench_codec}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("sections", nargs="*", help="core, workers, websocket (default: all)")
+    parser.add_argument("sections", nargs="*", help="core, workers, websocket, metrics, codec (default: all)")
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
     args = parser.parse_args()
     sys.path.insert(0, HERE)
