@@ -53,14 +53,14 @@ from collections import deque
 import gevent
 from gevent.event import Event
 
-from ..errors import (ChannelClosed, ChannelFull, InternalError, InvalidParams, MethodNotFound,
-                      RpcError)
+from ..errors import (ChannelClosed, ChannelFull, ChannelMessageTooLarge, InternalError,
+                      InvalidParams, MethodNotFound, RpcError)
 from ..events import EventBus
 from ..logfiles import reopen_file_handlers
 from ..process import closing_at_once
 
 __all__ = ["Worker", "GreenletWorker", "WorkerStatus", "WorkerExit", "exposed", "WorkerRuntime",
-           "LocalStatus", "LocalLink", "encode", "decode", "closing_at_once",
+           "LocalStatus", "LocalLink", "encode", "decode", "UnencodableMessage", "closing_at_once",
            "CMD", "CALL", "STATE", "MSG", "REPLY", "ACTIVATE", "REOPEN", "LOG"]
 
 
@@ -105,9 +105,23 @@ CMD, CALL, STATE, MSG, REPLY, ACTIVATE, REOPEN, LOG = range(8)
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
+class UnencodableMessage(ValueError):
+    """A message cannot be encoded (nested too deeply, or not picklable)."""
+
+
 def encode(*fields):
-    """One message as bytes."""
-    return pickle.dumps(fields, _PROTOCOL)
+    """One message as bytes.
+
+    :raises UnencodableMessage: a field cannot be pickled (a payload nested
+        deeper than the interpreter's recursion limit allows, an object
+        pickle refuses): a clear error instead of a traceback.
+    """
+    try:
+        return pickle.dumps(fields, _PROTOCOL)
+    except RecursionError:
+        raise UnencodableMessage("nested too deeply to be sent to a worker") from None
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        raise UnencodableMessage("cannot be sent to a worker: %s" % (exc,)) from None
 
 
 #: Bytes -> the message tuple.
@@ -126,6 +140,11 @@ def exposed(fn):
     """
     setattr(fn, _EXPOSED, True)
     return fn
+
+
+def _record_size(data):
+    """Bytes a message takes in a ring: a 4-byte header, the data padded to 4."""
+    return 4 + ((len(data) + 3) & ~3)
 
 
 class LocalStatus:
@@ -148,9 +167,22 @@ class LocalLink:
     """The channel of a greenlet worker: an in-process queue, same API as an
     :class:`~gdaemon.workers.channel.Endpoint` on the worker side.
 
+    It accepts what a forked worker's ring accepts and refuses the same way:
+    the same largest message (``capacity - 4`` bytes,
+    :class:`~gdaemon.errors.ChannelMessageTooLarge` beyond), the same
+    accounting of bytes (4-byte records), :class:`~gdaemon.errors.ChannelFull`
+    when no room is left.  A forked worker drains its ring in parallel with
+    the daemon; a greenlet worker drains only when the sender yields, so a
+    full queue first lets a waiting worker run (a few times, while it makes
+    progress) before refusing: a pipelined burst that a forked worker takes
+    is taken here too.
+
     :param deliver: called with each message the worker sends (bytes).
     :param capacity: bytes the daemon -> worker queue may hold, like a ring.
     """
+
+    #: Times a sender facing a full queue yields to a draining worker.
+    drain_attempts = 8
 
     def __init__(self, deliver, capacity):
         self._deliver = deliver
@@ -158,7 +190,10 @@ class LocalLink:
         self._queue = deque()
         self._used = 0
         self._event = Event()
+        self._waiting = False
         self.closed = False
+        #: Largest message :meth:`push` accepts, in bytes (as a ring's).
+        self.max_message_size = capacity - 4
 
     # -- daemon side ------------------------------------------------------
 
@@ -166,18 +201,39 @@ class LocalLink:
         """Queue a message for the worker; return the bytes written (> 0).
 
         :raises ChannelClosed: the worker is gone.
+        :raises ChannelMessageTooLarge: the message can never fit.
         :raises ChannelFull: the queue holds ``capacity`` bytes already.
         """
         if self.closed:
             raise ChannelClosed("the greenlet worker's channel is closed")
-        size = 4 + len(data)
+        if len(data) > self.max_message_size:
+            raise ChannelMessageTooLarge(
+                "message of %d bytes exceeds the channel's max_message_size of %d bytes"
+                % (len(data), self.max_message_size))
+        size = _record_size(data)
         if self._used + size > self._capacity:
-            raise ChannelFull("channel full: %d bytes needed, %d free of %d"
-                              % (size, self._capacity - self._used, self._capacity))
+            self._let_worker_drain(size)
+            if self.closed:
+                raise ChannelClosed("the greenlet worker's channel is closed")
+            if self._used + size > self._capacity:
+                raise ChannelFull("channel full: %d bytes needed, %d free of %d"
+                                  % (size, self._capacity - self._used, self._capacity))
         self._queue.append(data)
         self._used += size
         self._event.set()
         return size
+
+    def _let_worker_drain(self, size):
+        hub = gevent.get_hub()
+        if gevent.getcurrent() is hub:
+            return  # hub callbacks cannot yield
+        for _ in range(self.drain_attempts):
+            if not self._waiting or self.closed:
+                return  # busy in loop(): it cannot drain now, like a busy forked worker
+            before = self._used
+            gevent.idle()
+            if self._used + size <= self._capacity or self._used >= before:
+                return
 
     def close(self):
         self.closed = True
@@ -189,12 +245,12 @@ class LocalLink:
         if self.closed:
             raise ChannelClosed("the greenlet worker's channel is closed")
         self._deliver(data)
-        return 4 + len(data)
+        return _record_size(data)
 
     def recv_nowait(self):
         if self._queue:
             data = self._queue.popleft()
-            self._used -= 4 + len(data)
+            self._used -= _record_size(data)
             return data
         if self.closed:
             raise ChannelClosed("the greenlet worker's channel is closed")
@@ -207,7 +263,11 @@ class LocalLink:
         if timeout is not None and timeout <= 0:
             return None
         self._event.clear()
-        self._event.wait(timeout)
+        self._waiting = True
+        try:
+            self._event.wait(timeout)
+        finally:
+            self._waiting = False
         return self.recv_nowait()
 
 

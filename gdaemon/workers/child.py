@@ -39,7 +39,7 @@ from ..logfiles import reopen_file_handlers
 from ..process import closing_at_once
 from .base import ACTIVATE, LOG, REOPEN, Worker, WorkerExit, WorkerRuntime, decode, encode
 
-__all__ = ["run_forked", "STANDBY_COMM", "WORKER_SIGNALS", "LogForwarder"]
+__all__ = ["run_forked", "STANDBY_COMM", "WORKER_SIGNALS"]
 
 # prctl(2) options (Linux).
 _PR_SET_PDEATHSIG = 1
@@ -84,40 +84,12 @@ def _ignore():
     pass
 
 
-class LogForwarder(logging.Handler):
-    """Sends a forked worker's log records to the daemon (``LOG`` messages).
-
-    The daemon keeps them in its in-memory log (``daemon.logtail``) and emits
-    ``log.record``; the worker still writes its own log file or stderr.
-    Best effort by design: a full channel drops the record here rather than
-    ever blocking the worker.
-    """
-
-    def __init__(self, link, level=logging.NOTSET):
-        super().__init__(level)
-        self.link = link
-        self.dropped = 0
-
-    def emit(self, record):
-        try:
-            line = self.format(record)
-            fields = {"level": record.levelname, "logger": record.name,
-                      "message": record.getMessage(), "pid": record.process,
-                      "time": record.created, "line": line}
-            self.link.send(encode(LOG, fields))
-        except Exception:
-            self.dropped += 1
-
-    def handleError(self, record):  # never print tracebacks about a lost record
-        self.dropped += 1
-
-
 def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
                comm=None):  # pragma: no cover - runs in forked children
     """The whole life of a forked child; never returns (``os._exit``).
 
-    :param daemon: the daemon (its ``forward_logs`` attribute, when true,
-        makes the child forward its log records).
+    :param daemon: the daemon (its ``logring``, when it has one and
+        ``forward_logs`` is true, forwards the child's log records to it).
     :param channel: this child's :class:`~gdaemon.workers.channel.Channel`.
     :param parent: the daemon's pid.
     :param prctl: libc's ``prctl`` (Linux), resolved in the daemon.
@@ -144,8 +116,9 @@ def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
             if prctl is not None and comm:
                 prctl(_PR_SET_NAME, comm, 0, 0, 0)
             logger = worker.logger
-        if getattr(daemon, "forward_logs", False):
-            _forward_logs(end)
+        logring = getattr(daemon, "logring", None)
+        if logring is not None and getattr(daemon, "forward_logs", True):
+            _forward_logs(logring, end)
         runtime = signals.runtime = WorkerRuntime(worker, end, channel.status, parent_pid=parent)
         code = runtime.run()
     except BaseException:
@@ -158,14 +131,18 @@ def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
     _leave(code)
 
 
-def _forward_logs(end):  # pragma: no cover - runs in forked children
-    """Add a :class:`LogForwarder` beside the root logger's handlers."""
-    root = logging.getLogger()
-    forwarder = LogForwarder(end)
-    template = next((h for h in root.handlers if h.formatter is not None), None)
-    if template is not None:
-        forwarder.setFormatter(template.formatter)
-    root.addHandler(forwarder)
+def _forward_logs(logring, end):  # pragma: no cover - runs in forked children
+    """Have the (inherited) log ring ship this worker's records to the daemon.
+
+    Best effort by design: a full channel drops the record here rather than
+    ever blocking the worker; the worker still writes its own log file.
+    """
+    def forward(fields):
+        try:
+            end.send(encode(LOG, fields))
+        except Exception:  # full, closed, or unpicklable: the file has the line anyway
+            pass
+    logring.forward = forward
 
 
 def _leave(code):  # pragma: no cover - runs in forked children

@@ -46,8 +46,8 @@ import gevent
 from gevent.event import AsyncResult, Event
 from gevent.lock import Semaphore
 
-from ..errors import (ChannelClosed, ChannelFull, ConfigError, RpcError, UnknownWorker,
-                      WorkerError, WorkerUnavailable)
+from ..errors import (ChannelClosed, ChannelFull, ConfigError, InvalidParams, RpcError,
+                      UnknownWorker, WorkerError, WorkerUnavailable)
 from ..forking import ForkRegistry
 from ..process import closing_at_once, resource_usage
 from .base import (ACTIVATE, CALL, CMD, LOG, MSG, REOPEN, REPLY, STATE, GreenletWorker, LocalLink,
@@ -156,7 +156,8 @@ class WorkerHandle:
                 "last_exit": self.last_exit, "rss": rss, "cpu": cpu}
 
     def send(self, command, payload=None):
-        """See :meth:`OutputChannel.send`."""
+        """See :meth:`OutputChannel.send`; also raises ``ValueError`` for a payload
+        that can never be delivered (too large for the channel, or not encodable)."""
         if not isinstance(command, str) or not command:
             raise ValueError("a command must be a non-empty string, got %r" % (command,))
         return self._send(encode(CMD, command, payload))
@@ -184,6 +185,8 @@ class WorkerHandle:
         try:
             try:
                 self._send(encode(CALL, call_id, method, params))
+            except ValueError as exc:  # can never be delivered: too large, unencodable
+                raise InvalidParams("invalid param 'params': %s" % (exc,)) from None
             except (ChannelFull, ChannelClosed) as exc:
                 raise WorkerUnavailable("worker %r: %s" % (self.name, exc)) from None
             try:

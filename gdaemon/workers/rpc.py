@@ -3,8 +3,11 @@
 
 Each handler's docstring is what ``system.methodHelp`` returns for it.
 Errors: ``-32002`` unknown worker, ``-32005`` worker unavailable (not
-running, channel full, no answer in time), and for ``worker.call`` whatever
-the worker's method raised (``-32601`` when it has no such exposed method).
+running, channel full now, no answer in time: retrying later may help),
+``-32602`` for a payload or params that can never be delivered (larger than
+the channel's largest message, which the message names, or nested too
+deeply), and for ``worker.call`` whatever the worker's method raised
+(``-32601`` when it has no such exposed method).
 """
 
 import typing
@@ -29,6 +32,10 @@ def register(registry, manager):
     def send(handle, command, payload=None):
         try:
             return handle.send(command, payload)
+        except ValueError as exc:
+            # Will never fit, or cannot be encoded: retrying cannot help (-32602),
+            # unlike a full channel (-32005).
+            raise InvalidParams("invalid param 'payload': %s" % (exc,)) from None
         except (ChannelFull, ChannelClosed) as exc:
             raise WorkerUnavailable(str(exc)) from None
 
@@ -63,8 +70,8 @@ def register(registry, manager):
     @method("worker.info", [_OptionalName], returns=typing.Any)
     def info(name):
         """Return the details of worker NAME (name, kind, pid, status, status_name,
-        looptime, forever, restarts, loops, started_at, last_exit), or a list of
-        them for all workers."""
+        looptime, forever, restarts, loops, started_at, last_exit, rss, cpu), or a
+        list of them for all workers."""
         if name is None:
             return [handle.info() for handle in manager]
         return manager.get(name).info()
@@ -90,7 +97,9 @@ def register(registry, manager):
             returns=int)
     def send_command(name, command, payload):
         """Send COMMAND with an optional PAYLOAD to worker NAME, where it arrives as
-        the event daemon.worker.COMMAND; returns the bytes written."""
+        the event daemon.worker.COMMAND; returns the bytes written. The encoded
+        message must fit the worker's channel (262,140 bytes by default): a larger
+        one is -32602, a full channel -32005."""
         if not command:
             raise InvalidParams("invalid param 'command': expected a non-empty string")
         return send(manager.get(name), command, payload)

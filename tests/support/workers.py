@@ -46,6 +46,7 @@ class CounterMixin:
 
     def spinup(self):
         self.count = 0
+        self.notes = 0
         self.events.signal("daemon.worker.note").connect(self.on_note, weak=False)
         mark(self.name, "spinup %d" % os.getpid())
 
@@ -58,12 +59,13 @@ class CounterMixin:
         mark(self.name, "spindown %d" % os.getpid())
 
     def on_note(self, sender, payload=None, **kw):
+        self.notes += 1
         mark(self.name, "note %s" % json.dumps(payload))
         self.send("noted", payload)
 
     @exposed
     def stats(self, verbose=False):
-        return {"count": self.count, "pid": os.getpid(), "verbose": verbose}
+        return {"count": self.count, "pid": os.getpid(), "verbose": verbose, "notes": self.notes}
 
     @exposed
     def add(self, a, b=0):
