@@ -46,8 +46,9 @@ Design decisions:
 - **Not thread-safe.**  A client is meant for one thread, or one greenlet, at a
   time (two greenlets reading one socket is an error in gevent).  Give each
   thread or greenlet its own client; connections are cheap.
-- **JSON.**  :mod:`json` from the standard library, or ``orjson`` when it is
-  importable (faster; integers beyond 64 bits then decode as floats).
+- **JSON.**  The daemon's own codec (:mod:`gdaemon.rpc.codec`): orjson, with
+  the standard library for what orjson cannot do, so integers of any size
+  round-trip exactly (ids, params and results alike).
 """
 
 import base64
@@ -63,11 +64,12 @@ from urllib.parse import urlsplit
 
 from .config import parse_address
 from .errors import ConfigError, ConnectionLost, InternalError, RpcError
+from .rpc import codec
 from .tls import client_context
 
 try:
     import orjson
-except ImportError:  # optional speed-up (the "fast" extra)
+except ImportError:  # pragma: no cover - a runtime dependency, missing only without a wheel
     orjson = None
 
 __all__ = ["Client", "Batch", "Future", "connect_unix", "encode", "decode"]
@@ -90,14 +92,18 @@ def encode(obj):
             # orjson refuses what json accepts (ints beyond 64 bits, non-str
             # keys, tuples as keys...): fall back rather than fail.
             pass
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: escaped, it still round-trips
+        return json.dumps(obj, separators=(",", ":")).encode("ascii")
 
 
 def decode(data):
-    """Parse JSON ``data`` (bytes); raises :class:`ValueError` when malformed."""
-    if orjson is not None:
-        return orjson.loads(data)
-    return json.loads(data.decode("utf-8"))
+    """Parse JSON ``data`` (bytes); raises :class:`ValueError` when malformed.
+
+    Integers beyond 64 bits come back as exact ints (see :mod:`gdaemon.rpc.codec`).
+    """
+    return codec.loads(data)
 
 
 # ---------------------------------------------------------------------------

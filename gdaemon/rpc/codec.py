@@ -1,18 +1,40 @@
-"""JSON encoding for the wire: orjson when installed (``gdaemon[fast]``), else stdlib.
+"""JSON encoding for the wire: orjson (a runtime dependency), with the stdlib where orjson cannot.
 
-Both return and accept bytes.  Values JSON cannot represent are turned into
-strings rather than failing a whole response (a handler returning a ``set`` or
-a ``datetime`` still gets an answer).
+Both directions take and give UTF-8 bytes.  Values JSON cannot represent are
+turned into strings rather than failing a whole response (a handler
+returning a ``set`` or a ``datetime`` still gets an answer).
+
+Integers of any size round-trip exactly (SPEC 4.1).  orjson reads an integer
+beyond 64 bits as a float and refuses to write one, so:
+
+- :func:`loads` hands a text to the standard library's parser when it holds
+  a run of 19 or more digits (the shortest integer that can overflow:
+  ``-9223372036854775809``).  The check is one ``bytes.translate`` and one
+  substring search, about 1 ms per MB; a long digit run inside a string or
+  a fraction merely takes the slower exact path.  That path is made as
+  strict as orjson: no ``NaN``/``Infinity``, no number overflowing to
+  infinity, UTF-8 only.
+- :func:`dumps` falls back to the standard library when orjson raises.
+
+orjson is a hard dependency (setup.cfg); the import guard only keeps this
+module usable where the wheel cannot be installed.
 """
 
 import json
+import math
 
 __all__ = ["dumps", "loads", "BACKEND"]
 
-try:  # optional speed-up, see the README's "Dependencies" section
+try:
     import orjson
-except ImportError:  # pragma: no cover - depends on the environment
+except ImportError:  # pragma: no cover - no wheel for this platform
     orjson = None
+
+#: Shortest digit run that may be an integer orjson cannot hold.
+_BIG_DIGITS = 19
+# Every ASCII digit becomes "0", everything else a space.
+_DIGITS_ONLY = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_DIGIT_RUN = b"0" * _BIG_DIGITS
 
 
 def _fallback(value):
@@ -21,6 +43,49 @@ def _fallback(value):
     if isinstance(value, (bytes, bytearray)):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+def _no_constant(name):
+    raise ValueError("%s is not JSON" % name)
+
+
+def _finite_float(text):
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("number out of range: %s" % text[:40])
+    return value
+
+
+_decoder = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+_encode = json.JSONEncoder(default=_fallback, separators=(",", ":"), ensure_ascii=False).encode
+_encode_ascii = json.JSONEncoder(default=_fallback, separators=(",", ":")).encode
+
+
+def _std_loads(data):
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        data = bytes(data).decode("utf-8")  # UnicodeDecodeError is a ValueError
+    try:
+        return _decoder.decode(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _std_dumps(value):
+    try:
+        return _encode(value).encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (from a "\\ud800" escape the stdlib parser
+        # accepted): escaped, it still round-trips.
+        return _encode_ascii(value).encode("ascii")
+
+
+def may_hold_big_int(data):
+    """True when ``data`` (bytes or str) has a digit run long enough to overflow 64 bits."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    if len(data) < _BIG_DIGITS:
+        return False
+    return _DIGIT_RUN in data.translate(_DIGITS_ONLY)
 
 
 if orjson is not None:
@@ -32,21 +97,16 @@ if orjson is not None:
         try:
             return orjson.dumps(value, default=_fallback, option=_OPTS)
         except TypeError:
-            # orjson rejects integers beyond 64 bits and a few other corner cases.
-            return json.dumps(value, default=_fallback, separators=(",", ":"),
-                              ensure_ascii=False).encode()
+            # Integers beyond 64 bits, nesting deeper than orjson's 255
+            # levels, lone surrogates: the stdlib writes them all.
+            return _std_dumps(value)
 
     def loads(data):
         """Decode JSON bytes or str; raises ``ValueError`` on bad input."""
+        if may_hold_big_int(data):
+            return _std_loads(data)
         return orjson.loads(data)
-else:  # pragma: no cover - depends on the environment
+else:  # pragma: no cover - no wheel for this platform
     BACKEND = "json"
-    _encode = json.JSONEncoder(default=_fallback, separators=(",", ":"), ensure_ascii=False).encode
-
-    def dumps(value):
-        """Encode ``value`` as compact UTF-8 JSON bytes."""
-        return _encode(value).encode()
-
-    def loads(data):
-        """Decode JSON bytes or str; raises ``ValueError`` on bad input."""
-        return json.loads(data)
+    dumps = _std_dumps
+    loads = _std_loads
