@@ -7,13 +7,15 @@ naming the key.  Relative paths are resolved against ``basepath`` by
 working directory.
 """
 
+import ipaddress
 import os
 import re
+import socket
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
-__all__ = ["Config", "DEFAULTS", "parse_address", "Address", "slugify"]
+__all__ = ["Config", "DEFAULTS", "parse_address", "Address", "is_loopback_ip", "slugify"]
 
 _NUMBER = (int, float)
 _OPT_STR = (str, type(None))
@@ -28,6 +30,8 @@ _SCHEMA = {
     "sockettimeout": (2, _NUMBER, "positive"),
     "socketidle": (300, _NUMBER, "positive"),
     "socketmaxconnections": (64, (int,), "positive"),
+    "socketmaxbatch": (1000, (int,), "positive"),
+    "socketauthtimeout": (5, _NUMBER, "positive"),
     "websockethandler": (None, _OPT_STR, "address"),
     "websocketorigins": (None, (list, tuple, type(None)), "strings"),
     "token": (None, _OPT_STR, None),
@@ -63,11 +67,44 @@ class Address:
 
     @property
     def is_loopback(self):
-        """True for unix sockets and loopback TCP addresses."""
+        """True for unix sockets and TCP hosts that resolve to loopback addresses only.
+
+        Decided on the resolved IP addresses (:meth:`resolve`), never on the
+        spelling: ``127.attacker.example`` is whatever its DNS says, and a
+        host that does not resolve is not loopback.  Every address the name
+        resolves to must be loopback, since the listener binds one of them.
+        """
         if self.is_unix:
             return True
+        try:
+            addresses = self.resolve()
+        except OSError:
+            return False
+        return bool(addresses) and all(is_loopback_ip(ip) for ip in addresses)
+
+    def resolve(self):
+        """The IP addresses (:mod:`ipaddress` objects) a TCP host stands for.
+
+        A literal address is parsed without any lookup; a name goes through
+        :func:`socket.getaddrinfo` (``/etc/hosts``, then DNS).
+
+        :raises OSError: (``socket.gaierror``) when the name does not resolve.
+        """
+        if self.is_unix:
+            return []
         host = self.host or ""
-        return host == "localhost" or host.startswith("127.") or host == "::1"
+        try:
+            return [ipaddress.ip_address(host)]
+        except ValueError:
+            pass
+        infos = socket.getaddrinfo(host, self.port, 0, socket.SOCK_STREAM)
+        found = []
+        for family, _, _, _, sockaddr in infos:
+            if family in (socket.AF_INET, socket.AF_INET6):
+                ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])  # drop an IPv6 zone
+                if ip not in found:
+                    found.append(ip)
+        return found
 
     def __str__(self):
         if self.is_unix:
@@ -76,6 +113,12 @@ class Address:
         return "%s://%s:%d" % (self.scheme, host, self.port)
 
     __repr__ = __str__
+
+
+def is_loopback_ip(ip):
+    """True for a loopback :mod:`ipaddress` address, IPv4-mapped ones included."""
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
 
 
 def parse_address(text, key="sockethandler", schemes=("unix", "tcp", "tls")):

@@ -22,6 +22,8 @@ SPEC_DEFAULTS = {
     "sockettimeout": 2,
     "socketidle": 300,
     "socketmaxconnections": 64,
+    "socketmaxbatch": 1000,
+    "socketauthtimeout": 5,
     "websockethandler": None,
     "websocketorigins": None,
     "token": None,
@@ -89,6 +91,11 @@ WRONG_TYPES = [
     ("socketidle", "300"),
     ("socketmaxconnections", "64"),
     ("socketmaxconnections", 2.5),
+    ("socketmaxbatch", "1000"),
+    ("socketmaxbatch", 2.5),
+    ("socketmaxbatch", None),
+    ("socketauthtimeout", "5"),
+    ("socketauthtimeout", None),
     ("websockethandler", 8080),
     ("websocketorigins", "http://localhost"),
     ("token", 1234),
@@ -119,7 +126,8 @@ def test_wrong_type_is_rejected_naming_the_key(key, value):
 
 
 INT_KEYS = ["socketmode", "socketbuffer", "socketmaxmessage", "sockettimeout", "socketidle",
-            "socketmaxconnections", "niceness", "umask", "shutdowntimeout",
+            "socketmaxconnections", "socketmaxbatch", "socketauthtimeout", "niceness", "umask",
+            "shutdowntimeout",
             "restartintensity", "restartperiod"]
 
 
@@ -131,7 +139,8 @@ def test_booleans_are_not_integers(key, value):
     assert key in str(info.value)
 
 
-@pytest.mark.parametrize("key", ["sockettimeout", "socketidle", "shutdowntimeout", "restartperiod"])
+@pytest.mark.parametrize("key", ["sockettimeout", "socketidle", "socketauthtimeout", "shutdowntimeout",
+                                 "restartperiod"])
 def test_seconds_accept_floats_and_ints(key):
     assert Config({key: 0.5})[key] == 0.5
     assert Config({key: 3})[key] == 3
@@ -147,6 +156,8 @@ def test_values_of_the_right_type_are_accepted():
         "sockettimeout": 1,
         "socketidle": 10.5,
         "socketmaxconnections": 2,
+        "socketmaxbatch": 10,
+        "socketauthtimeout": 0.5,
         "websockethandler": "tcp://127.0.0.1:8080",
         "websocketorigins": ["http://localhost:8080"],
         "token": "s3cret",
@@ -163,6 +174,14 @@ def test_values_of_the_right_type_are_accepted():
     config = Config(values)
     for key, value in values.items():
         assert config[key] == value
+
+
+@pytest.mark.parametrize("key,value", [("socketmaxbatch", 0), ("socketmaxbatch", -1),
+                                       ("socketauthtimeout", 0), ("socketauthtimeout", -0.5)])
+def test_limits_must_be_positive(key, value):
+    with pytest.raises(ConfigError) as info:
+        Config({key: value})
+    assert key in str(info.value)
 
 
 def test_optional_keys_accept_none():
@@ -215,6 +234,41 @@ def test_parse_tcp_hostname_and_ipv6():
 def test_parse_tls():
     a = parse_address("tls://127.0.0.1:443")
     assert (a.scheme, a.host, a.port) == ("tls", "127.0.0.1", 443)
+
+
+# ---------------------------------------------------------------------------
+# Loopback is decided on the resolved IP address (SPEC 4.4), never on the spelling
+
+@pytest.mark.parametrize("text", [
+    "unix://daemon.sock", "tcp://127.0.0.1:1", "tcp://127.5.6.7:1", "tcp://[::1]:1",
+    "tcp://[::ffff:127.0.0.1]:1",         # IPv4-mapped loopback
+    "tcp://localhost:1",                  # a name, resolved through /etc/hosts
+    "tcp://0x7f000001:1", "tcp://2130706433:1", "tcp://127.1:1",  # other spellings of 127.0.0.1
+    "tls://127.0.0.1:443",
+])
+def test_loopback_addresses(text):
+    assert parse_address(text).is_loopback is True
+
+
+@pytest.mark.parametrize("text", [
+    "tcp://127.attacker.example:80",      # looks like 127.*, is whatever its DNS says (here: nothing)
+    "tcp://127.0.0.1.attacker.example:80",
+    "tcp://localhost.attacker.example:80",
+    "tcp://0.0.0.0:80", "tcp://[::]:80",  # every interface
+    "tcp://10.0.0.1:80", "tcp://[2001:db8::1]:80", "tcp://[::ffff:10.0.0.1]:80",
+    "tcp://no-such-host.invalid:80",      # does not resolve: not loopback
+])
+def test_non_loopback_addresses(text):
+    assert parse_address(text).is_loopback is False
+
+
+def test_resolve_gives_ip_addresses():
+    import ipaddress
+    assert parse_address("tcp://127.0.0.1:1").resolve() == [ipaddress.ip_address("127.0.0.1")]
+    assert ipaddress.ip_address("127.0.0.1") in parse_address("tcp://localhost:1").resolve()
+    assert parse_address("tcp://0x7f000001:1").resolve() == [ipaddress.ip_address("127.0.0.1")]
+    with pytest.raises(OSError):
+        parse_address("tcp://no-such-host.invalid:80").resolve()
 
 
 @pytest.mark.parametrize("text", ["", "daemon.sock", "tcp://", "tcp://host", "tcp://:80",
