@@ -31,9 +31,13 @@ import time
 
 import gevent
 
-__all__ = ["RateLimitedLog"]
+__all__ = ["RateLimitedLog", "DEFAULT_INTERVAL"]
 
 _OVERFLOW = object()
+
+#: The interval of a limiter created without one, in seconds.  Read when a
+#: limiter is created, so a program (or a test) may change it before.
+DEFAULT_INTERVAL = 60.0
 
 
 class _Kind:
@@ -53,14 +57,16 @@ class RateLimitedLog:
 
     :param logger: the :class:`logging.Logger` to write to.
     :param interval: seconds during which further lines of a kind are only
-        counted (a positive number).
+        counted (a positive number); default :data:`DEFAULT_INTERVAL`.
     """
 
     #: Kinds remembered at most; past it, kinds whose window is over are
     #: forgotten, so that varying kinds cannot grow memory without bound.
     max_kinds = 256
 
-    def __init__(self, logger, interval=60.0):
+    def __init__(self, logger, interval=None):
+        if interval is None:
+            interval = DEFAULT_INTERVAL
         if not interval > 0:
             raise ValueError("interval must be positive, got %r" % (interval,))
         self.logger = logger

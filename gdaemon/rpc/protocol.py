@@ -14,6 +14,14 @@ invalid request (id null unless the request carried a valid id), ``-32601``,
 handler raises that is not an :class:`~gdaemon.errors.RpcError`: the
 traceback is logged, never sent).
 
+Bounded cost (SPEC 3, ``socketmaxbatch``; issue 8): a batch of more than
+:attr:`Session.max_batch` requests gets one ``-32600`` (id null) naming the
+limit, and nothing of it runs.  The length is checked *before* the line is
+decoded (:func:`batch_exceeds`): a 1 MB line ``[1,1,1,...]`` would otherwise
+become half a million Python objects and a 47 MB reply.  The same limit
+bounds the calls of one ``system.multicall`` (``-32602``).  Before a session
+authenticated, a batch is refused without being decoded at all.
+
 The engine owns no socket: transports (:mod:`gdaemon.rpc.server`, the HTTP
 endpoint) feed it lines and write what it returns.  That keeps it fuzzable
 (see tests/unit/test_protocol_properties.py).  Handlers may block
@@ -23,10 +31,14 @@ calls the engine from the connection's own greenlet.
 
 import collections
 from fnmatch import fnmatchcase
+import json
 import logging
+import re
 from time import perf_counter
 
-from ..errors import InternalError, InvalidRequest, MethodNotFound, RpcError, Unauthorized
+from ..errors import (InternalError, InvalidParams, InvalidRequest, MethodNotFound, RpcError,
+                      Unauthorized)
+from ..ratelimit import RateLimitedLog
 from . import codec
 
 try:
@@ -36,13 +48,85 @@ try:
 except ImportError:  # pragma: no cover - other interpreters
     from hmac import compare_digest
 
-__all__ = ["Engine", "Session", "EventQueue", "Subscribers"]
+__all__ = ["Engine", "Session", "EventQueue", "Subscribers", "batch_exceeds"]
 
 log = logging.getLogger("gdaemon.rpc")
 
 _PARSE_ERROR = {"code": -32700, "message": "Parse error"}
 _ID_TYPES = (str, int, float, type(None))
 _MISSING = object()
+_MULTICALL = "system.multicall"
+
+_BLANK = re.compile(rb"[ \t\r\n]*")
+_BLANK_STR = re.compile(r"[ \t\r\n]*")
+_scan_value = json.JSONDecoder().raw_decode
+_SCAN_WINDOW = 65536
+
+
+def _first_byte(line):
+    """The first non-blank byte of ``line`` (bytes), or ``b""``."""
+    start = _BLANK.match(line).end()
+    return line[start:start + 1]
+
+
+def batch_exceeds(line, limit):
+    """True when ``line`` (bytes) is a JSON array of more than ``limit`` values.
+
+    Nothing of the array is kept: its values are scanned one at a time by
+    the standard library's C scanner and dropped, and the scan stops at
+    value ``limit + 1``, decoding only as much of the line as that needs
+    (64 KB, then four times more each round).  Fast paths: a line that does
+    not start with ``[``, or with fewer than ``limit`` commas in all, cannot
+    be such a batch.  A line that stops being valid JSON before the count is
+    passed is left to the real parser (which reports ``-32700``); one that is
+    still valid JSON past ``limit + 1`` values is refused without reading
+    the rest.
+    """
+    if _first_byte(line) != b"[" or line.count(b",") < limit:
+        return False
+    size = _SCAN_WINDOW
+    while True:
+        whole = size >= len(line)
+        if whole:
+            chunk = line
+        else:
+            # Cut before a UTF-8 continuation byte, never inside a character.
+            cut = size
+            while cut > size - 4 and line[cut] & 0xC0 == 0x80:
+                cut -= 1
+            chunk = line[:cut]
+        try:
+            text = bytes(chunk).decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        verdict = _more_values_than(text, limit, whole)
+        if verdict is not None:
+            return verdict
+        size *= 4
+
+
+def _more_values_than(text, limit, whole):
+    """Count the values of the array ``text`` opens: True past ``limit``,
+    False when it ends first (or is not JSON), None when ``text`` (a prefix,
+    unless ``whole``) ran out first."""
+    idx = _BLANK_STR.match(text, _BLANK_STR.match(text).end() + 1).end()
+    if text.startswith("]", idx):
+        return False
+    count = 0
+    while True:
+        try:
+            _, idx = _scan_value(text, idx)
+        except (ValueError, RecursionError):
+            return False if whole else None
+        count += 1
+        if count > limit:
+            return True
+        idx = _BLANK_STR.match(text, idx).end()
+        if idx >= len(text):
+            return False if whole else None
+        if text[idx] != ",":
+            return False  # "]": at most limit values (or not JSON)
+        idx = _BLANK_STR.match(text, idx + 1).end()
 
 
 class EventQueue:
@@ -84,10 +168,14 @@ class Session:
 
     #: Events a subscriber may have queued before the oldest are dropped.
     max_queued_events = 1000
+    #: Most requests in one batch (``socketmaxbatch``; the transport sets it).
+    max_batch = 1000
 
-    def __init__(self, peer="", transport="socket"):
+    def __init__(self, peer="", transport="socket", max_batch=None):
         self.peer = peer
         self.transport = transport
+        if max_batch is not None:
+            self.max_batch = max_batch
         self.authenticated = False
         #: Set by the engine when the transport must close after writing the reply.
         self.close_after = False
@@ -133,6 +221,8 @@ class Engine:
         self.registry = registry
         self.token = token
         self.injected = dict(injected or {})
+        #: Where errors a client caused are logged, once per kind per interval.
+        self.client_errors = RateLimitedLog(log)
 
     # -- entry points -------------------------------------------------------
 
@@ -140,21 +230,46 @@ class Engine:
         """Handle one framed line (bytes or str); return response bytes or ``None``."""
         if not line.strip():
             return None
-        try:
-            payload = codec.loads(line)
-        except ValueError:
-            if self.token is not None and not session.authenticated:
-                return codec.dumps(self._refuse(session, None, "authentication required"))
-            return codec.dumps({"jsonrpc": "2.0", "error": _PARSE_ERROR, "id": None})
+        payload, refusal = self.decode(line, session)
+        if refusal is not None:
+            return codec.dumps(refusal)
         response = self.handle_payload(payload, session)
         if response is None:
             return None
+        return self.encode(response, session)
+
+    def encode(self, response, session):
+        """The wire bytes of a response object (never raises)."""
         try:
             return codec.dumps(response)
-        except Exception:  # a result JSON cannot carry at all
-            log.exception("cannot encode response")
+        except Exception as exc:
+            # With every unknown type stringified, what is left is nesting
+            # deeper than the encoder goes: a client echoing a bomb, mostly.
+            # Not worth a traceback per request.
+            self.client_errors.log("encode", logging.WARNING, "cannot encode the response to %s: %r",
+                                   session.peer, exc)
             return codec.dumps(_error_response(InternalError("result is not JSON-serialisable"),
                                                response.get("id") if isinstance(response, dict) else None))
+
+    def decode(self, line, session):
+        """Decode one request line: ``(payload, None)``, or ``(None, error response)``
+        for a parse error, a batch longer than ``session.max_batch``, or anything
+        but ``system.auth`` before the session authenticated."""
+        if isinstance(line, str):
+            line = line.encode("utf-8", "surrogatepass")
+        unauthenticated = self.token is not None and not session.authenticated
+        if unauthenticated and _first_byte(line) == b"[":
+            return None, self._refuse(session, None, "authentication required: call system.auth first")
+        if batch_exceeds(line, session.max_batch):
+            return None, _error_response(InvalidRequest(
+                "batch of more than %d requests (socketmaxbatch): nothing was run"
+                % session.max_batch), None)
+        try:
+            return codec.loads(line), None
+        except ValueError:
+            if unauthenticated:
+                return None, self._refuse(session, None, "authentication required")
+            return None, {"jsonrpc": "2.0", "error": _PARSE_ERROR, "id": None}
 
     def handle_payload(self, payload, session):
         """Handle a decoded request or batch; return the response object or ``None``."""
@@ -163,6 +278,10 @@ class Engine:
         if isinstance(payload, list):
             if not payload:
                 return _error_response(InvalidRequest("empty batch"), None)
+            if len(payload) > session.max_batch:  # decoded elsewhere (XML-RPC, a caller)
+                return _error_response(InvalidRequest(
+                    "batch of more than %d requests (socketmaxbatch): nothing was run"
+                    % session.max_batch), None)
             responses = [r for r in (self._handle_one(item, session) for item in payload)
                          if r is not None]
             return responses or None
@@ -196,6 +315,8 @@ class Engine:
             observer(name, perf_counter() - start, ok)
 
     def _invoke(self, method, name, params, session):
+        if name == _MULTICALL:
+            _check_multicall(params, session.max_batch)
         kwargs = method.bind(params)
         for key in method.inject:
             kwargs[key] = session if key == "session" else self.injected.get(key)
@@ -262,6 +383,19 @@ class Engine:
     def check_token(self, given):
         """Constant-time comparison with the configured token."""
         return self.token is not None and compare_digest(given.encode(), self.token.encode())
+
+
+def _check_multicall(params, limit):
+    """``system.multicall`` is a batch too: refuse more than ``limit`` calls."""
+    if isinstance(params, list):
+        calls = params[0] if params else None
+    elif isinstance(params, dict):
+        calls = params.get("calls")
+    else:
+        calls = None
+    if isinstance(calls, list) and len(calls) > limit:
+        raise InvalidParams("calls: more than %d calls in one system.multicall (socketmaxbatch)"
+                            % limit)
 
 
 def _valid_id(req_id):

@@ -62,7 +62,8 @@ def handle_body(engine, body, session):
     try:
         params, method = xmlrpc.client.loads(body, use_builtin_types=True)
     except Exception as exc:  # expat, ValueError, TypeError...: all mean "not valid XML-RPC"
-        log.debug("undecodable XML-RPC request", exc_info=True)
+        engine.client_errors.log("xmlrpc.decode", logging.DEBUG, "undecodable XML-RPC request from %s: %s",
+                                 session.peer, _short(exc))
         return fault_body(ParseError("Parse error: %s" % (exc,)))
     if not isinstance(method, str) or not method:
         return fault_body(InvalidRequest("expected a <methodCall> with a <methodName>"))
@@ -73,9 +74,22 @@ def handle_body(engine, body, session):
     try:
         return xmlrpc.client.dumps((to_xmlrpc(result),), methodresponse=True,
                                    allow_none=True, encoding="utf-8").encode("utf-8")
+    except RecursionError:
+        # Nesting deeper than the marshaller goes: a client echoing a bomb,
+        # typically.  A traceback here would be a thousand frames long, per
+        # request (issue 8): one rate-limited line instead.
+        engine.client_errors.log("xmlrpc.encode", logging.WARNING,
+                                 "cannot encode the XML-RPC result of %s for %s: nested too deeply",
+                                 method, session.peer)
+        return fault_body(RpcError(-32603, "result nested too deeply for XML-RPC"))
     except Exception:  # a result we failed to make representable: a bug worth a traceback
         log.exception("cannot encode the XML-RPC result of %s", method)
         return fault_body(RpcError(-32603, "result cannot be represented in XML-RPC"))
+
+
+def _short(exc):
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def fault_body(exc):

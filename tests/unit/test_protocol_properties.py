@@ -23,7 +23,8 @@ SERVER_CODES = {-32000, -32001, -32002, -32003, -32004, -32005}
 CUSTOM_CODE = -32099
 ALLOWED_CODES = STANDARD_CODES | SERVER_CODES | {CUSTOM_CODE}
 
-MAX_INT = 2 ** 63 - 1  # beyond 64 bits JSON parsers disagree; not part of SPEC 4
+#: SPEC 4.1: integers of any size round-trip exactly; these go well past 64 bits.
+MAX_INT = 2 ** 200
 
 
 class StubDaemon:
@@ -46,6 +47,10 @@ class StubDaemon:
 
     def connection_count(self):
         return 1
+
+
+#: One entry per call of t.count: what a refused batch must not have run.
+CALLS = []
 
 
 def make_registry():
@@ -86,6 +91,11 @@ def make_registry():
     @registry.method("t.weird")
     def weird():
         return {"set": {1, 2}, "tuple": (1, 2), "bytes": b"x"}
+
+    @registry.method("t.count")
+    def count():
+        CALLS.append(1)
+        return len(CALLS)
 
     return registry
 
@@ -395,3 +405,138 @@ def test_null_params_is_an_invalid_request(req_id):
 def test_blank_lines_get_nothing():
     for line in (b"", b"  ", b"\t", b"\r"):
         assert handle(line) is None
+
+
+# ---------------------------------------------------------------------------
+# socketmaxbatch (SPEC 3, issue 8): batches near the limit
+
+from gdaemon.rpc.protocol import batch_exceeds  # noqa: E402
+
+
+def count_request(i, notify=False):
+    request = {"jsonrpc": "2.0", "method": "t.count"}
+    if not notify:
+        request["id"] = i
+    return request
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 12), st.integers(-2, 2), st.booleans(), st.sampled_from(["", " ", "\n\t ", "\r\n"]))
+def test_batches_near_the_limit(limit, offset, notify, blank):
+    """limit-2 .. limit+2 requests: up to the limit all run; beyond it one -32600
+    (id null) naming the limit, and none of them runs."""
+    size = limit + offset
+    assume(size >= 1)
+    batch = [count_request(i, notify) for i in range(size)]
+    line = (blank + "[" + blank + ("," + blank).join(json.dumps(r) for r in batch) + blank + "]" + blank).encode()
+    session = Session("test", max_batch=limit)
+    before = len(CALLS)
+    response = handle(line, session=session)
+    if size <= limit:
+        assert len(CALLS) - before == size
+        if notify:
+            assert response is None
+        else:
+            assert [r["id"] for r in response] == list(range(size))
+    else:
+        assert len(CALLS) == before, "a refused batch ran"
+        check_response(response, None)
+        assert response["error"]["code"] == -32600
+        assert str(limit) in response["error"]["message"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(json_values, max_size=14), st.integers(0, 15),
+       st.sampled_from(["", " ", "\n", "\t\r\n "]))
+def test_batch_length_is_counted_exactly_without_decoding(values, limit, blank):
+    """batch_exceeds agrees with len(json.loads(line)) for any JSON array, any spacing."""
+    text = "[" + blank + ("," + blank).join(json.dumps(v) for v in values) + blank + "]"
+    assert batch_exceeds(text.encode(), limit) == (len(values) > limit)
+    # Not an array, or not JSON at all: never "a long batch" (the parser decides).
+    assert batch_exceeds(json.dumps({"a": values}).encode(), limit) is False
+    assert batch_exceeds(text[:-1].encode() + b"{", limit) == (len(values) > limit)
+
+
+@pytest.mark.parametrize("char", ["x", "\u00e9", "\u2713", "\U0001f600"])
+@pytest.mark.parametrize("limit", [1, 3, 19, 20, 21, 49, 50, 60])
+def test_batch_length_across_decode_windows(char, limit):
+    """Values far larger than the 64 KB first window, multi-byte characters cut at its edge."""
+    values = [char * (7001 + i) for i in range(20)] + list(range(30))
+    line = json.dumps(values, ensure_ascii=False).encode("utf-8")
+    assert len(line) > 4 * 65536 or char == "x"
+    assert batch_exceeds(line, limit) == (len(values) > limit)
+    assert batch_exceeds(line[:-1], limit) == (len(values) > limit)  # truncated: decided if passed
+
+
+def test_default_limit_is_1000_and_exactly_1000_pass():
+    before = len(CALLS)
+    line = dumps([count_request(i) for i in range(1000)])
+    response = handle(line)
+    assert len(response) == 1000 and len(CALLS) - before == 1000
+    line = dumps([count_request(i) for i in range(1001)])
+    response = handle(line)
+    assert response["error"]["code"] == -32600 and "1000" in response["error"]["message"]
+    assert response["id"] is None
+    assert len(CALLS) - before == 1000
+
+
+def test_a_one_megabyte_batch_is_refused_cheaply():
+    import time
+    for line in (b"[" + b"1," * 524283 + b"1]", b"[" + b"{}," * 349000 + b"{}]",
+                 b"[" + b'"",' * 349000 + b'""]'):
+        started = time.perf_counter()
+        response = handle(line)
+        assert response["error"]["code"] == -32600
+        # Counted up to 1001 values, never decoded whole (that took ~0.5 s).
+        assert time.perf_counter() - started < 0.25
+
+
+def test_before_auth_a_batch_is_refused_unread():
+    engine = make_engine(token="s3cret")
+    session = Session("test")
+    response = handle(b"[" + b"1," * 100000 + b"1]", engine, session)
+    assert response["error"]["code"] == -32001 and session.close_after
+
+
+@pytest.mark.parametrize("params", [lambda calls: [calls], lambda calls: {"calls": calls}])
+def test_multicall_is_bounded_too(params):
+    calls = [{"methodName": "t.count", "params": []}] * 4
+    session = Session("test", max_batch=3)
+    before = len(CALLS)
+    response = handle(dumps({"jsonrpc": "2.0", "method": "system.multicall", "params": params(calls),
+                             "id": 1}), session=session)
+    assert response["error"]["code"] == -32602 and "3" in response["error"]["message"]
+    assert len(CALLS) == before
+    response = handle(dumps({"jsonrpc": "2.0", "method": "system.multicall", "params": params(calls[:3]),
+                             "id": 1}), session=session)
+    assert response["result"] == [[before + 1], [before + 2], [before + 3]]
+
+
+# ---------------------------------------------------------------------------
+# Integers of any size round-trip exactly (SPEC 4.1, issue 8)
+
+@COMMON
+@given(st.integers(), st.integers())
+def test_big_integers_round_trip_exactly(req_id, value):
+    line = dumps({"jsonrpc": "2.0", "method": "t.any", "params": [value], "id": req_id})
+    response = handle(line)
+    assert response == {"jsonrpc": "2.0", "result": value, "id": req_id}
+    assert type(response["result"]) is int and type(response["id"]) is int
+
+
+@pytest.mark.parametrize("value", [2 ** 64 - 1, 2 ** 64, -2 ** 63 - 1, 2 ** 70, -2 ** 70, 10 ** 100])
+def test_big_integers_examples(value):
+    out = ENGINE.handle_line(dumps({"jsonrpc": "2.0", "method": "t.any", "params": [value], "id": value}),
+                             Session("test"))
+    assert out == ('{"jsonrpc":"2.0","result":%d,"id":%d}' % (value, value)).encode()
+
+
+def test_the_exact_path_is_as_strict_as_the_fast_one():
+    """A 19-digit run sends a line to the stdlib parser: it still refuses what orjson refuses."""
+    big = "12345678901234567890"
+    for bad in ('[NaN, %s]', '[Infinity, %s]', '[1e400, %s]', '[%s'):
+        response = handle((bad % big).encode())
+        assert response["error"]["code"] == -32700, bad
+    deep = ("[" * 3000 + big + "]" * 3000).encode()
+    assert handle(deep)["error"]["code"] == -32700
+    assert handle(b'["\xff", ' + big.encode() + b"]")["error"]["code"] == -32700
