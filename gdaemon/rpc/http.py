@@ -21,14 +21,31 @@ Limits, the same as the raw socket's (SPEC 3, 4.2):
   is checked before its payload is read, so memory stays bounded.
 - ``sockettimeout``: once the first byte of a websocket message arrived,
   the rest must follow within it, or the connection closes without a reply.
-  Over HTTP it bounds each read of a request (and a TLS handshake).
+  Over HTTP a request (line, headers and body) must arrive whole within it,
+  counted from its first byte, or for a new connection from the accept: a
+  slow-loris trickle or an idle stranger is closed quietly (a body too slow
+  gets 408).  It also bounds a TLS handshake.
 - ``socketidle``: a websocket (or HTTP keep-alive connection) from which
   nothing arrives for this long is closed.
 - A request body the application did not read (a refused request) is not
   swallowed to keep the connection alive: the connection is closed.
-- ``socketmaxconnections``: counts websocket connections (they are in
-  :attr:`HttpEndpoint.connections`, summed into ``daemon.status``); one more
-  gets a ``-32004`` message and close code 1013.
+- ``socketmaxconnections``: counts every HTTP connection, websockets
+  included (websockets are also in :attr:`HttpEndpoint.connections`, summed
+  into ``daemon.status``).  When it is reached, an idle keep-alive connection
+  is closed to make room, or else the newcomer gets ``503`` with a
+  ``-32004`` body at once (:meth:`HttpEndpoint.admit`).  Connections run in a
+  bounded greenlet pool, so whatever clients do the descriptors stay bounded,
+  and a flood of the HTTP side leaves the unix socket answering.
+- ``socketmaxbatch``: a longer batch posted to ``/rpc`` gets ``400`` with one
+  ``-32600`` error; over the websocket, one ``-32600`` message.
+- ``socketauthtimeout``: with ``token`` set, a websocket not authenticated
+  by then gets ``-32001`` and close code 1008; an HTTP request without the
+  token gets ``401`` and its connection is closed.
+
+Errors clients cause (bad requests, timeouts, refusals, failed handshakes)
+are logged through a :class:`~gdaemon.ratelimit.RateLimitedLog`: once per
+kind per interval, with a count of the rest; pywsgi's and gevent-websocket's
+own messages about bad requests go through it too.
 
 Security:
 
@@ -72,18 +89,17 @@ import socket
 import time
 
 import gevent
-from gevent.pool import Pool
 from gevent.pywsgi import Input, LoggingLogAdapter, WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 
-from ..errors import (MessageTooLarge, ParseError, RpcError, TooManyConnections,
-                      Unauthorized)
+from ..errors import MessageTooLarge, RpcError, TooManyConnections, Unauthorized
 from ..process import close_fd
+from ..ratelimit import RateLimitedLog
 from ..tls import BoundedHandshake
 from . import codec
 from .protocol import Session
-from .server import Transport, bind_listener
-from .websocket import GOING_AWAY, TRY_LATER, Refuse, WebSocketConnection, error_message
+from .server import Transport, bind_listener, connection_pool, refuse_connection
+from .websocket import GOING_AWAY, Refuse, WebSocketConnection, error_message
 
 __all__ = ["HttpEndpoint"]
 
@@ -95,6 +111,9 @@ _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset
                  ".png": "image/png", ".ico": "image/x-icon"}
 _JSON = "application/json"
 _BODY_READ = "gdaemon.body_read"   # environ key: the application consumed the request body
+_DEADLINE = "gdaemon.deadline"     # environ key: time.monotonic() by which the body must be in
+_BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n"
+                b"Connection: close\r\n\r\nbad request\n")
 _SECURITY_HEADERS = [
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
@@ -106,37 +125,110 @@ _PAGE_POLICY = ("default-src 'self'; connect-src 'self' ws: wss:; img-src 'self'
                 "style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
                 "form-action 'none'")
 
-class _Handler(WebSocketHandler):
-    """pywsgi handler: timeouts, fd bookkeeping, and the checks due before an upgrade."""
+class _HeadTimeout(BaseException):
+    """The request line and headers did not arrive within ``sockettimeout``.
 
-    #: True while waiting for the next request (stop() may then close at once).
+    A BaseException, so that pywsgi's ``except Exception`` (which answers 400
+    and logs) lets it through to :meth:`_Handler.handle`, which closes quietly.
+    """
+
+
+class _BodyTimeout(Exception):
+    """The request body did not arrive by the request's deadline."""
+
+
+class _Handler(WebSocketHandler):
+    """pywsgi handler: time limits, fd bookkeeping, and the checks due before an upgrade."""
+
+    #: True while waiting for the next request (stop() may then close at once,
+    #: and a new connection may take its place when the endpoint is full).
     waiting = False
+    #: Set when the endpoint closed this idle keep-alive connection to make room.
+    evicted = False
+    #: ``time.monotonic()`` when it began waiting for its next request.
+    idle_since = 0.0
+    #: ``time.monotonic()`` by which the current request must have arrived whole.
+    deadline = None
+    _head_timer = None
 
     def handle(self):
         endpoint = self.server.endpoint
         self.greenlet = gevent.getcurrent()
+        # The first request must arrive within sockettimeout of the
+        # connection (after its TLS handshake): an idle stranger does not
+        # hold a slot for socketidle seconds.
+        self.deadline = time.monotonic() + endpoint.config["sockettimeout"]
+        self.served = 0
         endpoint._handlers.add(self)
         try:
             # Responses and frames are written whole; don't let Nagle hold
             # back the next one (a reply followed at once by an event).
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             super().handle()
+        except _HeadTimeout:
+            endpoint.client_errors.log("head-timeout", logging.INFO,
+                                       "closing %s: request headers incomplete after %ss",
+                                       _peer_of(self.client_address), endpoint.config["sockettimeout"])
         finally:
+            self._stop_head_timer()
             endpoint._handlers.discard(self)
+
+    def handle_one_request(self):
+        try:
+            return super().handle_one_request()
+        finally:
+            self._stop_head_timer()
+            self.served += 1
 
     def read_requestline(self):
         endpoint = self.server.endpoint
         if endpoint.closing:
             return ""  # no more requests on this keep-alive connection
-        # Idle limit while waiting for a request, request limit once it started.
-        self.waiting = True
-        try:
-            self.socket.settimeout(endpoint.config["socketidle"])
-            self.rfile.peek(1)
-        finally:
-            self.waiting = False
-        self.socket.settimeout(endpoint.config["sockettimeout"])
+        cfg = endpoint.config
+        if self.served:
+            # Keep-alive: idle limit while waiting, then the request's own limit.
+            self.waiting = True
+            self.idle_since = time.monotonic()
+            try:
+                self.socket.settimeout(cfg["socketidle"])
+                if not self.rfile.peek(1):
+                    return ""
+            except socket.timeout:
+                return ""
+            finally:
+                self.waiting = False
+            self.deadline = time.monotonic() + cfg["sockettimeout"]
+        # The request line and headers, however slowly they trickle, must be
+        # complete by the deadline (a socket timeout alone restarts with
+        # every byte: the slow-loris attack).
+        self._head_timer = gevent.Timeout(max(0.0, self.deadline - time.monotonic()), _HeadTimeout)
+        self._head_timer.start()
+        self.socket.settimeout(cfg["sockettimeout"])
         return super().read_requestline()
+
+    def read_request(self, raw_requestline):
+        try:
+            return super().read_request(raw_requestline)
+        finally:
+            self._stop_head_timer()
+
+    def _stop_head_timer(self):
+        if self._head_timer is not None:
+            self._head_timer.close()
+            self._head_timer = None
+
+    def get_environ(self):
+        environ = super().get_environ()
+        environ[_DEADLINE] = self.deadline
+        return environ
+
+    def _handle_client_error(self, ex):
+        # pywsgi prints a traceback for some of these and logs each as an
+        # ERROR; a malformed request is the client's problem, not ours.
+        self.server.endpoint.client_errors.log(
+            "bad-request", logging.INFO, "bad HTTP request from %s: %s",
+            _peer_of(self.client_address), str(ex)[:200] or type(ex).__name__)
+        return ("400", _BAD_REQUEST)
 
     def run_application(self):
         try:
@@ -156,9 +248,11 @@ class _Handler(WebSocketHandler):
                 or environ.get("REQUEST_METHOD") != "GET"):
             return None  # not for us: the application answers it as plain HTTP
         origin = environ.get("HTTP_ORIGIN")
-        if not self.server.endpoint.origin_allowed(origin):
-            log.warning("refused a websocket from %s: origin %r not allowed",
-                        environ.get("REMOTE_ADDR"), origin)
+        endpoint = self.server.endpoint
+        if not endpoint.origin_allowed(origin):
+            endpoint.client_errors.log("origin", logging.WARNING,
+                                       "refused a websocket from %s: origin %r not allowed",
+                                       environ.get("REMOTE_ADDR"), origin)
             body = b"origin not allowed\n"
             self.start_response("403 Forbidden", [("Content-Type", "text/plain"),
                                                   ("Content-Length", str(len(body))),
@@ -170,8 +264,41 @@ class _Handler(WebSocketHandler):
         log.debug("%s", self.format_request())
 
 
+class _ClientErrorLog:
+    """What gevent-websocket (``server.logger``) and pywsgi (``error_log``) log
+    about bad requests, rate-limited: debug lines pass, the rest are counted."""
+
+    def __init__(self, limiter):
+        self._limiter = limiter
+
+    def debug(self, msg, *args):
+        log.debug(msg, *args)
+
+    def _limited(self, level, msg, *args):
+        self._limiter.log("handshake", level, msg, *args)
+
+    def info(self, msg, *args):
+        self._limited(logging.INFO, msg, *args)
+
+    def warning(self, msg, *args):
+        self._limited(logging.INFO, msg, *args)
+
+    error = warning
+
+    def write(self, message):
+        self._limiter.log("pywsgi", logging.INFO, "%s", message.rstrip())
+
+    def flush(self):
+        pass
+
+
 class _Server(BoundedHandshake, WSGIServer):
-    """A WSGIServer whose TLS handshakes are bounded in time and quiet when they fail."""
+    """A WSGIServer whose TLS handshakes are bounded in time and quiet when they fail,
+    and whose connections are bounded in number (``socketmaxconnections``)."""
+
+    def handle(self, sock, address):
+        if self.endpoint.admit(sock, address):
+            super().handle(sock, address)
 
 
 class HttpEndpoint(Transport):
@@ -199,8 +326,11 @@ class HttpEndpoint(Transport):
         #: Set by stop(): keep-alive connections take no more requests.
         self.closing = False
         self._server = None
-        self._handlers = set()  # every connection's pywsgi handler (stop, close_in_child)
+        self._handlers = set()  # every connection's pywsgi handler (stop, close_in_child, admit)
         self._static = {}
+        #: Errors clients cause (timeouts, bad requests, refusals), logged
+        #: once per kind per interval (:class:`~gdaemon.ratelimit.RateLimitedLog`).
+        self.client_errors = RateLimitedLog(log)
 
     def _allowed_origins(self):
         configured = self.config["websocketorigins"]
@@ -237,18 +367,49 @@ class HttpEndpoint(Transport):
         if self.listener is None:
             self.bind()
         kwargs = {"ssl_context": self.ssl_context} if self.ssl_context is not None else {}
-        server = _Server(self.listener, self._application, spawn=Pool(), handler_class=_Handler,
-                         log=LoggingLogAdapter(log, logging.DEBUG), error_log=log,
+        client_log = _ClientErrorLog(self.client_errors)
+        server = _Server(self.listener, self._application, spawn=connection_pool(self.config),
+                         handler_class=_Handler,
+                         log=LoggingLogAdapter(log, logging.DEBUG), error_log=client_log,
                          # given, so pywsgi does not resolve the host name (a DNS lookup)
                          environ={"SERVER_NAME": self.address.host, "SERVER_PORT": str(self.address.port)},
                          **kwargs)
         server.endpoint = self
         server.handshake_timeout = self.config["sockettimeout"]
-        server.logger = log  # gevent-websocket's handler logs through server.logger
+        server.logger = client_log  # gevent-websocket's handler logs through server.logger
         server.start()
         self._server = server
         log.info("HTTP endpoint on %s://%s:%d/", "https" if self.ssl_context else "http",
                  self.address.host, self.address.port)
+
+    def admit(self, sock, address):
+        """Count a new connection in, or refuse it at once; True when admitted.
+
+        Every HTTP connection counts, websockets included (SPEC 10).  When
+        ``socketmaxconnections`` are open, an idle keep-alive connection (one
+        waiting for its next request, which HTTP lets a server close at any
+        time) makes room; otherwise the newcomer gets a ``503`` whose body is
+        a ``-32004`` error, without a byte of its request being read.
+        """
+        limit = self.config["socketmaxconnections"]
+        live = [h for h in self._handlers if not h.evicted]
+        if len(live) < limit:
+            return True
+        idle = [h for h in live if h.waiting]
+        if idle:
+            victim = min(idle, key=lambda h: h.idle_since)  # the longest idle
+            victim.evicted = True
+            victim.greenlet.kill(block=False)
+            log.debug("closed an idle keep-alive connection to make room for %s", _peer_of(address))
+            return True
+        self.client_errors.log("too-many", logging.WARNING,
+                               "refused a connection from %s: too many connections (limit %d)",
+                               _peer_of(address), limit)
+        body = error_message(TooManyConnections("too many connections (limit %d)" % limit))
+        head = ("HTTP/1.1 503 Service Unavailable\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                "Retry-After: 1\r\nConnection: close\r\n\r\n" % (_JSON, len(body)))
+        refuse_connection(sock, head.encode("ascii") + body)
+        return False
 
     def stop(self, timeout=None):
         """Close the listener, let busy websockets finish, close everything."""
@@ -363,41 +524,53 @@ class HttpEndpoint(Transport):
 
         extra = []
         if not self.origin_allowed(environ.get("HTTP_ORIGIN")):
-            log.warning("refused a POST from %s: origin %r not allowed",
-                        environ.get("REMOTE_ADDR"), environ.get("HTTP_ORIGIN"))
+            self.client_errors.log("origin", logging.WARNING, "refused a POST from %s: origin %r not allowed",
+                                   environ.get("REMOTE_ADDR"), environ.get("HTTP_ORIGIN"))
             return error("403 Forbidden", RpcError(-32600, "origin not allowed"))
         media = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
         expected = ("text/xml", "application/xml") if xml else (_JSON,)
         if media not in expected:
             return error("415 Unsupported Media Type",
                          RpcError(-32600, "Content-Type must be %s" % " or ".join(expected)))
-        session = Session(peer=_peer(environ), transport="http")
+        session = Session(peer=_peer(environ), transport="http", max_batch=self.config["socketmaxbatch"])
         if self.engine.token is not None:
             given = _token_from(environ.get("HTTP_AUTHORIZATION", ""))
             if given is None or not self.engine.check_token(given):
-                extra.append(("WWW-Authenticate", 'Bearer realm="gdaemon"'))
+                # Closed after the answer: a connection that never
+                # authenticates holds no slot (SPEC 4.4, socketauthtimeout).
+                extra.extend([("WWW-Authenticate", 'Bearer realm="gdaemon"'), ("Connection", "close")])
                 return error("401 Unauthorized", Unauthorized(
                     "authentication required: send 'Authorization: Bearer TOKEN'" if given is None
                     else "invalid token"))
             session.authenticated = True
-        body = self._read_body(environ)
+        try:
+            body = self._read_body(environ)
+        except _BodyTimeout:
+            self.client_errors.log("body-timeout", logging.INFO, "closing %s: request body incomplete after %ss",
+                                   session.peer, self.config["sockettimeout"])
+            return _respond(start_response, "408 Request Timeout", b"", None, [("Connection", "close")])
         if body is None:
             extra.append(("Connection", "close"))
             return error("413 Payload Too Large", MessageTooLarge(
                 "request body exceeds %d bytes" % self.config["socketmaxmessage"]))
         if xml:
             return _respond(start_response, "200 OK", xmlrpc.handle_body(self.engine, body, session), kind)
-        try:
-            payload = codec.loads(body)
-        except ValueError:
-            return error("400 Bad Request", ParseError())
+        payload, refusal = self.engine.decode(body, session)
+        if refusal is not None:
+            # A parse error or an over-long batch: nothing ran.
+            return _respond(start_response, "400 Bad Request", codec.dumps(refusal), _JSON)
         response = self.engine.handle_payload(payload, session)
         if response is None:
             return _respond(start_response, "204 No Content", b"", None)
-        return _respond(start_response, "200 OK", codec.dumps(response), _JSON)
+        return _respond(start_response, "200 OK", self.engine.encode(response, session), _JSON)
 
     def _read_body(self, environ):
-        """The request body, or ``None`` (after discarding it) when it exceeds socketmaxmessage."""
+        """The request body, or ``None`` (after discarding it) when it exceeds socketmaxmessage.
+
+        It must be in by the request's deadline (``sockettimeout`` from its
+        first byte, like a raw socket's line), however slowly it trickles:
+        :class:`_BodyTimeout` otherwise.
+        """
         limit = self.config["socketmaxmessage"]
         stream = environ["wsgi.input"]
         try:
@@ -407,7 +580,13 @@ class HttpEndpoint(Transport):
         if declared > limit:
             self._discard(stream)
             return None
-        body = stream.read(declared if declared >= 0 else limit + 1)
+        deadline = environ.get(_DEADLINE) or time.monotonic() + self.config["sockettimeout"]
+        try:
+            with gevent.Timeout(max(0.0, deadline - time.monotonic()), _BodyTimeout):
+                body = stream.read(declared if declared >= 0 else limit + 1)
+        except _BodyTimeout:
+            environ[_BODY_READ] = False
+            raise
         if len(body) > limit:
             self._discard(stream)
             return None
@@ -433,18 +612,13 @@ class HttpEndpoint(Transport):
         ws.closed = True
         peer = _peer(environ)
         conn = WebSocketConnection(self, ws.handler, peer)
-        limit = self.config["socketmaxconnections"]
-        if len(self.connections) >= limit:
-            conn.refuse(Refuse(TRY_LATER, "too many connections", error_message(
-                TooManyConnections("too many connections (limit %d)" % limit))))
-            conn.linger()
-            return
         self.connections.add(conn)
         self.events.emit("rpc.connect", peer=peer, transport="websocket")
         try:
             conn.serve()
         except Refuse as exc:
-            log.info("closing websocket %s: %s", peer, exc.reason)
+            self.client_errors.log(("websocket", exc.code), logging.INFO,
+                                   "closing websocket %s: %s", peer, exc.reason)
             conn.refuse(exc)
             conn.linger()
         except (OSError, EOFError) as exc:
@@ -477,6 +651,12 @@ def _respond(start_response, status, body, content_type, extra=(), length=None):
 
 def _peer(environ):
     return "%s:%s" % (environ.get("REMOTE_ADDR", "?"), environ.get("REMOTE_PORT", "?"))
+
+
+def _peer_of(address):
+    if isinstance(address, tuple) and len(address) >= 2:
+        return "%s:%s" % (address[0], address[1])
+    return str(address)
 
 
 def _token_from(header):

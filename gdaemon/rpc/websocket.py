@@ -4,7 +4,9 @@ gevent-websocket performs the upgrade; the framing after it is ours (RFC
 6455), because its reader has no size limit and unmasks byte by byte in
 Python.  Ours checks a frame's size in its header before reading the payload
 (``socketmaxmessage``: a ``-32003`` message, then close code 1009), bounds an
-incomplete message by ``sockettimeout`` and an idle socket by ``socketidle``,
+incomplete message by ``sockettimeout``, an idle socket by ``socketidle`` and,
+with a ``token``, an unauthenticated one by ``socketauthtimeout`` (a
+``-32001`` message, then close code 1008),
 and pushes events through the same :class:`~gdaemon.rpc.push.EventPusher`
 and bounded session queue as the raw socket.
 """
@@ -17,7 +19,7 @@ import time
 import gevent
 from gevent.lock import Semaphore
 
-from ..errors import MessageTooLarge
+from ..errors import MessageTooLarge, Unauthorized
 from . import codec
 from .protocol import Session
 from .push import EventPusher
@@ -51,11 +53,23 @@ def _frame(opcode, payload):
     return head + payload
 
 
-def _unmask(mask, data):
-    # One big-integer XOR instead of a Python loop per byte.
-    n = len(data)
-    key = (mask * ((n + 3) // 4))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+#: Bytes unmasked per step: a multiple of 4, so the mask stays in phase.
+_UNMASK_STEP = 65536
+
+
+def _unmask_into(mask, view):
+    """XOR ``view`` (a writable memoryview) with the 4-byte ``mask``, in place.
+
+    One big-integer XOR per 64 KB instead of a Python loop per byte, and no
+    copy of the whole payload (a 1 MB message costs 1 MB, not five).
+    """
+    n = len(view)
+    step_key = int.from_bytes(mask * (_UNMASK_STEP // 4), "little")
+    for start in range(0, n, _UNMASK_STEP):
+        piece = view[start:start + _UNMASK_STEP]
+        size = len(piece)
+        key = step_key if size == _UNMASK_STEP else int.from_bytes((mask * ((size + 3) // 4))[:size], "little")
+        piece[:] = (int.from_bytes(piece, "little") ^ key).to_bytes(size, "little")
 
 
 def error_message(exc, req_id=None):
@@ -70,7 +84,11 @@ class WebSocketConnection:
         self.endpoint = endpoint
         self.sock = handler.socket
         self.rfile = handler.rfile
-        self.session = Session(peer=peer, transport="websocket")
+        cfg = endpoint.config
+        self.session = Session(peer=peer, transport="websocket", max_batch=cfg["socketmaxbatch"])
+        #: With a token: ``time.monotonic()`` by which ``system.auth`` must have succeeded.
+        self.auth_deadline = (time.monotonic() + cfg["socketauthtimeout"]
+                              if endpoint.engine.token is not None else None)
         self.write_lock = Semaphore()
         #: True while a request is being handled (stop() lets it finish).
         self.busy = False
@@ -104,7 +122,8 @@ class WebSocketConnection:
     def _push_failed(self):
         # A subscriber that stopped reading: close it, so that its reader
         # greenlet ends too instead of waiting for its idle timeout.
-        log.info("closing %s: cannot push events to it", self.session.peer)
+        self.endpoint.client_errors.log("push", logging.INFO, "closing %s: cannot push events to it",
+                                        self.session.peer)
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -131,24 +150,70 @@ class WebSocketConnection:
             n -= len(chunk)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
+    def _auth_pending(self):
+        return self.auth_deadline is not None and not self.session.authenticated
+
+    def _auth_refusal(self):
+        seconds = self.endpoint.config["socketauthtimeout"]
+        return Refuse(_POLICY, "authentication timed out", error_message(
+            Unauthorized("authentication timed out after %ss" % seconds)))
+
+    def _payload(self, n, mask, deadline):
+        """The ``n``-byte payload of a frame, read into one buffer and unmasked there."""
+        buf = bytearray(n)
+        with memoryview(buf) as view:
+            got = 0
+            while got < n:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise socket.timeout("message incomplete")
+                self.sock.settimeout(remaining)
+                count = self.rfile.readinto1(view[got:])
+                if not count:
+                    raise EOFError
+                got += count
+            _unmask_into(mask, view)
+        return buf
+
     def read_message(self):
-        """The next data message (bytes; text is UTF-8-checked), or ``None`` when the peer closed.
+        """The next data message (bytes-like; text is UTF-8-checked), or ``None`` when the peer closed.
 
         Pings are answered here; a close frame is answered and ends the connection.
+        :class:`Refuse` with code 1008 when ``socketauthtimeout`` passes first.
         """
+        try:
+            return self._read_message()
+        except socket.timeout:
+            # (a timer may fire a hair early: the auth deadline is the one
+            # that passed when it was the nearer one)
+            if self._auth_pending() and time.monotonic() >= self.auth_deadline - 0.05:
+                raise self._auth_refusal() from None
+            raise
+
+    def _read_message(self):
         cfg = self.endpoint.config
         maxmessage = cfg["socketmaxmessage"]
         opcode, parts, size, deadline = None, [], 0, None
         while True:
             if deadline is None:
-                self.sock.settimeout(cfg["socketidle"])
+                wait = cfg["socketidle"]
+                auth_first = self._auth_pending() and self.auth_deadline - time.monotonic() < wait
+                if auth_first:
+                    wait = self.auth_deadline - time.monotonic()
+                    if wait <= 0:
+                        raise self._auth_refusal()
+                self.sock.settimeout(wait)
                 try:
                     if not self.rfile.peek(1):
                         return None
                 except socket.timeout:
+                    if auth_first:
+                        raise self._auth_refusal() from None
                     log.debug("closing idle websocket %s", self.session.peer)
                     return None
                 deadline = time.monotonic() + cfg["sockettimeout"]
+                if self._auth_pending():
+                    deadline = min(deadline, self.auth_deadline)
             b0, b1 = self._recv(2, deadline)
             fin, op, length = b0 & 0x80, b0 & 0x0F, b1 & 0x7F
             if b0 & 0x70:
@@ -172,7 +237,7 @@ class WebSocketConnection:
                         MessageTooLarge("message exceeds %d bytes" % maxmessage)))
             else:
                 raise Refuse(_PROTOCOL_ERROR, "unknown opcode %d" % op)
-            payload = _unmask(mask, self._recv(length, deadline)) if length else b""
+            payload = self._payload(length, mask, deadline) if length else b""
             if op == _CLOSE:
                 code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1000
                 self.send_close(code if 1000 <= code < 5000 and code not in (1005, 1006) else 1000)

@@ -311,3 +311,83 @@ def test_address_in_use_refuses_to_start(workdir):
             assert "address in use: tcp://127.0.0.1:%d" % port in proc.output()
         finally:
             proc.stop()
+
+
+# -- issue 8: bounded like the raw socket ----------------------------------------------
+
+def test_a_long_batch_over_post_is_one_invalid_request(daemon):
+    # (compact: the shared daemon takes bodies of up to 64 KB)
+    batch = [{"jsonrpc": "2.0", "method": "no.such", "id": i} for i in range(1001)]
+    status, _, body = post_json(daemon.port, None, raw=json.dumps(batch, separators=(",", ":")).encode())
+    assert status == 400
+    assert body["error"]["code"] == -32600 and body["id"] is None and "1000" in body["error"]["message"]
+    status, _, body = post_json(daemon.port, None, raw=json.dumps(batch[:1000], separators=(",", ":")).encode())
+    assert status == 200 and [r["id"] for r in body] == list(range(1000))
+
+
+def test_a_refused_token_closes_the_connection(workdir):
+    proc = make_daemon(workdir, token="s3cret")
+    proc.start(wait=False)
+    try:
+        call = {"jsonrpc": "2.0", "method": "examples.echo", "params": ["hi"], "id": 1}
+        wait_until(lambda: post_json(proc.port, call), 15, message="HTTP endpoint up")
+        conn = http.client.HTTPConnection("127.0.0.1", proc.port, timeout=10)
+        try:
+            conn.request("POST", "/rpc", json.dumps(call), {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            assert response.status == 401 and response.getheader("Connection") == "close"
+            response.read()
+            assert conn.sock is None or conn.sock.recv(1) == b""
+        finally:
+            conn.close()
+    finally:
+        proc.stop()
+
+
+def test_http_connections_count_against_socketmaxconnections(workdir):
+    proc = make_daemon(workdir, socketmaxconnections=2, sockettimeout=1)
+    try:
+        proc.start()
+        # Two connections that have not sent a request yet fill the endpoint...
+        first = socket.create_connection(("127.0.0.1", proc.port), timeout=10)
+        second = socket.create_connection(("127.0.0.1", proc.port), timeout=10)
+        try:
+            wait_until(lambda: request(proc.port, "GET", "/")[0] == 503, 5, message="the endpoint full")
+            status, headers, body = request(proc.port, "GET", "/")
+            assert status == 503 and json.loads(body)["error"]["code"] == -32004
+            # ...until sockettimeout passes without a request: then they are closed.
+            for sock in (first, second):
+                started = time.monotonic()
+                assert sock.recv(1) == b""
+                assert time.monotonic() - started < 3
+        finally:
+            first.close()
+            second.close()
+        # Idle keep-alive connections make room for a newcomer.
+        idle = []
+        for _ in range(2):
+            conn = http.client.HTTPConnection("127.0.0.1", proc.port, timeout=10)
+            conn.request("GET", "/static/dashboard.css")
+            assert conn.getresponse().read()
+            idle.append(conn)
+        try:
+            assert request(proc.port, "GET", "/")[0] == 200
+
+            def closed(conn):
+                conn.sock.settimeout(0.01)
+                try:
+                    return conn.sock.recv(1) == b""
+                except socket.timeout:
+                    return False
+            # The longest idle one made room; the other is still served.
+            wait_until(lambda: closed(idle[0]), 5, message="the longest idle connection closed")
+            assert not closed(idle[1])
+            idle[1].sock.settimeout(10)
+            idle[1].request("GET", "/static/dashboard.css")
+            assert idle[1].getresponse().status == 200
+        finally:
+            for conn in idle:
+                conn.close()
+        assert "Traceback" not in proc.output() and " ERROR " not in proc.output()
+    finally:
+        proc.stop()

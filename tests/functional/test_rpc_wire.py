@@ -933,3 +933,48 @@ def test_nc_style_one_shot_request(echo):
     assert data == b'{"jsonrpc":"2.0","result":"hi","id":1}\n' or \
         json.loads(data) == {"jsonrpc": "2.0", "result": "hi", "id": 1}
     assert data.endswith(b"\n") and data.count(b"\n") == 1
+
+
+def test_end_of_input_ends_the_last_line(echo):
+    """SPEC 4.1: ``printf '{...}' | nc -U daemon.sock``, no trailing newline, is answered."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    try:
+        s.connect(echo.address[len("unix://"):])
+        s.sendall(b'{"jsonrpc":"2.0","method":"examples.echo","params":{"message":"hi"},"id":1}')
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    assert data == b'{"jsonrpc":"2.0","result":"hi","id":1}\n'
+
+
+# ---------------------------------------------------------------------------
+# Issue 8: socketmaxbatch, integers of any size
+
+def test_a_batch_longer_than_socketmaxbatch_is_one_invalid_request(conn, server):
+    batch = [request("examples.echo", {"message": str(i)}, id=i) for i in range(1001)]
+    conn.send_raw(line(batch))
+    error = assert_error(conn.read(), -32600, id=None)
+    assert "1000" in error["message"]
+    # Exactly the limit is answered in full, on the same connection.
+    conn.send_raw(line(batch[:1000]))
+    assert [r["result"] for r in conn.read()] == [str(i) for i in range(1000)]
+    assert still_serves(server)
+
+
+@pytest.mark.parametrize("value", [2 ** 64, 2 ** 70, -2 ** 63 - 1, 10 ** 30])
+def test_integers_beyond_64_bits_round_trip_exactly(conn, value):
+    items = [value, -value]
+    conn.send_raw(line(request("test.types", {"text": "t", "count": value, "ratio": 1, "flag": True,
+                                              "items": items, "mapping": {"v": value}}, id=value)))
+    raw = conn.read_line()
+    response = json.loads(raw)
+    assert response["id"] == value and response["result"]["count"] == value
+    assert response["result"]["items"] == items and response["result"]["mapping"] == {"v": value}
+    assert b"e+" not in raw  # never a float on the wire

@@ -303,11 +303,12 @@ def test_connection_limit_and_idle_timeout(spawn, workdir):
     try:
         assert first.result("examples.echo", ["1"]) == "1"
         assert second.result("examples.echo", ["2"]) == "2"
-        third = connect(proc.url)
-        refusal = json.loads(third.recv())
-        assert refusal["error"]["code"] == -32004
-        assert close_code(third) == 1013
-        third.close()
+        # Every HTTP connection counts (SPEC 10): one more is refused at once,
+        # before its handshake, with 503 and a -32004 body.
+        with pytest.raises(websocket.WebSocketBadStatusException) as caught:
+            connect(proc.url)
+        assert caught.value.status_code == 503
+        assert json.loads(caught.value.resp_body)["error"]["code"] == -32004
         # Idle ones are closed after socketidle; then there is room again.
         started = time.monotonic()
         first.ws.settimeout(5)
