@@ -278,6 +278,10 @@ def kill_pidfile_daemon(cwd, name="daemon.pid"):
         pid = pid_from_file(path)
     except (OSError, ValueError):
         return
+    if pid <= 1 or pid == os.getpid() or pid in {p.pid for p in psutil.Process().parents()}:
+        # A daemon that ran as PID 1 of its own namespace wrote "1": outside it,
+        # that is the machine's init. Never kill it, ourselves or our ancestors.
+        return
     try:
         proc = psutil.Process(pid)
         procs = [proc] + proc.children(recursive=True)
