@@ -7,6 +7,7 @@
     python scripts/bench.py websocket    # websocket echo vs raw socket, idle subscribers
     python scripts/bench.py metrics      # GET /metrics with 64 workers, respawn under the default policy
     python scripts/bench.py codec        # the RPC codec (orjson) against the stdlib json
+    python scripts/bench.py hostile      # daemon.status while attackers send 1 MB lines
     python scripts/bench.py --quick ...  # fewer iterations (a smoke run)
 
 Every daemon runs as a real process on a unix socket in a temporary
@@ -640,6 +641,110 @@ def bench_codec(quick):
 
 SECTIONS = {"core": bench_core, "workers": bench_workers, "websocket": bench_websocket,
             "metrics": bench_metrics, "codec": bench_codec}
+
+
+# -- hostile clients (issue 8) ---------------------------------------------------------
+
+#: An attacker: sends one of the worst 1 MB lines after another on its own
+#: connection for argv[2] seconds, reading each answer; prints how many it sent.
+HOSTILE_ATTACKER = textwrap.dedent("""
+    import socket, sys, time
+    n = 1024 * 1024 - 64
+    if sys.argv[3] == "batch":   # each value a Python object, once each an error in a 47 MB reply
+        lines = [b"[" + b"1," * (n // 2 - 1) + b"1]", b"[" + b"{}," * (n // 3 - 1) + b"{}]",
+                 b"[" + b"[]," * (n // 3 - 1) + b"[]]", b"[" + b'"",' * (n // 3 - 1) + b'""]']
+    else:                        # one request whose params are 349k empty objects
+        lines = [b'{"jsonrpc":"2.0","method":"examples.echo","id":1,"params":[' + b"{}," * (n // 3 - 30) + b"{}]}"]
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    f = s.makefile("rb")
+    sys.stdout.write("ready\\n"); sys.stdout.flush(); sys.stdin.readline()
+    sent, stop = 0, time.monotonic() + float(sys.argv[2])
+    while time.monotonic() < stop:
+        s.sendall(lines[sent % len(lines)] + b"\\n")
+        assert b'"error"' in f.readline()
+        sent += 1
+    sys.stdout.write("%d\\n" % sent); sys.stdout.flush()
+""")
+
+
+def _status_latencies(path, seconds=None, count=None):
+    """Latencies (ms) of daemon.status on one connection, 1 ms apart."""
+    client = LineClient(path)
+    client.call("daemon.status", [])
+    times = []
+    stop = time.monotonic() + (seconds or 0)
+    while (len(times) < count) if count else (time.monotonic() < stop):
+        start = time.perf_counter()
+        client.call("daemon.status", [])
+        times.append((time.perf_counter() - start) * 1e3)
+        time.sleep(0.001)
+    client.close()
+    return times
+
+
+def _under_attack(path, attackers, seconds, kind):
+    """daemon.status latencies while ``attackers`` processes send 1 MB lines; and lines/s sent."""
+    procs = [subprocess.Popen([sys.executable, "-c", HOSTILE_ATTACKER, path, str(seconds), kind],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for _ in range(attackers)]
+    try:
+        for p in procs:
+            assert p.stdout.readline().strip() == "ready"
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        time.sleep(0.2)  # the attack under way
+        times = _status_latencies(path, seconds=seconds - 0.5)
+        sent = sum(int(p.stdout.readline()) for p in procs)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    return times, sent / seconds
+
+
+def _peak_mb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def bench_hostile(quick):
+    """daemon.status on one connection while attackers send the worst 1 MB lines in a loop."""
+    seconds = 3 if quick else 8
+    rows = []
+    tmp = tempfile.mkdtemp(prefix="gdb-")
+    try:
+        proc, path = start_echo(tmp)
+        try:
+            base = _status_latencies(path, count=500 if quick else 3000)
+            b50, b99 = pct(base, 50), pct(base, 99)
+            rows.append(("daemon.status alone (%d calls)" % len(base),
+                         "p50 %.2f ms, p99 %.2f ms, max %.2f ms" % (b50, b99, max(base))))
+            peak = _peak_mb(proc.proc.pid)
+            for attackers in (1, 4):
+                times, rate = _under_attack(path, attackers, seconds, "batch")
+                rows.append(("... while %d attacker%s send%s 1 MB batch lines (%.0f lines/s)"
+                             % (attackers, "s" if attackers > 1 else "", "" if attackers > 1 else "s", rate),
+                             "p50 %.2f ms, p99 %.2f ms, max %.2f ms; p99 %.1fx alone (target p99 < 10 ms)"
+                             % (pct(times, 50), pct(times, 99), max(times), pct(times, 99) / b99)))
+            rows.append(("daemon peak memory (VmHWM) during the batch attacks",
+                         "+%.1f MB (%.1f MB before)" % (_peak_mb(proc.proc.pid) - peak, peak)))
+            times, rate = _under_attack(path, 1, seconds, "params")
+            rows.append(("for reference: 1 attacker, 1 MB non-batch lines, params of 349k {} (%.0f lines/s)" % rate,
+                         "p50 %.2f ms, p99 %.2f ms, max %.2f ms (decoding them is the cost)"
+                         % (pct(times, 50), pct(times, 99), max(times))))
+        finally:
+            proc.kill()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(rows, "hostile clients")
+
+
+SECTIONS["hostile"] = bench_hostile
 
 
 def main():
