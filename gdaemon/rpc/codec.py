@@ -9,7 +9,7 @@ beyond 64 bits as a float and refuses to write one, so:
 
 - :func:`loads` hands a text to the standard library's parser when it holds
   a run of 19 or more digits (the shortest integer that can overflow:
-  ``-9223372036854775809``).  The check is one ``bytes.translate`` and one
+  ``-9223372036854775809``).  The check is ``bytes.translate`` and a
   substring search, about 1 ms per MB; a long digit run inside a string or
   a fraction merely takes the slower exact path.  That path is made as
   strict as orjson: no ``NaN``/``Infinity``, no number overflowing to
@@ -35,6 +35,7 @@ _BIG_DIGITS = 19
 # Every ASCII digit becomes "0", everything else a space.
 _DIGITS_ONLY = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
 _DIGIT_RUN = b"0" * _BIG_DIGITS
+_SCAN_STEP = 65536
 
 
 def _fallback(value):
@@ -80,12 +81,21 @@ def _std_dumps(value):
 
 
 def may_hold_big_int(data):
-    """True when ``data`` (bytes or str) has a digit run long enough to overflow 64 bits."""
+    """True when ``data`` (bytes-like or str) has a digit run long enough to overflow 64 bits.
+
+    Checked 64 KB at a time (overlapping by a run's length), so a 1 MB text
+    costs no 1 MB copy.
+    """
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")
-    if len(data) < _BIG_DIGITS:
+    size = len(data)
+    if size < _BIG_DIGITS:
         return False
-    return _DIGIT_RUN in data.translate(_DIGITS_ONLY)
+    step = _SCAN_STEP
+    for start in range(0, size, step):
+        if _DIGIT_RUN in data[start:start + step + _BIG_DIGITS - 1].translate(_DIGITS_ONLY):
+            return True
+    return False
 
 
 if orjson is not None:

@@ -227,8 +227,10 @@ class Engine:
     # -- entry points -------------------------------------------------------
 
     def handle_line(self, line, session):
-        """Handle one framed line (bytes or str); return response bytes or ``None``."""
-        if not line.strip():
+        """Handle one framed line (bytes-like or str); return response bytes or ``None``."""
+        if isinstance(line, str):
+            line = line.encode("utf-8", "surrogatepass")
+        if not _first_byte(line):  # blank (no copy of the line, unlike strip())
             return None
         payload, refusal = self.decode(line, session)
         if refusal is not None:

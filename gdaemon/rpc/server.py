@@ -277,7 +277,7 @@ class Connection:
             if not data:
                 # End of input ends the last line (SPEC 4.1): answer it, then close.
                 if buf.strip():
-                    self._answer(engine, [bytes(buf)])
+                    self._answer(engine, [buf])
                 return
             if not buf:
                 line_deadline = time.monotonic() + request_timeout
@@ -291,6 +291,13 @@ class Connection:
                 continue
             lines = []
             start = 0
+            if newline == len(buf) - 1 and newline <= maxmessage:
+                # One whole line and nothing after it (what a big request
+                # usually is): hand the buffer itself over, no copy.
+                del buf[newline:]
+                lines.append(buf)
+                buf = bytearray()
+                newline = -1
             with memoryview(buf) as view:  # one copy per line, not two
                 while newline >= 0 and newline - start <= maxmessage:
                     lines.append(bytes(view[start:newline]))

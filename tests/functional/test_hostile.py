@@ -487,8 +487,10 @@ def test_an_http_flood_keeps_descriptors_bounded_and_the_unix_socket_answering(w
             assert proc.result("daemon.status")["pid"] == proc.pid
             assert time.monotonic() - started < 1.0
             most = max(most, fd_count(proc.pid))
-        # socketmaxconnections served, plus a bounded few being refused.
-        assert most <= baseline + 16 + 16 + 2, (baseline, most)
+        # socketmaxconnections served, plus a bounded few being refused
+        # (REFUSAL_SLACK), plus a few whose close gevent defers to the next
+        # loop iteration: nowhere near one per client.
+        assert most <= baseline + 16 + 16 + 10, (baseline, most)
         # Refused ones got a 503 carrying -32004 at once; the others are closed
         # quietly once sockettimeout passed without a request.
         refused = 0
