@@ -288,6 +288,10 @@ class _ClientErrorLog:
     def write(self, message):
         self._limiter.log("pywsgi", logging.INFO, "%s", message.rstrip())
 
+    def writelines(self, lines):  # wsgi.errors is this object too (PEP 3333)
+        for line in lines:
+            self.write(line)
+
     def flush(self):
         pass
 
@@ -432,6 +436,7 @@ class HttpEndpoint(Transport):
             # Plain HTTP requests still running get a short grace, then are killed.
             self._server.stop(timeout=min(grace, 1.0))
             self._server = None
+        self.client_errors.flush()
 
     def close_in_child(self):
         """In a forked worker: drop our descriptors without touching the sockets' state."""
