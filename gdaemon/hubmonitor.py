@@ -3,23 +3,37 @@
 Everything in a daemon runs in one gevent hub: the RPC server, the watchdog,
 greenlet workers.  A greenlet that blocks the process (an unpatched
 ``time.sleep``, a CPU-bound loop, blocking I/O in a greenlet worker) freezes
-all of it, and nothing that runs in the hub can even say so.  gevent's
-monitoring thread (a native thread) notices when the hub has not switched
-greenlets for ``max_blocking_time`` seconds and sends an
-:class:`gevent.events.EventLoopBlocked`; :class:`HubMonitor` logs it once per
-blocking episode, naming the greenlet and where it blocked, then again only
-at doubling intervals while it stays blocked.
+all of it, and nothing that runs in the hub can even say so.
 
-Thread safety: :meth:`HubMonitor._on_event` runs in the monitoring thread;
-it only formats a message and calls the logger (``logging`` is thread-safe).
+:class:`HubMonitor` is a native thread that pings the hub every
+``max_blocking_time`` seconds (``loop.run_callback_threadsafe``).  A ping the
+hub has not answered by the next one means the hub has been blocked at least
+that long: the thread then reads the main thread's current stack
+(``sys._current_frames``), and logs where it is blocked and, when it is a
+worker's ``loop()``, which worker.  It logs once per blocking episode, then
+again only at doubling intervals while the hub stays blocked.
+
+Why not gevent's own monitoring thread (``gevent.config.monitor_thread``):
+it traces every greenlet switch (a cost on every RPC) and imports
+``zope.interface`` (about 3 MB of the daemon's idle memory); this ping costs
+one wake-up per period and nothing per switch.
+
+Thread safety: the thread only reads frames and calls the logger
+(``logging`` is thread-safe); the hub side only stores an integer.  The
+thread is a raw thread (``_thread``, never monkey-patched) and a daemon
+thread: it does not survive a fork, and a forked worker has none.
 """
 
+import sys
 import time
 
-import gevent
-from gevent import events
+from gevent.monkey import get_original
 
 __all__ = ["HubMonitor"]
+
+_start_new_thread = get_original("_thread", "start_new_thread")
+_get_ident = get_original("_thread", "get_ident")
+_sleep = get_original("time", "sleep")
 
 
 class HubMonitor:
@@ -27,70 +41,96 @@ class HubMonitor:
 
     :param logger: where to log (the daemon's logger).
     :param max_blocking_time: seconds the hub may stay blocked unnoticed.
+    :param hub: the hub to watch (default: this thread's).
     """
 
-    def __init__(self, logger, max_blocking_time=1.0):
+    def __init__(self, logger, max_blocking_time=1.0, hub=None):
         self.logger = logger
         self.max_blocking_time = float(max_blocking_time)
-        self._hub = None
-        self._episode = None     # [greenlet id, first seen, next report, last seen]
+        self._hub = hub
+        self._thread_ident = None
+        self._sent = 0
+        self._answered = 0
+        self._running = False
+        #: Blocking episodes reported so far.
         self.reports = 0
 
     def start(self):
-        gevent.config.max_blocking_time = self.max_blocking_time
-        gevent.config.print_blocking_reports = False  # we log instead (stderr is /dev/null with -d)
-        gevent.config.monitor_thread = True
-        if self._on_event not in events.subscribers:
-            events.subscribers.append(self._on_event)
-        self._hub = gevent.get_hub()
-        self._hub.start_periodic_monitoring_thread()
+        import gevent
+        if self._hub is None:
+            self._hub = gevent.get_hub()
+        self._thread_ident = _get_ident()  # the hub's (main) thread
+        self._running = True
+        _start_new_thread(self._run, ())
 
     def stop(self):
-        try:
-            events.subscribers.remove(self._on_event)
-        except ValueError:
-            pass
-        hub, self._hub = self._hub, None
-        thread = getattr(hub, "periodic_monitoring_thread", None)
-        if thread is not None:
-            thread.kill()
-            hub.periodic_monitoring_thread = None
-        gevent.config.monitor_thread = False
+        """Stop the thread (it notices within one period); idempotent."""
+        self._running = False
 
-    def _on_event(self, event):
-        if not isinstance(event, events.EventLoopBlocked):
-            return
-        now = time.monotonic()
-        key = id(event.greenlet)
-        episode = self._episode
-        # The monitor reports every period while the hub stays blocked; a gap
-        # means the hub ran in between, so this is a new episode.
-        if episode is None or episode[0] != key or now - episode[3] > 3 * self.max_blocking_time:
-            self._episode = [key, now, now + 2 * self.max_blocking_time, now]
-            blocked_for = self.max_blocking_time
-        else:
-            episode[3] = now
-            _, first, next_report, _ = episode
-            if now < next_report:
+    def _answer(self, ping):
+        self._answered = ping
+
+    def _run(self):
+        period = self.max_blocking_time
+        blocked_since = None
+        next_report = None
+        while self._running:
+            self._sent += 1
+            try:
+                self._hub.loop.run_callback_threadsafe(self._answer, self._sent)
+            except Exception:  # the loop is gone: the daemon is ending
                 return
-            blocked_for = now - first + self.max_blocking_time
-            episode[2] = now + (now - first) + self.max_blocking_time
+            _sleep(period)
+            if not self._running:
+                return
+            now = time.monotonic()
+            if self._answered >= self._sent:
+                blocked_since = next_report = None
+                continue
+            if blocked_since is None:
+                blocked_since, next_report = now - period, now
+            if now >= next_report:
+                self._report(now - blocked_since)
+                next_report = now + (now - blocked_since)
+            # Wait for the answer rather than pile up pings.
+            while self._running and self._answered < self._sent:
+                _sleep(min(period, 0.1))
+                now = time.monotonic()
+                if now >= next_report:
+                    self._report(now - blocked_since)
+                    next_report = now + (now - blocked_since)
+            blocked_since = next_report = None
+
+    def _report(self, blocked_for):
         self.reports += 1
-        where = _innermost(event.info)
-        self.logger.error("the hub has been blocked for %.1fs by %r%s: every RPC connection, "
-                          "the watchdog and greenlet workers wait (use gevent-cooperative "
-                          "calls or a forked Worker)", blocked_for, event.greenlet,
-                          " at " + where if where else "")
+        frame = sys._current_frames().get(self._thread_ident)
+        where, worker = _where(frame)
+        try:
+            self.logger.error("the hub has been blocked for %.1fs%s%s: every RPC connection, the "
+                              "watchdog and greenlet workers wait (use gevent-cooperative calls, "
+                              "or a forked Worker)", blocked_for,
+                              " by greenlet worker %r" % worker if worker else "",
+                              " at " + where if where else "")
+        except Exception:  # never let the monitor die of a logging error
+            pass
 
 
-def _innermost(info):
-    """The innermost frame of gevent's report: ``File "...", line N, in f: code``."""
-    lines = "\n".join(str(line) for line in info or ()).splitlines()
-    for index in range(len(lines) - 1, -1, -1):
-        text = lines[index].strip()
-        if text.startswith("File "):
-            code = lines[index + 1].strip() if index + 1 < len(lines) else ""
-            if code.startswith("File ") or not code:
-                return text
-            return "%s: %s" % (text, code)
-    return None
+def _where(frame):
+    """``("file:line in function: code", worker name or None)`` for a blocked stack."""
+    import linecache
+    where = None
+    worker = None
+    depth = 0
+    while frame is not None and depth < 200:
+        code = frame.f_code
+        if where is None and "/gevent/" not in code.co_filename:
+            line = linecache.getline(code.co_filename, frame.f_lineno).strip()
+            where = "%s:%d in %s%s" % (code.co_filename, frame.f_lineno, code.co_name,
+                                       ": " + line if line else "")
+        owner = frame.f_locals.get("self") if code.co_name in ("_run_loop", "_serve") else None
+        if owner is not None and worker is None:
+            worker = getattr(getattr(owner, "worker", None), "name", None)
+        frame = frame.f_back
+        depth += 1
+    return where, worker
+

@@ -231,7 +231,9 @@ class LocalLink:
             if not self._waiting or self.closed:
                 return  # busy in loop(): it cannot drain now, like a busy forked worker
             before = self._used
-            gevent.idle()
+            # The worker's wake-up is already queued (Event.set): sleep(0)
+            # queues us after it.  Not idle(): a busy daemon is never idle.
+            gevent.sleep(0)
             if self._used + size <= self._capacity or self._used >= before:
                 return
 

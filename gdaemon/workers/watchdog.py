@@ -151,6 +151,9 @@ class Watchdog:
     tick_interval = 0.2
     #: Seconds :meth:`stop` waits for the greenlet to handle what is queued.
     stop_timeout = 5.0
+    #: Longest wait in seconds for the hub to be idle after a respawn (see
+    #: :meth:`_yield_to_control_plane`).
+    yield_max = 0.02
     #: Seconds the exit of a worker stopped by its own SIGTERM is held (see
     #: :meth:`_defer_terminated`).
     term_grace = 0.3
@@ -287,13 +290,10 @@ class Watchdog:
                         continue
                     with self.manager._holding_events():
                         self._on_exit(*item[1:5])
-                    # A fork costs milliseconds: let RPC and the other
-                    # greenlets run between two, even in a storm of exits
-                    # (get() does not yield while the queue has items).
-                    gevent.sleep(0)
+                    self._yield_to_control_plane()
                 elif kind == _RESPAWN:
                     self._on_respawn(*item[1:])
-                    gevent.sleep(0)
+                    self._yield_to_control_plane()
                 elif kind == _TICK:
                     self._ticking = False
                     self._on_tick()
@@ -333,6 +333,26 @@ class Watchdog:
         timer.close()
         if item is not None:
             self.post(*item)
+
+    def _yield_to_control_plane(self):
+        """After a respawn: let everything else that is pending run first.
+
+        A fork costs milliseconds and ``get()`` does not yield while the queue
+        has items, so a storm of exits (workers crash-looping with backoff
+        disabled) would otherwise serve RPC between forks only.  Waiting for
+        the hub to be idle puts every pending request before the next fork;
+        the wait is capped (:attr:`yield_max`) so that a daemon that is never
+        idle still respawns, at most one worker per cap.
+        """
+        timeout = gevent.Timeout(self.yield_max)
+        timeout.start()
+        try:
+            gevent.idle()
+        except gevent.Timeout as exc:
+            if exc is not timeout:
+                raise
+        finally:
+            timeout.close()
 
     def _on_exit(self, handle, generation, pid, exitcode):
         manager = self.manager
