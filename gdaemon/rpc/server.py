@@ -197,6 +197,8 @@ class Connection:
     #: Seconds a connection may keep the hub busy reading before it yields
     #: (a client that sends faster than we read never makes recv() wait).
     time_slice = 0.0005
+    #: Seconds at most it then waits for the loop to have nothing else to do.
+    max_yield = 0.01
 
     def __init__(self, server, sock, peer):
         self.server = server
@@ -266,8 +268,10 @@ class Connection:
                 # makes recv() wait: let the other connections in.  idle(),
                 # not sleep(0): sleep(0) may run us again before the loop
                 # polls for I/O (measured: daemon.status p99 115 ms behind
-                # four 1 MB-line attackers, against 6 ms with idle()).
-                gevent.idle()
+                # four 1 MB-line attackers, against 6 ms with idle()).  But
+                # bounded: a loop that is never idle must not starve us.
+                with gevent.Timeout(self.max_yield, False):
+                    gevent.idle()
                 slice_start = time.monotonic()
             sock.settimeout(deadline - now)
             try:
