@@ -199,6 +199,8 @@ class Connection:
     time_slice = 0.0005
     #: Seconds at most it then waits for the loop to have nothing else to do.
     max_yield = 0.01
+    #: A recv() that took longer than this (seconds) waited for the client.
+    recv_waited = 0.0001
 
     def __init__(self, server, sock, peer):
         self.server = server
@@ -247,7 +249,10 @@ class Connection:
         # costs linear time, not quadratic (issue 8).
         buf = bytearray()
         scanned = 0
-        slice_start = now
+        # Time spent since recv() last *waited*: only a client that keeps
+        # recv() from ever waiting must yield; a request/response client
+        # gives the hub away at every recv and must not pay a yield per call.
+        busy_since = now
         while not self.closing:
             now = time.monotonic()
             deadline = line_deadline if buf else idle_deadline
@@ -263,7 +268,7 @@ class Connection:
                 else:
                     log.debug("closing idle connection %s", session.peer)
                 return
-            if now - slice_start >= self.time_slice:
+            if now - busy_since >= self.time_slice:
                 # A client sending megabytes as fast as we read them never
                 # makes recv() wait: let the other connections in.  idle(),
                 # not sleep(0): sleep(0) may run us again before the loop
@@ -272,12 +277,16 @@ class Connection:
                 # bounded: a loop that is never idle must not starve us.
                 with gevent.Timeout(self.max_yield, False):
                     gevent.idle()
-                slice_start = time.monotonic()
+                busy_since = time.monotonic()
             sock.settimeout(deadline - now)
+            before = time.monotonic()
             try:
                 data = sock.recv(bufsize)
             except socket.timeout:
                 continue  # the top of the loop tells which deadline passed
+            after = time.monotonic()
+            if after - before > self.recv_waited:
+                busy_since = after  # recv() waited: the others ran meanwhile
             if not data:
                 # End of input ends the last line (SPEC 4.1): answer it, then close.
                 if buf.strip():
