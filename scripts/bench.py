@@ -3,7 +3,9 @@
 
     python scripts/bench.py              # everything
     python scripts/bench.py core         # echo round trips, memory, start-up
-    python scripts/bench.py workers      # respawn, worker.call, pause, USS, scale, crash-loop
+    python scripts/bench.py workers      # respawn, worker.call, pause, USS, many workers
+    python scripts/bench.py crashloop    # daemon.status while 10 workers crash on every start
+    python scripts/bench.py daemonmode   # -d daemons with workers: start-up, memory, respawn
     python scripts/bench.py websocket    # websocket echo vs raw socket, idle subscribers
     python scripts/bench.py metrics      # GET /metrics with 64 workers, respawn under the default policy
     python scripts/bench.py codec        # the RPC codec (orjson) against the stdlib json
@@ -90,8 +92,9 @@ class Proc:
 class LineClient:
     """A blocking newline-JSON client (the same for every server)."""
 
-    def __init__(self, path):
+    def __init__(self, path, timeout=30.0):
         self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(timeout)  # a stalled daemon fails the run instead of hanging it
         self.sock.connect(path)
         self.buf = b""
         self.n = 0
@@ -444,7 +447,12 @@ def bench_workers(quick):
                  "p50 %.2f ms over 20 calls (target < 5 ms; all LOOPING %.1f s after the socket)"
                  % (pct(times, 50), ready)))
 
-    # 6. Control plane while 10 forked workers crash on every start.
+    report(rows, "workers")
+
+
+def bench_crashloop(quick):
+    """Control plane while 10 forked workers crash on every start."""
+    rows = []
     count = 50 if quick else 200
     results = {}
     base = 'daemon.workers.install(Idle("ok"), looptime=1, forever=True)\n'
@@ -471,7 +479,80 @@ def bench_workers(quick):
                      "p50 %.2f ms, p99 %.2f ms (%d restarts; target p99 < 10 ms); "
                      "no crashers p50 %.2f ms, p99 %.2f ms; p99 ratio %.2f"
                      % (c50, c99, restarts, b50, b99, c99 / b99)))
-    report(rows, "workers")
+    report(rows, "crash loop")
+
+
+# -- daemon mode (issue 7) ------------------------------------------------------
+
+def bench_daemonmode(quick):
+    """What users run: ``-d`` daemons with forked workers (the copy daemon's shape)."""
+    rows = []
+    runs = 3 if quick else 7
+    tmp = tempfile.mkdtemp(prefix="gdb-", dir="/tmp")
+    script = os.path.join(tmp, "benchd.py")
+    with open(script, "w") as f:
+        f.write(WORKER_DAEMON % {"config": {}, "install": textwrap.dedent("""
+            daemon.workers.install(Idle("handyman"), looptime=10, forever=True)
+            daemon.workers.install(Idle("second"), looptime=1, forever=True)
+            daemon.workers.install(GIdle("green"), looptime=1)""").strip()})
+    sock = os.path.join(tmp, "daemon.sock")
+
+    def first_call(argv):
+        start = time.perf_counter()
+        subprocess.run(argv + ["-d"], cwd=tmp, check=True, timeout=30)
+        client = LineClient(sock)
+        client.call("worker.status", [])
+        took = time.perf_counter() - start
+        client.close()
+        return took
+
+    def stop(argv):
+        subprocess.run(argv + ["--stop"], cwd=tmp, timeout=60, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+    echo = [os.path.join(BIN, "gdaemon-echo")]
+    workers = [sys.executable, script]
+    try:
+        times = {"echo": [], "workers": []}
+        for _ in range(runs):
+            for name, argv in (("echo", echo), ("workers", workers)):
+                times[name].append(first_call(argv))
+                stop(argv)
+        e, w = statistics.median(times["echo"]), statistics.median(times["workers"])
+        rows.append(("-d to first call, daemon with 2 forked + 1 greenlet workers",
+                     "median %.0f ms (gdaemon-echo -d %.0f ms; ratio %.2f; %d runs)"
+                     % (w * 1e3, e * 1e3, w / e, runs)))
+
+        subprocess.run(workers + ["-d"], cwd=tmp, check=True, timeout=30)
+        client = LineClient(sock)
+        poll(lambda: all_looping(client), interval=0.01)
+        time.sleep(1.0)
+        daemon_pid = int(open(os.path.join(tmp, "daemon.pid")).read())
+        worker_pid = client.call("worker.info", ["second"])["pid"]
+        rows.append(("idle memory in -d", "daemon RSS %.1f MB, USS %.1f MB; forked worker USS %.2f MB"
+                     % (psutil.Process(daemon_pid).memory_info().rss / 2**20,
+                        psutil.Process(daemon_pid).memory_full_info().uss / 2**20,
+                        psutil.Process(worker_pid).memory_full_info().uss / 2**20)))
+        # Respawn under the default policy: kills spaced so that no backoff applies
+        # (restartintensity 5 within restartperiod 10 s: one kill every 2.1 s).
+        kills = 3 if quick else 8
+        samples = []
+        for _ in range(kills):
+            time.sleep(2.1)
+            old = client.call("worker.info", ["second"])["pid"]
+            start = time.perf_counter()
+            os.kill(old, signal.SIGKILL)
+            poll(lambda: (lambda i: i["pid"] != old and i["status"] == 1)(
+                client.call("worker.info", ["second"])))
+            samples.append((time.perf_counter() - start) * 1e3)
+        rows.append(("respawn after SIGKILL in -d, default policy (%d kills, 2.1 s apart)" % kills,
+                     "p50 %.2f ms, max %.2f ms (target p50 < 5 ms)" % (pct(samples, 50), max(samples))))
+        client.close()
+    finally:
+        stop(workers)
+        stop(echo)
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(rows, "daemon mode")
 
 
 # -- websocket -----------------------------------------------------------------
@@ -639,7 +720,8 @@ def bench_codec(quick):
     report(rows, "codec")
 
 
-SECTIONS = {"core": bench_core, "workers": bench_workers, "websocket": bench_websocket,
+SECTIONS = {"core": bench_core, "workers": bench_workers, "crashloop": bench_crashloop,
+            "daemonmode": bench_daemonmode, "websocket": bench_websocket,
             "metrics": bench_metrics, "codec": bench_codec}
 
 
@@ -757,6 +839,8 @@ def main():
     for name in names:
         if name not in SECTIONS:
             parser.error("unknown section %r (have: %s)" % (name, ", ".join(SECTIONS)))
+    # Killed (timeout, Ctrl-C): unwind, so every daemon started here is stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
     print("gdaemon benchmarks on %d cores, Python %s" % (os.cpu_count(), sys.version.split()[0]))
     for name in names:
         SECTIONS[name](args.quick)
