@@ -1,14 +1,29 @@
 """Workers: forked processes or greenlets, supervised by the daemon.
 
-- :mod:`~gdaemon.workers.base`: :class:`Worker`, :class:`GreenletWorker`,
-  :func:`exposed`, :class:`WorkerStatus` and the worker-side loop;
+The user's side:
+
+- :mod:`~gdaemon.workers.worker`: :class:`Worker`, :class:`GreenletWorker`,
+  :func:`exposed`, :class:`WorkerStatus`, :class:`WorkerExit`, :class:`WorkerKind`;
+
+what runs a worker:
+
+- :mod:`~gdaemon.workers.runtime`: the loop (spinup, loop and commands, spindown);
+- :mod:`~gdaemon.workers.messages`: the messages between daemon and worker;
 - :mod:`~gdaemon.workers.channel`: the shared-memory channel of a forked worker;
+- :mod:`~gdaemon.workers.local`: the in-process channel of a greenlet worker;
+- :mod:`~gdaemon.workers.child`: the life of a forked child;
+
+and the daemon's side:
+
 - :mod:`~gdaemon.workers.manager`: :class:`WorkerManager` (``daemon.workers``);
+- :mod:`~gdaemon.workers.handle`: a worker's handle (``daemon.workers.get(name)``);
+- :mod:`~gdaemon.workers.spawn`, :mod:`~gdaemon.workers.standby`: making instances;
 - :mod:`~gdaemon.workers.watchdog`: respawn policy and heartbeat timeouts;
 - :mod:`~gdaemon.workers.rpc`: the ``worker.*`` RPC methods.
 """
 
-from .base import GreenletWorker, Worker, WorkerStatus, exposed
 from .manager import WorkerManager
+from .worker import GreenletWorker, Worker, WorkerExit, WorkerKind, WorkerStatus, exposed
 
-__all__ = ["Worker", "GreenletWorker", "exposed", "WorkerStatus", "WorkerManager"]
+__all__ = ["Worker", "GreenletWorker", "exposed", "WorkerStatus", "WorkerExit", "WorkerKind",
+           "WorkerManager"]

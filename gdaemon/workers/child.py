@@ -37,7 +37,9 @@ from ..events import posix_event_name
 from ..forking import unblock_child_signals
 from ..logfiles import reopen_file_handlers
 from ..process import closing_at_once
-from .base import ACTIVATE, LOG, REOPEN, Worker, WorkerExit, WorkerRuntime, decode, encode
+from .messages import ACTIVATE, LOG, REOPEN, decode, encode
+from .runtime import WorkerRuntime
+from .worker import Worker, WorkerExit
 
 __all__ = ["run_forked", "STANDBY_COMM", "WORKER_SIGNALS"]
 

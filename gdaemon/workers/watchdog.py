@@ -33,7 +33,8 @@ from collections import deque
 import gevent
 from gevent.queue import SimpleQueue
 
-from .base import WorkerExit, WorkerStatus
+from .handle import Mode
+from .worker import WorkerExit, WorkerKind, WorkerStatus
 
 __all__ = ["RestartPolicy", "RestartTracker", "heartbeat_stalled", "describe_exit",
            "Watchdog", "WATCHED_STATES"]
@@ -226,7 +227,7 @@ class Watchdog:
         watcher.stop()
         pid, status = watcher.pid, watcher.rstatus
         watcher.close()
-        owner = self.manager._children.pop(pid, None)
+        owner = self.manager.forget_child(pid)
         if owner is None:
             return
         handle, generation = owner
@@ -254,12 +255,12 @@ class Watchdog:
     def schedule_respawn(self, handle, delay):
         self.cancel_respawn(handle)
         timer = gevent.get_hub().loop.timer(delay, ref=False)
-        handle._respawn_timer = timer
+        handle.respawn_timer = timer
         timer.start(self.post, _RESPAWN, handle, timer)
 
     def cancel_respawn(self, handle):
         """Cancel a pending respawn; True if there was one."""
-        timer, handle._respawn_timer = handle._respawn_timer, None
+        timer, handle.respawn_timer = handle.respawn_timer, None
         if timer is None:
             return False
         timer.stop()
@@ -284,11 +285,11 @@ class Watchdog:
                 if kind == _QUIT:
                     return
                 if kind == _MESSAGE:
-                    self.manager._process_inbox(*item[1:])
+                    self.manager.process_inbox(*item[1:])
                 elif kind == _EXIT:
                     if self._defer_terminated(item):
                         continue
-                    with self.manager._holding_events():
+                    with self.manager.holding_events():
                         self._on_exit(*item[1:5])
                     self._yield_to_control_plane()
                 elif kind == _RESPAWN:
@@ -301,9 +302,9 @@ class Watchdog:
                     if item[1] is self._standby_timer:
                         self._standby_timer = None
                         item[1].close()
-                        self.manager._ensure_standby()
+                        self.manager.ensure_standby()
                 elif kind == _STANDBY_EXIT:
-                    self.manager._standby_exited(*item[1:])
+                    self.manager.standby_exited(*item[1:])
             except Exception:
                 # One bad item (a faulty receiver...) must not end supervision.
                 log.exception("watchdog failed on %r", item[:2])
@@ -319,8 +320,8 @@ class Watchdog:
         worker).  A worker SIGTERMed alone is handled after the same delay.
         """
         handle, exitcode = item[1], item[4]
-        if (exitcode != WorkerExit.TERMINATED or len(item) > 5 or self.manager._stopping
-                or handle._mode != handle.RUN or self._greenlet is None):
+        if (exitcode != WorkerExit.TERMINATED or len(item) > 5 or self.manager.stopping
+                or handle.mode != Mode.RUN or self._greenlet is None):
             return False
         timer = gevent.get_hub().loop.timer(self.term_grace, ref=False)
         self._deferred[timer] = item + ("deferred",)
@@ -356,34 +357,34 @@ class Watchdog:
 
     def _on_exit(self, handle, generation, pid, exitcode):
         manager = self.manager
-        if not manager._reap(handle, generation, pid, exitcode):
+        if not manager.reap(handle, generation, pid, exitcode):
             return
-        if manager._stopping or handle._mode == handle.STOP:
-            manager._set_state(handle, WorkerStatus.STOPPED)
+        if manager.stopping or handle.mode == Mode.STOP:
+            manager.set_state(handle, WorkerStatus.STOPPED)
             return
-        if handle._mode == handle.RESTART:
+        if handle.mode == Mode.RESTART:
             # Asked for (worker.restart, reload): not a failure, not counted.
-            manager._set_state(handle, WorkerStatus.RESTARTING)
-            manager._spawn(handle, respawn=True)
+            manager.set_state(handle, WorkerStatus.RESTARTING)
+            manager.spawn(handle, respawn=True)
             return
         reason = describe_exit(exitcode)
-        if handle._killed is None and exitcode != 0:
-            manager._emit("worker.failed", name=handle.name, reason=reason)
+        if handle.killed is None and exitcode != 0:
+            manager.emit("worker.failed", name=handle.name, reason=reason)
         if not handle.forever:
-            manager._set_state(handle, WorkerStatus.STOPPED)
+            manager.set_state(handle, WorkerStatus.STOPPED)
             manager.logger.error("worker %r (pid %s) %s; it is not forever: stopping the daemon",
                                  handle.name, pid, reason)
-            manager._stop_daemon(1)
+            manager.stop_daemon(1)
             return
         self.respawn_later(handle, reason)
 
     def respawn_later(self, handle, reason):
         """Apply the policy to a dead forever worker: respawn now or after a backoff."""
         manager = self.manager
-        manager._set_state(handle, WorkerStatus.RESTARTING)
+        manager.set_state(handle, WorkerStatus.RESTARTING)
         delay = handle.tracker.next_delay(self.clock())
         if delay <= 0:
-            manager._spawn(handle, respawn=True)
+            manager.spawn(handle, respawn=True)
             manager.logger.warning("worker %r %s: respawned (pid %s)", handle.name, reason, handle.pid)
         else:
             manager.logger.warning("worker %r %s: respawning in %.1fs (restarted %d times "
@@ -392,12 +393,12 @@ class Watchdog:
             self.schedule_respawn(handle, delay)
 
     def _on_respawn(self, handle, timer):
-        if handle._respawn_timer is not timer:
+        if handle.respawn_timer is not timer:
             return  # cancelled, or superseded by a manual restart
-        handle._respawn_timer = None
+        handle.respawn_timer = None
         timer.close()
-        if not self.manager._stopping and not handle.alive:
-            self.manager._spawn(handle, respawn=True)
+        if not self.manager.stopping and not handle.alive:
+            self.manager.spawn(handle, respawn=True)
 
     def _on_tick(self):
         manager = self.manager
@@ -406,17 +407,17 @@ class Watchdog:
             if not handle.alive:
                 continue
             try:
-                state = handle._status.state
-                heartbeat = handle._status.heartbeat
+                state = handle.block.state
+                heartbeat = handle.block.heartbeat
             except Exception:  # the block was released under us: the exit item follows
                 continue
-            if state != handle._emitted and handle.kind == "process":
+            if state != handle.emitted and handle.kind == WorkerKind.PROCESS:
                 # Safety net for a STATE message lost to a full channel.
-                manager._set_state(handle, state)
-            if (handle.timeout and handle._killed is None and state in WATCHED_STATES
+                manager.set_state(handle, state)
+            if (handle.timeout and handle.killed is None and state in WATCHED_STATES
                     and heartbeat_stalled(now, heartbeat, handle.timeout)):
                 reason = "heartbeat stalled for %.2fs (timeout %gs)" % (now - heartbeat, handle.timeout)
-                handle._killed = reason
+                handle.killed = reason
                 manager.logger.error("worker %r (pid %s): %s: killing it", handle.name, handle.pid, reason)
-                manager._emit("worker.failed", name=handle.name, reason=reason)
-                manager._kill(handle)
+                manager.emit("worker.failed", name=handle.name, reason=reason)
+                manager.kill(handle)

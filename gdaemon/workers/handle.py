@@ -1,0 +1,271 @@
+"""The daemon's side of a worker: :class:`WorkerHandle` and its ``output_channel``.
+
+``daemon.workers.get(name)`` returns a handle.  It lives as long as the
+worker is installed and outlives each instance (process or greenlet): it
+holds the worker's status (read from the current instance's status block),
+its restart history, the channel to the current instance, the pending
+``worker.call`` replies, and :class:`Mode`, what the next exit of the
+instance means.
+"""
+
+import enum
+import os
+import time
+from collections import deque
+
+import gevent
+from gevent.event import AsyncResult, Event
+from gevent.lock import Semaphore
+
+from ..errors import ChannelClosed, ChannelFull, InvalidParams, RpcError, WorkerUnavailable
+from ..process import resource_usage
+from .messages import CALL, CMD, encode
+from .worker import WorkerStatus
+
+__all__ = ["WorkerHandle", "OutputChannel", "Mode"]
+
+
+class OutputChannel:
+    """Commands from the daemon to one worker (comodojo's ``getOutputChannel()``).
+
+    The same object serves every instance of the worker, across respawns.
+    """
+
+    def __init__(self, handle):
+        self._handle = handle
+
+    def send(self, command, payload=None):
+        """Send ``command`` (received as ``daemon.worker.<command>``) with ``payload``.
+
+        :returns: bytes written (> 0).
+        :raises ChannelFull: the worker's channel has no room now.
+        :raises ChannelClosed: the worker is not running.
+        """
+        return self._handle.send(command, payload)
+
+
+class Mode(enum.Enum):
+    """What the next exit of a handle's current instance means."""
+
+    #: A death: respawn a forever worker (policy applies), else stop the daemon.
+    RUN = "run"
+    #: Asked for (``worker.restart``, a reload): start a new instance at once.
+    RESTART = "restart"
+    #: Asked for (stop, scale down): the worker stays STOPPED.
+    STOP = "stop"
+
+
+class WorkerHandle:
+    """The daemon's side of one worker (one instance of a pool), across its lives.
+
+    What the watchdog may use: ``name``, ``kind``, ``pid``, ``alive``,
+    ``generation``, ``forever``, ``timeout``, ``tracker``, ``mode``,
+    ``killed``, ``respawn_timer``, ``block`` (the status block: ``state``,
+    ``heartbeat``), ``emitted`` (the last status sent as ``worker.state``).
+    The rest is the manager's.
+    """
+
+    def __init__(self, manager, worker, looptime, forever, timeout, policy):
+        self.manager = manager
+        #: The installed :class:`Worker` (a forked instance runs a copy of it).
+        self.worker = worker
+        self.name = worker.name
+        self.kind = worker.kind
+        self.looptime = looptime
+        self.forever = forever
+        self.timeout = timeout
+        #: ``handle.output_channel.send(command, payload)``.
+        self.output_channel = OutputChannel(self)
+        self.tracker = policy.tracker()
+        #: Instances started after the first one.
+        self.restarts = 0
+        #: Epoch time the current (or last) instance started.
+        self.started_at = None
+        #: Exit code of the last instance (negative: killed by that signal).
+        self.last_exit = None
+        self.pid = None
+        self.alive = False
+        self.generation = 0
+        self._state = WorkerStatus.STOPPED
+        self.emitted = None
+        self.block = None
+        self._push = None
+        self._channel = None
+        self._end = None
+        self._io = None
+        self._link = None
+        #: The greenlet of a greenlet worker's current instance.
+        self.greenlet = None
+        self.mode = Mode.RUN
+        self.killed = None
+        self.respawn_timer = None
+        self._last_loops = 0
+        self._calls = {}
+        self.inbox = deque()
+        self._changed = Event()
+        self._exited = Event()
+        self._exited.set()
+        self._restart_lock = Semaphore()
+
+    @property
+    def status(self):
+        """The current :class:`WorkerStatus`."""
+        if self.alive:
+            try:
+                return WorkerStatus(self.block.state)
+            except (ChannelClosed, ValueError):
+                pass
+        return self._state
+
+    @property
+    def loops(self):
+        """Loops run by the current (or last) instance."""
+        if self.alive:
+            try:
+                return self.block.loops
+            except ChannelClosed:
+                pass
+        return self._last_loops
+
+    def info(self):
+        """The ``worker.info`` dict; ``rss`` (bytes) and ``cpu`` (seconds) are those of
+        the worker's process, the daemon's for a greenlet worker (``None`` when down)."""
+        status = self.status
+        rss, cpu = resource_usage(self.pid) if self.pid else (None, None)
+        return {"name": self.name, "kind": self.kind, "pid": self.pid, "status": int(status),
+                "status_name": status.name, "looptime": self.looptime, "forever": self.forever,
+                "restarts": self.restarts, "loops": self.loops, "started_at": self.started_at,
+                "last_exit": self.last_exit, "rss": rss, "cpu": cpu}
+
+    # -- the current instance ----------------------------------------------------
+
+    def attach_process(self, pid, channel, end, io):
+        """A forked instance now runs: its pid, channel, daemon end and io watcher."""
+        self._channel, self._end, self._io, self.block = channel, end, io, channel.status
+        self._push = end.send
+        self.pid = pid
+
+    def attach_greenlet(self, greenlet, status, link):
+        """A greenlet instance now runs."""
+        self.block, self._link, self._push, self.greenlet = status, link, link.push, greenlet
+        self.pid = os.getpid()
+
+    def detach(self, exitcode, drain, before_release):
+        """The current instance died: stop watching it, hand its last messages to
+        ``drain(data)``, call ``before_release()`` (the daemon handles what they
+        said while the handle is still alive), then release the instance.
+
+        :returns: the channel the caller must close, or ``None``.
+        """
+        if self._io is not None:
+            self._io.stop()
+            self._io.close()  # before its fd is closed
+            self._io = None
+        if self._end is not None:
+            try:
+                leftovers = self._end.drain()  # written just before it died
+            except ChannelClosed:
+                leftovers = []
+            for data in leftovers:
+                drain(data)
+        before_release()
+        try:
+            self._last_loops = self.block.loops
+        except ChannelClosed:
+            pass
+        if self._link is not None:
+            self._link.close()
+        channel = self._channel
+        self._channel = self._end = self._link = self.greenlet = self._push = None
+        self.alive = False
+        self.pid = None
+        self.last_exit = exitcode
+        self._state = WorkerStatus(self.emitted) if self.emitted is not None else self._state
+        self._fail_calls("exited")
+        self._exited.set()
+        self._notify()
+        return channel
+
+    def drain_channel(self):
+        """The messages the current forked instance wrote (hub context); raises ChannelClosed."""
+        return self._end.drain()
+
+    def stop_watching(self):
+        """Its doorbell reports EOF: stop the io watcher (the child watcher reports the exit)."""
+        if self._io is not None:
+            self._io.stop()
+
+    # -- talking to it ----------------------------------------------------------------
+
+    def send(self, command, payload=None):
+        """See :meth:`OutputChannel.send`; also raises ``ValueError`` for a payload
+        that can never be delivered (too large for the channel, or not encodable)."""
+        if not isinstance(command, str) or not command:
+            raise ValueError("a command must be a non-empty string, got %r" % (command,))
+        return self._send(encode(CMD, command, payload))
+
+    def _send(self, data):
+        push = self._push
+        if push is None or not self.alive:
+            raise ChannelClosed("worker %r is not running (%s)" % (self.name, self.status.name))
+        return push(data)
+
+    def call(self, method, params=None, timeout=None):
+        """Call the worker's ``@exposed`` method ``method``; return its result.
+
+        :param params: a list (positional) or a dict (keyword arguments).
+        :param timeout: seconds; default :attr:`WorkerManager.call_timeout`.
+        :raises WorkerUnavailable: not running, channel full, no answer in time.
+        :raises RpcError: what the worker's method raised (``-32601`` for an
+            unknown method, ``-32603`` for an unexpected exception).
+        """
+        if timeout is None:
+            timeout = self.manager.call_timeout
+        call_id = next(self.manager._call_ids)
+        result = AsyncResult()
+        self._calls[call_id] = result
+        try:
+            try:
+                self._send(encode(CALL, call_id, method, params))
+            except ValueError as exc:  # can never be delivered: too large, unencodable
+                raise InvalidParams("invalid param 'params': %s" % (exc,)) from None
+            except (ChannelFull, ChannelClosed) as exc:
+                raise WorkerUnavailable("worker %r: %s" % (self.name, exc)) from None
+            try:
+                ok, value = result.get(timeout=timeout)
+            except gevent.Timeout:
+                raise WorkerUnavailable("worker %r did not answer within %gs"
+                                        % (self.name, timeout)) from None
+        finally:
+            self._calls.pop(call_id, None)
+        if ok:
+            return value
+        raise RpcError.from_dict(value)
+
+    def _fail_calls(self, why):
+        calls, self._calls = self._calls, {}
+        for result in calls.values():
+            result.set_exception(WorkerUnavailable("worker %r %s" % (self.name, why)))
+
+    def _notify(self):
+        """Wake every greenlet waiting in :meth:`_wait` for a change."""
+        event, self._changed = self._changed, Event()
+        event.set()
+
+    def _wait(self, predicate, timeout):
+        """Wait until ``predicate()`` holds (re-checked on every change); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self._changed
+            if predicate():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            # Also re-check now and then: a LOOPING written to the status
+            # block without its STATE message (full channel) is seen by the
+            # watchdog's tick, which notifies too.
+            event.wait(min(remaining, 1.0))
+
+    def __repr__(self):
+        return "<WorkerHandle %r %s pid=%s>" % (self.name, self.status.name, self.pid)

@@ -1,0 +1,185 @@
+"""Starting instances: forked processes (with their channels) and greenlets.
+
+The :class:`Spawner` is the worker manager's hands for everything that makes
+or ends a child process: it prepares the daemon for forking, forks a child
+with a new channel through the daemon's :class:`~gdaemon.forking.ForkRegistry`,
+binds a process or greenlet to a :class:`~gdaemon.workers.handle.WorkerHandle`,
+and keeps the table of unreaped children that every kill consults.
+
+Per forked worker the daemon keeps two libev watchers and no greenlet: a
+child watcher (libev reaps the process and calls back at once, no polling)
+and an io watcher on the channel's doorbell for the messages the worker
+writes.  A greenlet worker is its own greenlet plus a link callback.
+
+Fork safety: the daemon freezes the garbage collector's view of its heap
+before the first fork (``gc.freeze()``), so that its collections do not
+dirty the pages it shares with its workers (copy-on-write).  What a child
+does is in :mod:`gdaemon.workers.child`.
+"""
+
+import gc
+import os
+import signal
+import sys
+
+import gevent
+
+from ..process import closing_at_once
+from .channel import Channel
+from .child import run_forked
+from .local import LocalLink, LocalStatus
+from .runtime import WorkerRuntime
+from .worker import WorkerStatus
+
+__all__ = ["Spawner"]
+
+
+class Spawner:
+    """Forks, binds and signals the children of one manager.
+
+    :param manager: the :class:`~gdaemon.workers.manager.WorkerManager`
+        (its ``daemon``, ``forking``, ``logger``, ``watchdog``,
+        ``channel_capacity`` and message callbacks are used).
+    """
+
+    def __init__(self, manager):
+        self.manager = manager
+        #: pid -> [handle, generation] of every unreaped child; [None, 0] for the standby.
+        self.children = {}
+        self._prctl = None
+        self._comm = None
+        self._prepared = False
+
+    # -- forking ----------------------------------------------------------------
+
+    def prepare(self):
+        """In the daemon, before the first fork: freeze the heap for copy-on-write
+        and resolve ``prctl`` (so children need not import ctypes)."""
+        if self._prepared:
+            return
+        self._prepared = True
+        gc.collect()
+        gc.freeze()
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+                self._prctl = ctypes.CDLL(None, use_errno=True).prctl
+            except (OSError, AttributeError):
+                self.manager.logger.warning("prctl() unavailable: workers rely on getppid() "
+                                            "checks only", exc_info=True)
+            try:
+                with open("/proc/self/comm", "rb") as f:
+                    self._comm = f.read().strip()[:15]
+            except OSError:
+                self._comm = None
+
+    def fork_child(self, what, **kwargs):
+        """Fork a child with a new channel; ``(channel, daemon end, pid)`` in the daemon.
+
+        The child runs :func:`~gdaemon.workers.child.run_forked` with
+        ``kwargs`` and never returns.  The channel's descriptors are
+        registered on the fork registry first, so every later child closes
+        them; the child keeps its own.
+        """
+        self.prepare()
+        forking = self.manager.forking
+        channel = Channel(self.manager.channel_capacity)
+        try:
+            status = channel.status
+            status.state = WorkerStatus.SPINUP
+            status.loops = 0
+            status.beat()
+            for fd in channel.fds():
+                forking.add_fd(fd, "channel of " + what)
+            parent = os.getpid()
+            pid = forking.fork(keep=channel.fds())
+        except BaseException:
+            self.close_channel(channel)
+            raise
+        if pid == 0:  # pragma: no cover - runs in the child
+            run_forked(self.manager.daemon, channel, parent, self._prctl, comm=self._comm, **kwargs)
+        before = channel.fds()
+        with closing_at_once():
+            end = channel.daemon_end()  # closes the child's pipe ends here
+        for fd in set(before) - set(channel.fds()):
+            forking.discard_fd(fd)
+        return channel, end, pid
+
+    def close_channel(self, channel):
+        """Close a channel the daemon holds (no watcher on it any more)."""
+        for fd in channel.fds():
+            self.manager.forking.discard_fd(fd)
+        with closing_at_once():
+            channel.close()
+
+    # -- instances --------------------------------------------------------------
+
+    def spawn_process(self, handle):
+        """Fork a new instance of ``handle`` (the standby is tried first by the caller)."""
+        channel, end, pid = self.fork_child("worker %r" % handle.name, worker=handle.worker)
+        self.watch(pid, handle, handle.generation)
+        self.bind(handle, pid, channel, end)
+
+    def spawn_greenlet(self, handle):
+        """Start a new instance of a greenlet worker."""
+        manager = self.manager
+        generation = handle.generation
+        status = LocalStatus()
+        link = LocalLink(lambda data: manager.on_message_bytes(handle, generation, data),
+                         manager.channel_capacity)
+        runtime = WorkerRuntime(handle.worker, link, status, cooperative=True)
+        greenlet = gevent.spawn(runtime.run)
+        greenlet.name = "greenlet worker %r" % handle.name  # in logs, e.g. a blocked hub
+        greenlet.link(lambda g: manager.watchdog.greenlet_exited(handle, generation, g))
+        handle.attach_greenlet(greenlet, status, link)
+
+    def bind(self, handle, pid, channel, end):
+        """Make (pid, channel) the current instance of ``handle``."""
+        io = gevent.get_hub().loop.io(end.fileno(), 1)
+        io.start(self.manager.on_readable, handle, handle.generation)
+        handle.attach_process(pid, channel, end, io)
+
+    def watch(self, pid, handle, generation):
+        """Have libev reap ``pid`` and tell the watchdog; remember whose it is."""
+        self.children[pid] = [handle, generation]
+        watcher = gevent.get_hub().loop.child(pid, False)
+        watcher.start(self.manager.watchdog.child_exited, watcher)
+
+    def forget(self, pid):
+        """``pid`` was reaped: its ``[handle, generation]`` (``None`` if not ours)."""
+        return self.children.pop(pid, None)
+
+    # -- signalling ---------------------------------------------------------------
+
+    def signal_child(self, pid, handle, signum):
+        """Send ``signum`` to ``pid`` only while it is our unreaped child; True if sent.
+
+        Between libev reaping a child and the watchdog handling its exit, the
+        pid may already belong to another process: never signal it then.
+        """
+        owner = self.children.get(pid)
+        if owner is None or owner[0] is not handle:
+            return False
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            return False  # a zombie being reaped
+        return True
+
+    def kill(self, handle):
+        """SIGKILL the current instance (greenlet: kill it); the exit is reaped as usual."""
+        if not handle.alive:
+            return
+        if handle.greenlet is not None:
+            handle.greenlet.kill(block=False)
+            return
+        self.signal_child(handle.pid, handle, signal.SIGKILL)
+
+    def owns_live_instance(self, handle):
+        """True while ``handle``'s current instance runs (a process not reaped yet)."""
+        if not handle.alive:
+            return False
+        if handle.greenlet is not None:
+            return not handle.greenlet.dead
+        owner = self.children.get(handle.pid)
+        return owner is not None and owner[0] is handle and owner[1] == handle.generation

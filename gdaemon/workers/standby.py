@@ -1,0 +1,151 @@
+"""The standby: a child forked ahead of need, waiting to become a worker.
+
+A respawn is on the critical path of a crashed worker, and a fork of a
+30 MB Python process costs milliseconds before the child runs (more on small
+VMs).  When there are forked ``forever`` workers, the daemon keeps one
+*standby* process: forked ahead of need, it has done everything a forked
+child does first (see :mod:`gdaemon.workers.child`) and waits on its own
+channel to be told which worker to become.  A respawn (or a restart) then
+only sends it ``ACTIVATE``; a new standby is forked
+:attr:`WorkerManager.standby_delay <gdaemon.workers.manager.WorkerManager.standby_delay>`
+seconds later, off the critical path.
+
+Freshness: a standby is a copy of the daemon as it was when it was forked.
+:meth:`StandbyPool.refresh` retires it whenever the state children inherit
+changes (a reload, reopened log files, a worker installed at run time) and
+bumps :attr:`StandbyPool.epoch`; a standby of an older epoch is never
+activated, so a respawn is never older than the last such event.
+
+Failures: a standby that dies on its own (killed from outside, crashing at
+boot) is forked again after a delay that doubles while it keeps dying; only
+failed *activations* count toward giving the standby up.
+"""
+
+import signal
+
+from ..errors import ChannelClosed, ChannelFull
+from .messages import ACTIVATE, encode
+from .watchdog import describe_exit
+from .worker import WorkerKind, WorkerStatus
+
+__all__ = ["StandbyPool"]
+
+
+class _Standby:
+    """A forked process waiting to become a worker."""
+
+    __slots__ = ("pid", "channel", "end", "names", "epoch")
+
+    def __init__(self, pid, channel, end, names, epoch):
+        self.pid, self.channel, self.end, self.names = pid, channel, end, names
+        #: :attr:`StandbyPool.epoch` when it was forked: it is stale after that changes.
+        self.epoch = epoch
+
+
+class StandbyPool:
+    """The (at most one) standby process of a manager.
+
+    :param manager: the :class:`~gdaemon.workers.manager.WorkerManager`
+        (its tunables ``standby``, ``standby_delay``, ``standby_failures_max``
+        and ``standby_backoff_max`` are read at each use).
+    :param spawner: the manager's :class:`~gdaemon.workers.spawn.Spawner`.
+    """
+
+    def __init__(self, manager, spawner):
+        self.manager = manager
+        self.spawner = spawner
+        self.current = None
+        #: Bumped whenever the daemon's state that children inherit changes.
+        self.epoch = 0
+        self.failures = 0
+        self._delay = manager.standby_delay
+
+    def ensure(self):
+        """Fork a standby if one is wanted and there is none."""
+        manager = self.manager
+        if (not manager.standby or not manager.running or self.current is not None
+                or self.failures >= manager.standby_failures_max):
+            return
+        handles = [h for h in manager if h.kind == WorkerKind.PROCESS]
+        if not any(h.forever for h in handles):
+            return
+        workers = {h.name: h.worker for h in handles}
+        try:
+            channel, end, pid = self.spawner.fork_child("the standby", workers=workers)
+        except OSError as exc:
+            manager.logger.warning("cannot fork a standby process: %s", exc)
+            self._retry()
+            return
+        self.spawner.watch(pid, None, 0)
+        self.current = _Standby(pid, channel, end, frozenset(workers), self.epoch)
+
+    def refresh(self):
+        """Retire the standby; a new one, forked from the daemon as it is now, follows."""
+        self.epoch += 1
+        standby, self.current = self.current, None
+        if standby is not None:
+            self._discard(standby)
+        if self.manager.running:
+            self.manager.watchdog.schedule_standby(self.manager.standby_delay)
+
+    def activate(self, handle):
+        """Make the standby the new instance of ``handle``; False if there is none usable."""
+        standby = self.current
+        if standby is None or handle.name not in standby.names:
+            return False
+        self.current = None
+        if standby.epoch != self.epoch:
+            # Forked before the daemon's state changed: not a failure of it.
+            self._discard(standby)
+            return False
+        owner = self.spawner.children.get(standby.pid)
+        status = standby.channel.status
+        status.state = WorkerStatus.SPINUP
+        status.loops = 0
+        status.beat()
+        try:
+            if owner is None:  # reaped already; its exit is in the watchdog's queue
+                raise ChannelClosed("the process is gone")
+            standby.end.send(encode(ACTIVATE, handle.name))
+        except (ChannelFull, ChannelClosed) as exc:
+            self.failures += 1
+            logger = self.manager.logger
+            logger.warning("standby process %d unusable (%s): forking instead", standby.pid, exc)
+            if self.failures >= self.manager.standby_failures_max:
+                logger.warning("no more standby processes after %d failed activations: "
+                               "respawns fork on demand", self.failures)
+            self._discard(standby)
+            return False
+        owner[:] = [handle, handle.generation]
+        self.spawner.bind(handle, standby.pid, standby.channel, standby.end)
+        self.failures = 0
+        self._delay = self.manager.standby_delay
+        self.manager.watchdog.schedule_standby(self._delay)
+        return True
+
+    def drop(self):
+        """Kill the standby (on stop); return its pid (to wait for its reaping) or ``None``."""
+        standby, self.current = self.current, None
+        if standby is None:
+            return None
+        self._discard(standby)
+        return standby.pid
+
+    def exited(self, pid, exitcode):
+        """In the watchdog greenlet: a standby process ended (reaped already)."""
+        standby = self.current
+        if standby is None or standby.pid != pid:
+            return  # one we discarded
+        self.current = None
+        self.spawner.close_channel(standby.channel)
+        self.manager.logger.warning("standby process %d %s: forking another in %.1fs",
+                                    pid, describe_exit(exitcode), self._delay)
+        self._retry()
+
+    def _discard(self, standby):
+        self.spawner.signal_child(standby.pid, None, signal.SIGKILL)
+        self.spawner.close_channel(standby.channel)  # no watcher on its descriptors
+
+    def _retry(self):
+        self.manager.watchdog.schedule_standby(self._delay)
+        self._delay = min(self._delay * 2, self.manager.standby_backoff_max)
