@@ -8,8 +8,7 @@ The library never monkey-patches on import.  Exec scripts whose handlers use
 blocking standard-library I/O should call ``gevent.monkey.patch_all()`` first.
 """
 
-__version__ = "0.1.0"
-
+from .version import __version__  # noqa: E402,F401
 from .errors import (ConfigError, GDaemonError, ProcessError, RpcError,  # noqa: E402
                      WorkerError)
 from .daemon import Daemon  # noqa: E402

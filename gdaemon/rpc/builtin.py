@@ -10,6 +10,7 @@ import typing
 
 from ..errors import InvalidParams, MethodNotFound, RpcError, Unauthorized
 from ..logring import DEFAULT_LINES, MAX_LINES
+from ..version import __version__
 from .methods import RpcMethod
 
 __all__ = ["register_builtins", "CAPABILITIES"]
@@ -168,7 +169,6 @@ def register_builtins(daemon, engine, subscribers):
 
 def status_dict(daemon):
     """The ``daemon.status`` result."""
-    from .. import __version__
     now = time.time()
     return {
         "pid": os.getpid(),

@@ -46,6 +46,8 @@ name                                        type       meaning
 import bisect
 import time
 
+from ..version import __version__
+
 __all__ = ["RpcStats", "Metrics", "CONTENT_TYPE", "BUCKETS"]
 
 #: Content type of ``/metrics`` (SPEC 10).
@@ -168,7 +170,6 @@ class _Collector:
 
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-        from .. import __version__
 
         daemon = self.daemon
         now = time.time()
