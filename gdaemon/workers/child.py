@@ -31,12 +31,13 @@ import signal
 import sys
 
 import gevent
+from gevent import socket as gsocket
 
 from ..errors import ChannelClosed
 from ..events import posix_event_name
 from ..forking import unblock_child_signals
 from ..logfiles import reopen_file_handlers
-from ..process import closing_at_once
+from ..process import close_fd, closing_at_once
 from .messages import ACTIVATE, LOG, REOPEN, decode, encode
 from .runtime import WorkerRuntime
 from .worker import Worker, WorkerExit
@@ -118,6 +119,8 @@ def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
             if prctl is not None and comm:
                 prctl(_PR_SET_NAME, comm, 0, 0, 0)
             logger = worker.logger
+            _close_other_listeners(worker, workers)
+        _adopt_listener(worker)
         logring = getattr(daemon, "logring", None)
         if logring is not None and getattr(daemon, "forward_logs", True):
             _forward_logs(logring, end)
@@ -131,6 +134,31 @@ def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
         if code == WorkerExit.OK:
             code = WorkerExit.ERROR
     _leave(code)
+
+
+def _adopt_listener(worker):  # pragma: no cover - runs in forked children
+    """Give the worker its pool's listening socket as a socket of this child's hub.
+
+    The daemon's socket object, copied by the fork, belongs to the daemon's
+    (abandoned) hub; a new gevent socket takes over its descriptor.  The old
+    object stays referenced by the daemon's copied state (frozen, never
+    collected), so it never closes the descriptor under us.
+    """
+    listener = worker.listener
+    if listener is not None:
+        worker.listener = gsocket.socket(listener.family, listener.type, listener.proto,
+                                         fileno=listener.fileno())
+
+
+def _close_other_listeners(worker, workers):  # pragma: no cover - runs in a standby
+    """An activated standby keeps only its own pool's listener."""
+    mine = worker.listener.fileno() if worker.listener is not None else None
+    for other in {w.listener.fileno() for w in workers.values() if w.listener is not None}:
+        if other != mine:
+            try:
+                close_fd(other)
+            except OSError:
+                pass
 
 
 def _forward_logs(logring, end):  # pragma: no cover - runs in forked children

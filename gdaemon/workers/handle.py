@@ -70,6 +70,9 @@ class WorkerHandle:
         #: The installed :class:`Worker` (a forked instance runs a copy of it).
         self.worker = worker
         self.name = worker.name
+        #: Its pool's name and its index there.
+        self.pool = worker.pool
+        self.instance = worker.instance
         self.kind = worker.kind
         self.looptime = looptime
         self.forever = forever

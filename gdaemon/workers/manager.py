@@ -26,16 +26,20 @@ import contextlib
 import itertools
 import logging
 import math
+import os
 import time
 
 import gevent
 from gevent.lock import Semaphore
 
+from ..config import parse_address
 from ..errors import ChannelClosed, ChannelFull, ConfigError, UnknownWorker, WorkerError, WorkerUnavailable
 from ..forking import ForkRegistry
 from .channel import DEFAULT_CAPACITY
 from .handle import Mode, OutputChannel, WorkerHandle
+from .lifecycle import grow, reload_pools, shrink, start_pools, stop_pools
 from .messages import CMD, LOG, MSG, REOPEN, REPLY, STATE, decode, encode
+from .pool import Pool, check_after, instance_name, start_layers
 from .spawn import Spawner
 from .standby import StandbyPool
 from .watchdog import RestartPolicy, Watchdog, describe_exit
@@ -80,6 +84,7 @@ class WorkerManager:
         self.watchdog = Watchdog(self)
         self.spawner = Spawner(self)
         self.standbys = StandbyPool(self, self.spawner)
+        self._pools = {}
         self._handles = {}
         self._started = False
         self._stopping = False
@@ -102,7 +107,8 @@ class WorkerManager:
 
     # -- the collection ---------------------------------------------------
 
-    def install(self, worker, looptime=1.0, forever=False, timeout=None):
+    def install(self, worker, looptime=1.0, forever=False, timeout=None, instances=1, after=(),
+                listen=None):
         """Install ``worker`` (spawned when the daemon starts, or now if it runs).
 
         :param looptime: seconds between the starts of two ``loop()`` runs (> 0).
@@ -110,37 +116,71 @@ class WorkerManager:
             the daemon with exit code 1).
         :param timeout: seconds the worker's heartbeat may stall before the
             watchdog kills it; ``None``: never.
-        :returns: its :class:`WorkerHandle`.
+        :param instances: run it as a pool of that many instances, named
+            ``NAME.0`` ... (one instance keeps the plain ``NAME``).
+        :param after: names of workers that must be LOOPING (all their
+            instances) before this one starts; it stops before them.
+        :param listen: ``"tcp://HOST:PORT"`` or ``"unix://PATH"``: a listening
+            socket the daemon binds once and every instance gets as
+            ``self.listener`` (the prefork model).
+        :returns: the :class:`WorkerHandle` of its first instance (``None``
+            for a pool of 0 instances; see :meth:`pool`).
         :raises ConfigError: a bad argument (the message names it).
-        :raises WorkerError: a worker of that name is installed already.
+        :raises WorkerError: the name is taken, it starts after itself, or
+            its ``after=`` makes a cycle.
         """
-        if not isinstance(worker, Worker):
-            raise ConfigError("install() takes a gdaemon.Worker, got %r" % (worker,))
-        if not _positive_number(looptime):
-            raise ConfigError("invalid looptime %r for worker %r: expected a positive number"
-                              % (looptime, worker.name))
-        if not isinstance(forever, bool):
-            raise ConfigError("invalid forever %r for worker %r: expected a bool" % (forever, worker.name))
-        if timeout is not None and not _positive_number(timeout):
-            raise ConfigError("invalid timeout %r for worker %r: expected None or a positive number"
-                              % (timeout, worker.name))
-        if worker.name in self._handles:
-            raise WorkerError("a worker named %r is installed already" % (worker.name,))
+        _check_install(worker, looptime, forever, timeout, instances)
+        after = check_after(after, worker.name)
+        listen = self._listen_address(listen, worker)
+        plain = instances == 1
+        names = [instance_name(worker.name, i, plain) for i in range(max(instances, 1))]
+        for name in [worker.name] + names:
+            if name in self._handles or name in self._pools:
+                raise WorkerError("a worker named %r is installed already" % (name,))
         worker.looptime = float(looptime)
         worker.forever = forever
         worker.timeout = float(timeout) if timeout is not None else None
         worker.daemon = self.daemon
         worker.logger = self.logger.getChild("worker." + worker.name)
-        handle = WorkerHandle(self, worker, worker.looptime, forever, worker.timeout, self.policy)
-        self._handles[worker.name] = handle
-        if self._started and not self._stopping:
+        pool = Pool(worker, worker.looptime, forever, worker.timeout, after, listen, plain)
+        if after:
+            start_layers(dict(self._pools, **{pool.name: pool}), known_only=True)
+        self._pools[pool.name] = pool
+        if self.running:
+            pool.bind(self.forking)
+        handles = self._add_instances(pool, instances)
+        if self.running:
             self.watchdog.start_ticking()
-            self.spawn(handle)
+            for handle in handles:
+                self.spawn(handle)
             self.refresh_standby()
-        return handle
+        return handles[0] if handles else None
+
+    def _listen_address(self, listen, worker):
+        if listen is None:
+            return None
+        address = parse_address(listen, key="listen of worker %r" % worker.name, schemes=("tcp", "unix"))
+        config = getattr(self.daemon, "config", None) or {}
+        if address.scheme == "unix" and not os.path.isabs(address.path):
+            address.path = os.path.join(config.get("basepath") or os.getcwd(), address.path)
+        if not config.get("insecure") and not address.is_loopback:
+            raise ConfigError("refusing listen=%s for worker %r on a non-loopback address: the "
+                              "daemon cannot authenticate the worker's own protocol (set "
+                              "'insecure': True)" % (listen, worker.name))
+        return address
+
+    def _add_instances(self, pool, count):
+        handles = []
+        for index in range(len(pool.handles), len(pool.handles) + count):
+            worker = pool.make_worker(index)
+            handle = WorkerHandle(self, worker, pool.looptime, pool.forever, pool.timeout, self.policy)
+            pool.handles.append(handle)
+            self._handles[handle.name] = handle
+            handles.append(handle)
+        return handles
 
     def get(self, name):
-        """The :class:`WorkerHandle` of worker ``name``.
+        """The :class:`WorkerHandle` of worker (instance) ``name``.
 
         :raises UnknownWorker: no such worker.
         """
@@ -149,12 +189,26 @@ class WorkerManager:
         except (KeyError, TypeError):
             raise UnknownWorker("unknown worker %r" % (name,)) from None
 
+    def pool(self, name):
+        """The :class:`~gdaemon.workers.pool.Pool` ``name`` (its ``handles``, in index order).
+
+        :raises UnknownWorker: no such pool.
+        """
+        try:
+            return self._pools[name]
+        except (KeyError, TypeError):
+            raise UnknownWorker("unknown worker pool %r" % (name,)) from None
+
+    def pools(self):
+        """``{name: Pool}`` of every installed worker, in install order."""
+        return dict(self._pools)
+
     def names(self):
-        """Names of the installed workers, in install order."""
-        return list(self._handles)
+        """Names of the installed workers (every instance), pool by pool in index order."""
+        return [h.name for pool in self._pools.values() for h in pool.handles]
 
     def __iter__(self):
-        return iter(list(self._handles.values()))
+        return iter([h for pool in self._pools.values() for h in pool.handles])
 
     def __len__(self):
         return len(self._handles)
@@ -164,7 +218,7 @@ class WorkerManager:
 
     def status_codes(self):
         """``{name: status code}`` for ``daemon.status``."""
-        return {name: int(handle.status) for name, handle in self._handles.items()}
+        return {handle.name: int(handle.status) for handle in self}
 
     def register_methods(self, registry):
         """Register the ``worker.*`` RPC methods on ``registry``."""
@@ -174,81 +228,82 @@ class WorkerManager:
     # -- life ---------------------------------------------------------------
 
     def start(self):
-        """Spawn every installed worker (the daemon calls it once serving)."""
+        """Spawn every installed worker in start order (the daemon calls it once serving).
+
+        :raises WorkerError: an ``after=`` names a worker that is not
+            installed, or makes a cycle.
+        """
         if self._started:
             return
+        layers = start_layers(self._pools)
+        for pool in self._pools.values():
+            pool.bind(self.forking)  # before any instance starts
         self._started = True
         self._stopping = False
         self.watchdog.start()
-        handles = list(self._handles.values())
-        greenlets = [h for h in handles if h.kind == WorkerKind.GREENLET]
-        for handle in greenlets:
-            self.spawn(handle)
-        if greenlets and len(greenlets) < len(handles):
-            # Let greenlet workers run their spinup() and first loop (their
-            # allocations) before forking: memory the daemon writes after a
-            # fork becomes private to the child (copy-on-write).
-            gevent.sleep(0)
-        for handle in handles:
-            if handle.kind != WorkerKind.GREENLET:
-                self.spawn(handle)
+        start_pools(self, layers)
         self.ensure_standby()
 
     def stop(self, timeout=None):
-        """Stop every worker: ``stop`` to all at once (their ``spindown()`` runs in
-        parallel), SIGKILL for those still up after ``timeout`` seconds; returns
-        once all are reaped.  Idempotent."""
+        """Stop every worker, the dependent ones first: ``stop`` to a whole layer at
+        once (their ``spindown()`` runs in parallel), SIGKILL for those still up
+        after ``timeout`` seconds in all; returns once all are reaped.  Idempotent."""
         if not self._started:
             return
         if timeout is None:
             timeout = self._config("shutdowntimeout", 10)
         self._stopping = True
         standby = self.standbys.drop()
-        live = []
-        for handle in self._handles.values():
-            self.watchdog.cancel_respawn(handle)
-            handle.mode = Mode.STOP
-            if not handle.alive:
-                self.set_state(handle, WorkerStatus.STOPPED)
-                continue
-            live.append(handle)
-            try:
-                handle._send(encode(CMD, "stop", None))
-            except (ChannelFull, ChannelClosed) as exc:
-                self.logger.warning("cannot ask worker %r to stop (%s): killing it", handle.name, exc)
-                self.kill(handle)
-        gevent.wait([h._exited for h in live], timeout=timeout)
-        late = [h for h in live if h.alive]
-        for handle in late:
-            self.logger.warning("worker %r (pid %s) did not stop within %gs: killing it",
-                                handle.name, handle.pid, timeout)
-            self.kill(handle)
-        if late:
-            gevent.wait([h._exited for h in late], timeout=self.kill_wait)
-        for handle in live:
-            if handle.alive:
-                self.logger.error("worker %r (pid %s) could not be reaped", handle.name, handle.pid)
+        for handle in stop_pools(self, timeout):
+            self.logger.error("worker %r (pid %s) could not be reaped", handle.name, handle.pid)
         if standby is not None:
             deadline = time.monotonic() + self.kill_wait
             while standby in self.spawner.children and time.monotonic() < deadline:
                 gevent.sleep(0.005)  # its child watcher reaps it
         self.watchdog.stop()
+        for pool in self._pools.values():
+            pool.close(self.forking)
         self._started = False
 
     def reload(self):
-        """Restart the workers one at a time, each once the previous is LOOPING again."""
-        if not self._started or self._stopping:
+        """Restart the workers one at a time in start order, each once the previous
+        is LOOPING again; scaled pools keep their size."""
+        if not self.running:
             return
         with self._reload_lock:
             # Workers restarted now must be copies of the daemon as it is now.
             self.refresh_standby()
-            for handle in list(self._handles.values()):
-                if self._stopping:
-                    return
-                try:
-                    self.restart(handle)
-                except WorkerUnavailable as exc:
-                    self.logger.warning("reload: %s; going on with the next worker", exc.message)
+            reload_pools(self)
+
+    def scale(self, name, instances, timeout=None):
+        """Give pool ``name`` that many instances; return their names in index order
+        once the new ones are LOOPING and the surplus ones (highest index first)
+        have spun down.
+
+        :raises UnknownWorker: no such pool.
+        :raises ValueError: ``instances`` is not an int >= 0.
+        :raises WorkerUnavailable: a new instance did not reach LOOPING.
+        """
+        pool = self.pool(name)
+        if not isinstance(instances, int) or isinstance(instances, bool) or instances < 0:
+            raise ValueError("instances must be an integer >= 0, got %r" % (instances,))
+        grace = self._config("shutdowntimeout", 10)
+        with pool.lock:
+            current = len(pool.handles)
+            if instances > current:
+                handles = self._add_instances(pool, instances - current)
+                if self.running:
+                    self.refresh_standby()
+                    grow(self, pool, handles, grace + self.restart_timeout)
+            elif instances < current:
+                surplus = pool.handles[instances:]
+                del pool.handles[instances:]
+                for handle in surplus:  # out of worker.list and daemon.status at once
+                    del self._handles[handle.name]
+                if self.running:
+                    shrink(self, surplus, grace)
+                    self.refresh_standby()
+        return pool.names()
 
     def restart(self, name, timeout=None):
         """Restart worker ``name`` (or a handle) gracefully; return once the new
@@ -524,6 +579,22 @@ class WorkerManager:
 
     def __repr__(self):
         return "<WorkerManager %d workers%s>" % (len(self._handles), " started" if self._started else "")
+
+
+def _check_install(worker, looptime, forever, timeout, instances):
+    if not isinstance(worker, Worker):
+        raise ConfigError("install() takes a gdaemon.Worker, got %r" % (worker,))
+    if not _positive_number(looptime):
+        raise ConfigError("invalid looptime %r for worker %r: expected a positive number"
+                          % (looptime, worker.name))
+    if not isinstance(forever, bool):
+        raise ConfigError("invalid forever %r for worker %r: expected a bool" % (forever, worker.name))
+    if timeout is not None and not _positive_number(timeout):
+        raise ConfigError("invalid timeout %r for worker %r: expected None or a positive number"
+                          % (timeout, worker.name))
+    if not isinstance(instances, int) or isinstance(instances, bool) or instances < 0:
+        raise ConfigError("invalid instances %r for worker %r: expected an integer >= 0"
+                          % (instances, worker.name))
 
 
 def _positive_number(value):

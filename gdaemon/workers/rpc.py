@@ -104,6 +104,16 @@ def register(registry, manager):
             raise InvalidParams("invalid param 'command': expected a non-empty string")
         return send(manager.get(name), command, payload)
 
+    @method("worker.scale", [("name", str), ("instances", int)], returns=list)
+    def scale(name, instances):
+        """Give pool NAME that many INSTANCES (new ones start, surplus ones spin down
+        gracefully, highest index first); returns the pool's instance names in index
+        order once it has that size."""
+        if instances < 0:
+            raise InvalidParams("invalid param 'instances': expected an integer >= 0, got %d"
+                                % instances)
+        return manager.scale(name, instances)
+
     @method("worker.call", [("name", str), ("method", str), ("params", typing.Any, None)],
             returns=typing.Any)
     def call(name, method, params):

@@ -73,13 +73,13 @@ class Spawner:
             except OSError:
                 self._comm = None
 
-    def fork_child(self, what, **kwargs):
+    def fork_child(self, what, keep=(), **kwargs):
         """Fork a child with a new channel; ``(channel, daemon end, pid)`` in the daemon.
 
         The child runs :func:`~gdaemon.workers.child.run_forked` with
         ``kwargs`` and never returns.  The channel's descriptors are
         registered on the fork registry first, so every later child closes
-        them; the child keeps its own.
+        them; the child keeps its own, and ``keep`` (its pool's listener).
         """
         self.prepare()
         forking = self.manager.forking
@@ -92,7 +92,7 @@ class Spawner:
             for fd in channel.fds():
                 forking.add_fd(fd, "channel of " + what)
             parent = os.getpid()
-            pid = forking.fork(keep=channel.fds())
+            pid = forking.fork(keep=channel.fds() + list(keep))
         except BaseException:
             self.close_channel(channel)
             raise
@@ -116,7 +116,9 @@ class Spawner:
 
     def spawn_process(self, handle):
         """Fork a new instance of ``handle`` (the standby is tried first by the caller)."""
-        channel, end, pid = self.fork_child("worker %r" % handle.name, worker=handle.worker)
+        listener = handle.worker.listener
+        keep = (listener.fileno(),) if listener is not None else ()
+        channel, end, pid = self.fork_child("worker %r" % handle.name, keep=keep, worker=handle.worker)
         self.watch(pid, handle, handle.generation)
         self.bind(handle, pid, channel, end)
 

@@ -70,8 +70,10 @@ class StandbyPool:
         if not any(h.forever for h in handles):
             return
         workers = {h.name: h.worker for h in handles}
+        # It may become any of them: it keeps every listener until it knows which.
+        keep = {w.listener.fileno() for w in workers.values() if w.listener is not None}
         try:
-            channel, end, pid = self.spawner.fork_child("the standby", workers=workers)
+            channel, end, pid = self.spawner.fork_child("the standby", keep=keep, workers=workers)
         except OSError as exc:
             manager.logger.warning("cannot fork a standby process: %s", exc)
             self._retry()

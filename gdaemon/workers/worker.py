@@ -121,6 +121,12 @@ class Worker:
         self.timeout = None
         #: The daemon it is installed in.
         self.daemon = None
+        #: This instance's index in its pool (0 for a worker of one instance).
+        self.instance = 0
+        #: The name of its pool (its own name for a worker of one instance).
+        self.pool = name
+        #: The pool's listening socket (``install(..., listen=...)``), else ``None``.
+        self.listener = None
         self._runtime = None
 
     # -- to override -------------------------------------------------------

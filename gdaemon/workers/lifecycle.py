@@ -1,0 +1,155 @@
+"""Starting, stopping, reloading and scaling pools in their order (SPEC 2b).
+
+These sequence whole pools; the :class:`~gdaemon.workers.manager.WorkerManager`
+calls them from :meth:`start`, :meth:`stop`, :meth:`reload` and
+:meth:`scale`.  Start order: a pool is spawned only once every pool it names
+in ``after=`` is LOOPING (all instances); stop and shrink go the other way
+round; a rolling reload restarts instances one at a time in start order.  A
+respawn waits for nothing.
+"""
+
+import time
+
+import gevent
+
+from ..errors import ChannelClosed, ChannelFull, WorkerUnavailable
+from .handle import Mode
+from .messages import CMD, encode
+from .pool import start_layers
+from .worker import WorkerKind, WorkerStatus
+
+__all__ = ["start_pools", "stop_pools", "reload_pools", "grow", "shrink"]
+
+
+def _looping(handles):
+    return all(h.alive and h.emitted is WorkerStatus.LOOPING for h in handles)
+
+
+def start_pools(manager, layers):
+    """Spawn the first layer now; the others from a greenlet, each once the
+    pools it waits for are LOOPING.  Greenlet workers of a layer start
+    before its forked ones: what they allocate in ``spinup()`` is then
+    shared with the forked workers instead of copied."""
+    if not layers:
+        return
+    _spawn_layer(manager, layers[0])
+    if len(layers) > 1:
+        gevent.spawn(_start_later_layers, manager, layers)
+
+
+def _spawn_layer(manager, layer):
+    handles = [h for pool in layer for h in pool.handles]
+    greenlets = [h for h in handles if h.kind == WorkerKind.GREENLET]
+    for handle in greenlets:
+        manager.spawn(handle)
+    if greenlets and len(greenlets) < len(handles):
+        gevent.sleep(0)  # let them allocate before the forks (copy-on-write)
+    for handle in handles:
+        if handle.kind != WorkerKind.GREENLET:
+            manager.spawn(handle)
+
+
+def _start_later_layers(manager, layers):
+    for index, layer in enumerate(layers[1:], 1):
+        pools = {pool.name: pool for earlier in layers[:index] for pool in earlier}
+        for pool in layer:
+            waits_for = [h for name in pool.after for h in pools[name].handles]
+            while not _looping(waits_for):
+                if not manager.running:
+                    return
+                if waits_for:
+                    waits_for[0]._wait(lambda: _looping(waits_for) or not manager.running, 1.0)
+        if not manager.running:
+            return
+        manager.logger.debug("starting %s", ", ".join(p.name for p in layer))
+        _spawn_layer(manager, layer)
+        manager.ensure_standby()
+
+
+def stop_pools(manager, timeout):
+    """Stop every instance, the last layer first; each layer's ``spindown()``
+    runs in parallel; SIGKILL for what is still up at the deadline.
+    Returns the handles that could not be reaped."""
+    deadline = time.monotonic() + timeout
+    try:
+        layers = start_layers(manager.pools())
+    except Exception:  # an order that never started: stop everything at once
+        layers = [list(manager.pools().values())]
+    unreaped = []
+    for layer in reversed(layers):
+        handles = [h for pool in layer for h in pool.handles]
+        unreaped += stop_handles(manager, handles, max(0.0, deadline - time.monotonic()), timeout)
+    return unreaped
+
+
+def stop_handles(manager, handles, wait, timeout):
+    """Ask ``handles`` to stop (in that order), wait ``wait`` s, then SIGKILL the late."""
+    live = []
+    for handle in handles:
+        manager.watchdog.cancel_respawn(handle)
+        handle.mode = Mode.STOP
+        if not handle.alive:
+            manager.set_state(handle, WorkerStatus.STOPPED)
+            continue
+        live.append(handle)
+        try:
+            handle._send(encode(CMD, "stop", None))
+        except (ChannelFull, ChannelClosed) as exc:
+            manager.logger.warning("cannot ask worker %r to stop (%s): killing it", handle.name, exc)
+            manager.kill(handle)
+    gevent.wait([h._exited for h in live], timeout=wait)
+    late = [h for h in live if h.alive]
+    for handle in late:
+        manager.logger.warning("worker %r (pid %s) did not stop within %gs: killing it",
+                               handle.name, handle.pid, timeout)
+        manager.kill(handle)
+    if late:
+        gevent.wait([h._exited for h in late], timeout=manager.kill_wait)
+    return [h for h in live if h.alive]
+
+
+def reload_pools(manager):
+    """Restart every instance, one at a time in start order, each once the
+    previous is LOOPING again."""
+    try:
+        layers = start_layers(manager.pools())
+    except Exception:
+        layers = [list(manager.pools().values())]
+    for layer in layers:
+        for pool in layer:
+            for handle in list(pool.handles):
+                if not manager.running:
+                    return
+                if handle not in pool.handles:
+                    continue  # scaled away meanwhile
+                try:
+                    manager.restart(handle)
+                except WorkerUnavailable as exc:
+                    manager.logger.warning("reload: %s; going on with the next worker", exc.message)
+
+
+def grow(manager, pool, handles, timeout):
+    """Spawn the new ``handles`` of ``pool``; wait until every one is LOOPING.
+
+    :raises WorkerUnavailable: one died or is not LOOPING within ``timeout``.
+    """
+    for handle in handles:
+        manager.spawn(handle)
+    deadline = time.monotonic() + timeout
+    for handle in handles:
+        ok = handle._wait(lambda: not manager.running or not handle.alive
+                          or handle.emitted is WorkerStatus.LOOPING,
+                          max(0.0, deadline - time.monotonic()))
+        if not manager.running:
+            raise WorkerUnavailable("the daemon is stopping")
+        if not ok or not handle.alive:
+            raise WorkerUnavailable("instance %r of pool %r is not LOOPING (%s)"
+                                    % (handle.name, pool.name, handle.status.name))
+
+
+def shrink(manager, handles, timeout):
+    """Spin ``handles`` down gracefully one at a time, highest index first, within
+    ``timeout`` seconds in all (SIGKILL for one still up then)."""
+    deadline = time.monotonic() + timeout
+    for handle in sorted(handles, key=lambda h: h.instance, reverse=True):
+        stop_handles(manager, [handle], max(0.0, deadline - time.monotonic()), timeout)

@@ -1,0 +1,221 @@
+"""Pools: a worker installed as N instances, its start order and its listener (SPEC 2b).
+
+Every installed worker is a :class:`Pool`, most of them of one instance.
+With ``instances=N`` the instances are named ``NAME.0`` ... ``NAME.{N-1}``;
+a pool installed with one instance names it plainly ``NAME`` (and, scaled up
+later, adds ``NAME.1``, ``NAME.2``...).  Instance 0 runs the worker object
+that was installed; the others run shallow copies with their own name,
+``instance`` index and event bus (connect receivers in ``spinup()``, which
+every instance runs, rather than in ``__init__``).
+
+Start order: ``after=["db", ...]`` names pools that must be LOOPING (every
+instance) before this pool is spawned; stop runs the other way round.
+:func:`start_layers` sorts pools into layers (each only after the layers
+before it) and names the workers of an unknown dependency or a cycle.
+
+A listening socket (``listen="tcp://HOST:PORT"`` or ``"unix://PATH"``) is
+bound by the daemon once, before any instance starts, and kept for its whole
+life: every instance gets it as ``self.listener``, and connections arriving
+while an instance crashes, respawns or restarts wait in the backlog.
+"""
+
+import copy
+import os
+import socket
+import stat
+
+from gevent import socket as gsocket
+from gevent.lock import Semaphore
+
+from ..errors import ConfigError, WorkerError
+from ..events import EventBus
+
+__all__ = ["Pool", "instance_name", "start_layers", "bind_listener"]
+
+#: Backlog of a pool's listening socket.
+LISTEN_BACKLOG = 1024
+
+
+def instance_name(pool, index, plain):
+    """The name of instance ``index`` of ``pool`` (``plain``: installed as one instance)."""
+    return pool if plain and index == 0 else "%s.%d" % (pool, index)
+
+
+class Pool:
+    """One installed worker and its instances.
+
+    :param worker: the installed :class:`~gdaemon.workers.worker.Worker` (instance 0).
+    :param after: names of the pools that must be LOOPING before this one starts.
+    :param listen: a parsed :class:`~gdaemon.config.Address`, or ``None``.
+    """
+
+    def __init__(self, worker, looptime, forever, timeout, after=(), listen=None, plain=True):
+        self.name = worker.name
+        self.template = worker
+        self.looptime = looptime
+        self.forever = forever
+        self.timeout = timeout
+        self.after = tuple(after)
+        self.listen = listen
+        #: The daemon's listening socket once bound (kept for the daemon's life).
+        self.listener = None
+        self.plain = plain
+        #: The instances' handles, in index order.
+        self.handles = []
+        #: Held while the pool is being scaled.
+        self.lock = Semaphore()
+
+    @property
+    def kind(self):
+        return self.template.kind
+
+    def names(self):
+        return [handle.name for handle in self.handles]
+
+    def make_worker(self, index):
+        """The worker object of instance ``index`` (the installed one for 0)."""
+        if index == 0:
+            worker = self.template
+        else:
+            worker = copy.copy(self.template)
+            worker.events = EventBus(sender=worker)  # receivers are per instance
+            worker._runtime = None
+        worker.name = instance_name(self.name, index, self.plain)
+        worker.instance = index
+        worker.pool = self.name
+        worker.listener = self.listener
+        if index:
+            worker.logger = self.template.logger.parent.getChild("worker." + worker.name)
+        return worker
+
+    def bind(self, forking):
+        """Bind the listening socket (once); register it so other children close it."""
+        if self.listen is None or self.listener is not None:
+            return
+        self.listener = bind_listener(self.listen)
+        forking.add_fd(self.listener.fileno(), "listener of pool %r" % self.name)
+        for handle in self.handles:
+            handle.worker.listener = self.listener
+
+    def close(self, forking):
+        """Close the listening socket (the daemon stops)."""
+        listener, self.listener = self.listener, None
+        if listener is None:
+            return
+        forking.discard_fd(listener.fileno())
+        listener.close()
+        if self.listen.scheme == "unix":
+            try:
+                os.unlink(self.listen.path)
+            except OSError:
+                pass
+
+    def __repr__(self):
+        return "<Pool %r x%d>" % (self.name, len(self.handles))
+
+
+def bind_listener(address):
+    """A listening gevent socket bound to ``address`` (tcp or unix).
+
+    :raises WorkerError: the address cannot be bound (in use, permission...).
+    """
+    try:
+        if address.scheme == "unix":
+            sock = gsocket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            _remove_stale_unix_socket(address.path)
+            sock.bind(address.path)
+        else:
+            host, port = address.host, address.port
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = gsocket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        raise WorkerError("cannot listen on %s: %s" % (address, exc.strerror or exc)) from None
+    return sock
+
+
+def _remove_stale_unix_socket(path):
+    """Remove a socket file nobody listens on (a daemon that was SIGKILLed)."""
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return
+    except FileNotFoundError:
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)
+    except OSError:
+        pass
+    finally:
+        probe.close()
+
+
+def start_layers(pools, known_only=False):
+    """Pools in start order: a list of layers, each only after the ones before.
+
+    :param pools: ``{name: Pool}``.
+    :param known_only: check cycles among ``pools`` only (at ``install()``, when
+        a dependency may still be installed later).
+    :raises WorkerError: a pool waits for one that is not installed, or pools
+        wait for each other in a cycle (the message names the workers).
+    """
+    if known_only:
+        pools = {name: _Known(pool, pools) for name, pool in pools.items()}
+    for pool in pools.values():
+        unknown = [name for name in pool.after if name not in pools]
+        if unknown:
+            raise WorkerError("worker %r starts after %s, which %s not installed"
+                              % (pool.name, ", ".join(repr(n) for n in unknown),
+                                 "is" if len(unknown) == 1 else "are"))
+    placed = {}
+    layers = []
+    remaining = dict(pools)
+    while remaining:
+        layer = [pool for pool in remaining.values() if all(dep in placed for dep in pool.after)]
+        if not layer:
+            raise WorkerError("workers wait for each other in a cycle: %s"
+                              % " -> ".join(repr(name) for name in _cycle(remaining)))
+        for pool in layer:
+            placed[pool.name] = len(layers)
+            del remaining[pool.name]
+        layers.append(layer)
+    return layers
+
+
+class _Known:
+    """A pool seen with only its dependencies that are installed already."""
+
+    def __init__(self, pool, pools):
+        self.name = pool.name
+        self.after = tuple(dep for dep in pool.after if dep in pools)
+
+
+def _cycle(pools):
+    """The names along one cycle among ``pools`` (each of which waits for another of them)."""
+    name = next(iter(pools))
+    seen = []
+    while name not in seen:
+        seen.append(name)
+        name = next(dep for dep in pools[name].after if dep in pools)
+    return seen[seen.index(name):] + [name]
+
+
+def check_after(after, name):
+    """Validate an ``after=`` argument; return it as a tuple of names."""
+    if isinstance(after, str):
+        after = (after,)
+    try:
+        after = tuple(after)
+    except TypeError:
+        raise ConfigError("invalid after %r for worker %r: expected a list of worker names"
+                          % (after, name)) from None
+    if not all(isinstance(dep, str) and dep for dep in after):
+        raise ConfigError("invalid after %r for worker %r: expected a list of worker names"
+                          % (after, name))
+    if name in after:
+        raise WorkerError("worker %r cannot start after itself" % (name,))
+    return after
