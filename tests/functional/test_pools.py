@@ -255,3 +255,33 @@ def test_listening_pool_refuses_no_connection_while_instances_die(spawn, workdir
     assert ask(port, b"after-scale").endswith(b" after-scale")
     if mode == "-d":
         assert run([sys.executable, path, "--stop"], workdir, timeout=40).returncode == 0
+
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "prefork_echo.py")
+
+
+@pytest.mark.parametrize("mode", ["-d", "-f"])
+def test_prefork_example(spawn, workdir, mode):
+    port = free_port()
+    env = {"ECHO_LISTEN": "tcp://127.0.0.1:%d" % port}
+    argv = [sys.executable, os.path.abspath(EXAMPLE)]
+    if mode == "-d":
+        completed = run(argv + ["-d"], workdir, env=env)
+        assert completed.returncode == 0, completed.stderr
+    else:
+        spawn(argv + ["-f"], env=env)
+    sock = "unix://" + os.path.join(workdir, "daemon.sock")
+    wait_until(lambda: len(rpc(sock, "worker.list")["result"]) == 4 and all(
+        rpc(sock, "worker.info", [n])["result"]["status"] == LOOPING for n in rpc(sock, "worker.list")["result"]),
+        15, message="4 echo instances")
+    speakers = set()
+    for i in range(20):
+        reply = ask(port, b"line %d\n" % i)
+        assert reply.endswith(b" says line %d\n" % i), reply
+        speakers.add(reply.split()[0])
+    assert speakers <= {b"echo.0", b"echo.1", b"echo.2", b"echo.3"}
+    assert rpc(sock, "worker.scale", ["echo", 6])["result"] == ["echo.%d" % i for i in range(6)]
+    served = sum(rpc(sock, "worker.call", ["echo.%d" % i, "stats"])["result"]["served"] for i in range(4))
+    assert served == 20
+    if mode == "-d":
+        assert run(argv + ["--stop"], workdir, timeout=40).returncode == 0
