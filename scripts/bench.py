@@ -6,6 +6,7 @@
     python scripts/bench.py workers      # respawn, worker.call, pause, USS, many workers
     python scripts/bench.py crashloop    # daemon.status while 10 workers crash on every start
     python scripts/bench.py daemonmode   # -d daemons with workers: start-up, memory, respawn
+    python scripts/bench.py pools        # worker.scale 1 -> 32, respawn in a pool, a listening pool
     python scripts/bench.py websocket    # websocket echo vs raw socket, idle subscribers
     python scripts/bench.py metrics      # GET /metrics with 64 workers, respawn under the default policy
     python scripts/bench.py codec        # the RPC codec (orjson) against the stdlib json
@@ -286,6 +287,9 @@ class Crasher(Worker):
         pass
 
 
+%(extra)s
+
+
 class BenchDaemon(Daemon):
     def setup(self):
         @self.rpc.method("examples.echo", params=[("message", str)], returns=str)
@@ -305,12 +309,12 @@ daemon.init()
 class BenchDaemon:
     """A worker daemon script in its own temp dir, started with ``-f``; use as a context manager."""
 
-    def __init__(self, install="", config=None, timeout=30.0):
+    def __init__(self, install="", config=None, timeout=30.0, extra=""):
         self.tmp = tempfile.mkdtemp(prefix="gdb-", dir="/tmp")
         self.path = os.path.join(self.tmp, "daemon.sock")
         script = os.path.join(self.tmp, "benchd.py")
         with open(script, "w") as f:
-            f.write(WORKER_DAEMON % {"config": config or {},
+            f.write(WORKER_DAEMON % {"config": config or {}, "extra": extra,
                                      "install": textwrap.dedent(install).strip() or "pass"})
         self.proc = None
         try:
@@ -491,7 +495,7 @@ def bench_daemonmode(quick):
     tmp = tempfile.mkdtemp(prefix="gdb-", dir="/tmp")
     script = os.path.join(tmp, "benchd.py")
     with open(script, "w") as f:
-        f.write(WORKER_DAEMON % {"config": {}, "install": textwrap.dedent("""
+        f.write(WORKER_DAEMON % {"config": {}, "extra": "", "install": textwrap.dedent("""
             daemon.workers.install(Idle("handyman"), looptime=10, forever=True)
             daemon.workers.install(Idle("second"), looptime=1, forever=True)
             daemon.workers.install(GIdle("green"), looptime=1)""").strip()})
@@ -553,6 +557,127 @@ def bench_daemonmode(quick):
         stop(echo)
         shutil.rmtree(tmp, ignore_errors=True)
     report(rows, "daemon mode")
+
+
+# -- pools (issue 11) -----------------------------------------------------------
+
+POOL_WORKERS = """
+from gevent.server import StreamServer
+
+
+class Echo(Worker):
+    def spinup(self):
+        self.server = StreamServer(self.listener, self.handle)
+        self.server.start()
+
+    def handle(self, sock, address):
+        data = sock.recv(64)
+        sock.sendall(data)
+        sock.close()
+
+    def loop(self):
+        pass
+"""
+
+SINGLE_SERVER = textwrap.dedent("""
+    import socket, sys
+    from gevent.server import StreamServer
+
+    def handle(sock, address):
+        data = sock.recv(64)
+        sock.sendall(data)
+        sock.close()
+
+    StreamServer(("127.0.0.1", int(sys.argv[1])), handle, backlog=1024).serve_forever()
+""")
+
+
+def _connections_per_second(port, seconds, clients=8):
+    """Connect, send, read, close as fast as ``clients`` threads can for ``seconds``."""
+    import threading
+    counts = [0] * clients
+    stop = time.monotonic() + seconds
+
+    def client(i):
+        while time.monotonic() < stop:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"ping")
+                sock.recv(64)
+            counts[i] += 1
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / seconds
+
+
+def bench_pools(quick):
+    rows = []
+    size = 32
+    # 1. worker.scale from 1 to 32 forked instances: time until all are LOOPING
+    #    (the call answers then); back to 1, then again, best of the runs.
+    with BenchDaemon('daemon.workers.install(Idle("p"), looptime=1, forever=True)',
+                     {"restartintensity": 100000}) as d:
+        c = d.client()
+        poll(lambda: all_looping(c), interval=0.01)
+        times = []
+        for _ in range(2 if quick else 4):
+            start = time.perf_counter()
+            names = c.call("worker.scale", ["p", size])
+            times.append(time.perf_counter() - start)
+            assert len(names) == size and all_looping(c)
+            c.call("worker.scale", ["p", 1])
+        rows.append(("worker.scale 1 -> %d forked instances, until all LOOPING" % size,
+                     "median %.0f ms, best %.0f ms (target < 1 s on 2 cores)"
+                     % (statistics.median(times) * 1e3, min(times) * 1e3)))
+        # 2. Respawn of one instance in a pool of 32, against a pool of 1.
+        results = {}
+        for n in (1, size):
+            c.call("worker.scale", ["p", n])
+            name = "p" if n == 1 else "p.%d" % (n // 2)
+            samples = []
+            for _ in range(5 if quick else 15):
+                time.sleep(0.3)  # lets the daemon fork its next standby
+                old = c.call("worker.info", [name])["pid"]
+                start = time.perf_counter()
+                os.kill(old, signal.SIGKILL)
+                poll(lambda: (lambda i: i["pid"] != old and i["status"] == 1)(c.call("worker.info", [name])))
+                samples.append((time.perf_counter() - start) * 1e3)
+            results[n] = pct(samples, 50)
+        c.close()
+    rows.append(("respawn of one instance after SIGKILL, pool of %d (no backoff)" % size,
+                 "p50 %.2f ms; pool of 1: p50 %.2f ms; ratio %.2f (target <= 5 ms)"
+                 % (results[size], results[1], results[size] / results[1])))
+    # 3. Connections/s through a 4-instance listening pool against one process
+    #    serving the same kind of socket (a bare gevent StreamServer).
+    seconds = 2 if quick else 5
+    port = free_port()
+    with BenchDaemon('daemon.workers.install(Echo("echo"), looptime=1, forever=True, instances=4, '
+                     'listen="tcp://127.0.0.1:%d")\n' % port, extra=POOL_WORKERS,
+                     config={"restartintensity": 100000}) as d:
+        c = d.client()
+        poll(lambda: all_looping(c) and len(c.call("worker.list", [])) == 4, interval=0.01)
+        c.close()
+        pooled = _connections_per_second(port, seconds)
+    tmp = tempfile.mkdtemp(prefix="gdb-")
+    try:
+        port = free_port()
+        script = os.path.join(tmp, "single.py")
+        with open(script, "w") as f:
+            f.write(SINGLE_SERVER)
+        single = Proc([sys.executable, script, str(port)], cwd=tmp)
+        try:
+            poll(lambda: _connectable(port), timeout=10, interval=0.01)
+            alone = _connections_per_second(port, seconds)
+        finally:
+            single.kill()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    rows.append(("connections/s, 4-instance listening pool vs one process",
+                 "%.0f/s vs %.0f/s: ratio %.2f (8 client threads, %d s each)"
+                 % (pooled, alone, pooled / alone, seconds)))
+    report(rows, "pools")
 
 
 # -- websocket -----------------------------------------------------------------
@@ -721,7 +846,7 @@ def bench_codec(quick):
 
 
 SECTIONS = {"core": bench_core, "workers": bench_workers, "crashloop": bench_crashloop,
-            "daemonmode": bench_daemonmode, "websocket": bench_websocket,
+            "daemonmode": bench_daemonmode, "pools": bench_pools, "websocket": bench_websocket,
             "metrics": bench_metrics, "codec": bench_codec}
 
 
