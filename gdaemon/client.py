@@ -64,7 +64,7 @@ from urllib.parse import urlsplit
 
 from .config import parse_address
 from .errors import ConfigError, ConnectionLost, InternalError, RpcError
-from .rpc import codec
+from .wire import codec
 from .tls import client_context
 
 try:

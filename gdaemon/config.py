@@ -7,13 +7,13 @@ naming the key.  Relative paths are resolved against ``basepath`` by
 working directory.
 """
 
-import ipaddress
 import os
 import re
-import socket
-from urllib.parse import urlsplit
 
 from .errors import ConfigError
+# Addresses are part of the wire, which the client shares; they are
+# re-exported here, where the daemon's configuration has always offered them.
+from .wire.address import SERVER_SCHEMES, Address, Scheme, is_loopback_ip, parse_address
 
 __all__ = ["Config", "DEFAULTS", "parse_address", "Address", "is_loopback_ip", "slugify"]
 
@@ -53,97 +53,6 @@ _SCHEMA = {
 DEFAULTS = {key: spec[0] for key, spec in _SCHEMA.items()}
 
 
-class Address:
-    """A parsed ``unix://PATH``, ``tcp://HOST:PORT`` or ``tls://HOST:PORT``."""
-
-    __slots__ = ("scheme", "path", "host", "port")
-
-    def __init__(self, scheme, path=None, host=None, port=None):
-        self.scheme, self.path, self.host, self.port = scheme, path, host, port
-
-    @property
-    def is_unix(self):
-        return self.scheme == "unix"
-
-    @property
-    def is_loopback(self):
-        """True for unix sockets and TCP hosts that resolve to loopback addresses only.
-
-        Decided on the resolved IP addresses (:meth:`resolve`), never on the
-        spelling: ``127.attacker.example`` is whatever its DNS says, and a
-        host that does not resolve is not loopback.  Every address the name
-        resolves to must be loopback, since the listener binds one of them.
-        """
-        if self.is_unix:
-            return True
-        try:
-            addresses = self.resolve()
-        except OSError:
-            return False
-        return bool(addresses) and all(is_loopback_ip(ip) for ip in addresses)
-
-    def resolve(self):
-        """The IP addresses (:mod:`ipaddress` objects) a TCP host stands for.
-
-        A literal address is parsed without any lookup; a name goes through
-        :func:`socket.getaddrinfo` (``/etc/hosts``, then DNS).
-
-        :raises OSError: (``socket.gaierror``) when the name does not resolve.
-        """
-        if self.is_unix:
-            return []
-        host = self.host or ""
-        try:
-            return [ipaddress.ip_address(host)]
-        except ValueError:
-            pass
-        infos = socket.getaddrinfo(host, self.port, 0, socket.SOCK_STREAM)
-        found = []
-        for family, _, _, _, sockaddr in infos:
-            if family in (socket.AF_INET, socket.AF_INET6):
-                ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])  # drop an IPv6 zone
-                if ip not in found:
-                    found.append(ip)
-        return found
-
-    def __str__(self):
-        if self.is_unix:
-            return "unix://%s" % self.path
-        host = "[%s]" % self.host if ":" in self.host else self.host
-        return "%s://%s:%d" % (self.scheme, host, self.port)
-
-    __repr__ = __str__
-
-
-def is_loopback_ip(ip):
-    """True for a loopback :mod:`ipaddress` address, IPv4-mapped ones included."""
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return (mapped or ip).is_loopback
-
-
-def parse_address(text, key="sockethandler", schemes=("unix", "tcp", "tls")):
-    """Parse an endpoint string; raise :class:`ConfigError` naming ``key``."""
-    if not isinstance(text, str) or "://" not in text:
-        raise ConfigError("%s: expected SCHEME://ADDRESS, got %r" % (key, text))
-    scheme, rest = text.split("://", 1)
-    scheme = scheme.lower()
-    if scheme not in schemes:
-        raise ConfigError("%s: scheme must be one of %s, got %r"
-                          % (key, ", ".join(schemes), scheme))
-    if scheme == "unix":
-        if not rest:
-            raise ConfigError("%s: empty unix socket path" % key)
-        return Address("unix", path=rest)
-    parts = urlsplit("//" + rest)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if not parts.hostname or port is None or parts.path not in ("", "/"):
-        raise ConfigError("%s: expected %s://HOST:PORT, got %r" % (key, scheme, text))
-    return Address(scheme, host=parts.hostname, port=port)
-
-
 def slugify(text):
     """``"Echo Daemon"`` -> ``"echo-daemon"`` (SPEC 2: the logger's name)."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower())
@@ -164,7 +73,7 @@ class Config(dict):
         super().__init__(DEFAULTS)
         for key, value in values.items():
             self[key] = _check(key, value)
-        if self["sockethandler"].startswith("tls://") and not (self["certfile"] and self["keyfile"]):
+        if self.address.scheme is Scheme.TLS and not (self["certfile"] and self["keyfile"]):
             raise ConfigError("sockethandler: tls:// needs certfile and keyfile")
 
     def __getattr__(self, name):
@@ -199,7 +108,7 @@ class Config(dict):
         """The parsed :class:`Address` of ``websockethandler``, or ``None``."""
         if self["websockethandler"] is None:
             return None
-        return parse_address(self["websockethandler"], "websockethandler", ("tcp",))
+        return parse_address(self["websockethandler"], "websockethandler", (Scheme.TCP,))
 
 
 def _check(key, value):
@@ -224,7 +133,7 @@ def _check(key, value):
     if extra == "niceness" and not -20 <= value <= 19:
         raise ConfigError("%s: must be between -20 and 19, got %r" % (key, value))
     if extra == "address":
-        schemes = ("tcp",) if key == "websockethandler" else ("unix", "tcp", "tls")
+        schemes = (Scheme.TCP,) if key == "websockethandler" else SERVER_SCHEMES
         parse_address(value, key, schemes)
     if extra == "strings":
         if not all(isinstance(item, str) for item in value):

@@ -28,7 +28,7 @@ import time
 from docopt import DocoptExit, docopt
 
 from . import process
-from .rpc.server import unix_socket_is_live
+from .wire.unix import unix_socket_is_live
 
 __all__ = ["Console", "USAGE", "OPTIONS", "parse_arguments"]
 

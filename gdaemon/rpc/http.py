@@ -96,10 +96,11 @@ from ..errors import MessageTooLarge, RpcError, TooManyConnections, Unauthorized
 from ..process import close_fd
 from ..ratelimit import RateLimitedLog
 from ..tls import BoundedHandshake
-from . import codec
+from ..wire import codec
 from .protocol import Session
 from .server import Transport, bind_listener, connection_pool, refuse_connection
-from .websocket import GOING_AWAY, Refuse, WebSocketConnection, error_message
+from ..wire.websocket import CloseCode
+from .websocket import Refuse, WebSocketConnection, error_message
 
 __all__ = ["HttpEndpoint"]
 
@@ -635,7 +636,7 @@ class HttpEndpoint(Transport):
                 conn.flush_events()
             except OSError:
                 pass
-            conn.send_close(GOING_AWAY, "daemon stopping")
+            conn.send_close(CloseCode.GOING_AWAY, "daemon stopping")
         finally:
             self.connections.discard(conn)
             self.fanout.discard(conn.session)

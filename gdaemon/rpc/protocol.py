@@ -39,7 +39,7 @@ from time import perf_counter
 from ..errors import (InternalError, InvalidParams, InvalidRequest, MethodNotFound, RpcError,
                       Unauthorized)
 from ..ratelimit import RateLimitedLog
-from . import codec
+from ..wire import codec
 
 try:
     # The constant-time comparison hmac.compare_digest is built on, without

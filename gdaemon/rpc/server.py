@@ -56,81 +56,27 @@ from ..process import close_fd
 from ..tls import BoundedHandshake
 from ..errors import MessageTooLarge, ProcessError, TooManyConnections, Unauthorized
 from ..ratelimit import RateLimitedLog
-from . import codec
+from ..wire import codec
+from ..wire.unix import bind_unix
 from .protocol import Session
 from .push import EventPusher
 
-__all__ = ["Transport", "RpcServer", "bind_listener", "connect_unix"]
+__all__ = ["Transport", "RpcServer", "bind_listener"]
 
 log = logging.getLogger("gdaemon.rpc")
-
-_UNIX_PATH_MAX = 107
 
 
 def _error_line(exc):
     return codec.dumps({"jsonrpc": "2.0", "error": exc.to_dict(), "id": None}) + b"\n"
 
 
-def _unix_call(sock_method, path):
-    """Call ``sock.bind``/``sock.connect`` on a path, even one too long for sun_path.
-
-    Linux resolves ``/proc/self/fd/N/name`` through the directory descriptor,
-    so a socket in a deeply nested directory still works.
-    """
-    if len(path.encode()) <= _UNIX_PATH_MAX:
-        return sock_method(path)
-    dirfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        return sock_method("/proc/self/fd/%d/%s" % (dirfd, os.path.basename(path)))
-    finally:
-        close_fd(dirfd)
-
-
-def connect_unix(path, timeout=None):
-    """A blocking client socket connected to the unix socket ``path``."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        _unix_call(sock.connect, path)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def unix_socket_is_live(path):
-    """True when something accepts connections on the unix socket ``path``."""
-    try:
-        connect_unix(path, timeout=1.0).close()
-        return True
-    except OSError:
-        return False
-
-
 def bind_listener(address, mode=0o600, backlog=1024):
-    """Create, bind and listen on ``address`` (a :class:`~gdaemon.config.Address`).
+    """Create, bind and listen on ``address`` (a :class:`~gdaemon.wire.address.Address`).
 
     :raises ProcessError: with the address in the message (``address in use``...).
     """
     if address.is_unix:
-        path = address.path
-        if os.path.lexists(path):
-            if unix_socket_is_live(path):
-                raise ProcessError(errno.EADDRINUSE, "address in use: %s (another process serves it)" % address)
-            raise ProcessError(errno.EADDRINUSE, "address in use: %s is a stale socket file "
-                               "(start with -s to remove it)" % address)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        # Bind under a umask that already gives the final mode, so the socket
-        # is never reachable with looser permissions, even for an instant.
-        old_umask = os.umask(0o777 & ~mode)
-        try:
-            _unix_call(sock.bind, path)
-        except OSError as exc:
-            sock.close()
-            raise ProcessError(exc.errno, "cannot bind %s: %s" % (address, exc.strerror)) from exc
-        finally:
-            os.umask(old_umask)
-        os.chmod(path, mode)
+        sock = bind_unix(address.path, mode)
     else:
         try:
             infos = socket.getaddrinfo(address.host, address.port, 0, socket.SOCK_STREAM)

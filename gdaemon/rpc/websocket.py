@@ -1,8 +1,9 @@
 """The ``/rpc`` websocket: JSON-RPC messages in, answers and pushed events out.
 
 gevent-websocket performs the upgrade; the framing after it is ours (RFC
-6455), because its reader has no size limit and unmasks byte by byte in
-Python.  Ours checks a frame's size in its header before reading the payload
+6455, :mod:`gdaemon.wire.websocket`, shared with the client), because its
+reader has no size limit and unmasks byte by byte in Python.  Ours checks a
+frame's size in its header before reading the payload
 (``socketmaxmessage``: a ``-32003`` message, then close code 1009), bounds an
 incomplete message by ``sockettimeout``, an idle socket by ``socketidle`` and,
 with a ``token``, an unauthenticated one by ``socketauthtimeout`` (a
@@ -20,56 +21,23 @@ import gevent
 from gevent.lock import Semaphore
 
 from ..errors import MessageTooLarge, Unauthorized
-from . import codec
+from ..wire import codec
+from ..wire.websocket import (CloseCode, FrameError, MessageReader, MessageTooBig, Opcode, encode_frame,
+                              parse_header, unmask)
 from .protocol import Session
 from .push import EventPusher
 
-__all__ = ["WebSocketConnection", "Refuse", "error_message", "GOING_AWAY", "TRY_LATER"]
+__all__ = ["WebSocketConnection", "Refuse", "error_message"]
 
 log = logging.getLogger("gdaemon.http")
 
-# RFC 6455 opcodes and close codes.
-_CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-GOING_AWAY, _PROTOCOL_ERROR, _BAD_DATA, _POLICY, _TOO_BIG, TRY_LATER = 1001, 1002, 1007, 1008, 1009, 1013
 
-
-class Refuse(Exception):
-    """End the websocket with close ``code`` (after sending ``reply``)."""
+class Refuse(FrameError):
+    """End the websocket with close ``code`` (after sending ``reply``, an encoded message)."""
 
     def __init__(self, code, reason, reply=None):
-        super().__init__(reason)
-        self.code, self.reason, self.reply = code, reason, reply
-
-
-def _frame(opcode, payload):
-    """One unfragmented, unmasked server frame."""
-    n = len(payload)
-    if n < 126:
-        head = bytes((0x80 | opcode, n))
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 127, n)
-    return head + payload
-
-
-#: Bytes unmasked per step: a multiple of 4, so the mask stays in phase.
-_UNMASK_STEP = 65536
-
-
-def _unmask_into(mask, view):
-    """XOR ``view`` (a writable memoryview) with the 4-byte ``mask``, in place.
-
-    One big-integer XOR per 64 KB instead of a Python loop per byte, and no
-    copy of the whole payload (a 1 MB message costs 1 MB, not five).
-    """
-    n = len(view)
-    step_key = int.from_bytes(mask * (_UNMASK_STEP // 4), "little")
-    for start in range(0, n, _UNMASK_STEP):
-        piece = view[start:start + _UNMASK_STEP]
-        size = len(piece)
-        key = step_key if size == _UNMASK_STEP else int.from_bytes((mask * ((size + 3) // 4))[:size], "little")
-        piece[:] = (int.from_bytes(piece, "little") ^ key).to_bytes(size, "little")
+        super().__init__(code, reason)
+        self.reply = reply
 
 
 def error_message(exc, req_id=None):
@@ -89,6 +57,8 @@ class WebSocketConnection:
         #: With a token: ``time.monotonic()`` by which ``system.auth`` must have succeeded.
         self.auth_deadline = (time.monotonic() + cfg["socketauthtimeout"]
                               if endpoint.engine.token is not None else None)
+        #: Checks each frame header (size included) before its payload is read.
+        self.reader = MessageReader(cfg["socketmaxmessage"], masked=True)
         self.write_lock = Semaphore()
         #: True while a request is being handled (stop() lets it finish).
         self.busy = False
@@ -102,10 +72,10 @@ class WebSocketConnection:
 
     def send_frame(self, opcode, payload):
         with self.write_lock:
-            self.sock.sendall(_frame(opcode, payload))
+            self.sock.sendall(encode_frame(opcode, payload))
 
     def send_text(self, data):
-        self.send_frame(_TEXT, data)
+        self.send_frame(Opcode.TEXT, data)
 
     def send_close(self, code, reason=""):
         """Send a close frame once (best effort: the peer may be gone already)."""
@@ -113,7 +83,7 @@ class WebSocketConnection:
             return
         self.close_sent = True
         try:
-            self.send_frame(_CLOSE, struct.pack("!H", code) + reason.encode()[:120])
+            self.send_frame(Opcode.CLOSE, struct.pack("!H", code) + reason.encode()[:120])
         except OSError:
             log.debug("cannot send the close frame to %s", self.session.peer, exc_info=True)
 
@@ -155,7 +125,7 @@ class WebSocketConnection:
 
     def _auth_refusal(self):
         seconds = self.endpoint.config["socketauthtimeout"]
-        return Refuse(_POLICY, "authentication timed out", error_message(
+        return Refuse(CloseCode.POLICY, "authentication timed out", error_message(
             Unauthorized("authentication timed out after %ss" % seconds)))
 
     def _payload(self, n, mask, deadline):
@@ -172,7 +142,7 @@ class WebSocketConnection:
                 if not count:
                     raise EOFError
                 got += count
-            _unmask_into(mask, view)
+            unmask(mask, view)
         return buf
 
     def read_message(self):
@@ -183,6 +153,13 @@ class WebSocketConnection:
         """
         try:
             return self._read_message()
+        except Refuse:
+            raise
+        except MessageTooBig as exc:
+            raise Refuse(exc.code, exc.reason, error_message(
+                MessageTooLarge("message exceeds %d bytes" % exc.limit))) from None
+        except FrameError as exc:
+            raise Refuse(exc.code, exc.reason) from None
         except socket.timeout:
             # (a timer may fire a hair early: the auth deadline is the one
             # that passed when it was the nearer one)
@@ -192,8 +169,8 @@ class WebSocketConnection:
 
     def _read_message(self):
         cfg = self.endpoint.config
-        maxmessage = cfg["socketmaxmessage"]
-        opcode, parts, size, deadline = None, [], 0, None
+        reader = self.reader
+        deadline = None
         while True:
             if deadline is None:
                 wait = cfg["socketidle"]
@@ -215,49 +192,20 @@ class WebSocketConnection:
                 if self._auth_pending():
                     deadline = min(deadline, self.auth_deadline)
             b0, b1 = self._recv(2, deadline)
-            fin, op, length = b0 & 0x80, b0 & 0x0F, b1 & 0x7F
-            if b0 & 0x70:
-                raise Refuse(_PROTOCOL_ERROR, "reserved bits set (no extension was negotiated)")
-            if not b1 & 0x80:
-                raise Refuse(_PROTOCOL_ERROR, "client frames must be masked")
-            if length < 126:
-                mask = self._recv(4, deadline)
-            elif length == 126:
-                length, mask = struct.unpack("!H4s", self._recv(6, deadline))
-            else:
-                length, mask = struct.unpack("!Q4s", self._recv(12, deadline))
-            if op in (_CLOSE, _PING, _PONG):
-                if not fin or length > 125:
-                    raise Refuse(_PROTOCOL_ERROR, "invalid control frame")
-            elif op in (_TEXT, _BINARY, _CONT):
-                if (op == _CONT) != (opcode is not None):
-                    raise Refuse(_PROTOCOL_ERROR, "unexpected continuation frame")
-                if size + length > maxmessage:
-                    raise Refuse(_TOO_BIG, "message too large", error_message(
-                        MessageTooLarge("message exceeds %d bytes" % maxmessage)))
-            else:
-                raise Refuse(_PROTOCOL_ERROR, "unknown opcode %d" % op)
+            fin, op, length, mask = parse_header(b0, b1, self._recv(reader.header_size(b0, b1), deadline))
+            reader.check(fin, op, length)
             payload = self._payload(length, mask, deadline) if length else b""
-            if op == _CLOSE:
+            if op == Opcode.CLOSE:
                 code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1000
                 self.send_close(code if 1000 <= code < 5000 and code not in (1005, 1006) else 1000)
                 return None
-            if op == _PING:
-                self.send_frame(_PONG, payload)
-            elif op != _PONG:
-                if opcode is None:
-                    opcode = op
-                parts.append(payload)
-                size += length
-                if fin:
-                    data = parts[0] if len(parts) == 1 else b"".join(parts)
-                    if opcode == _TEXT:
-                        try:
-                            data.decode("utf-8")
-                        except UnicodeDecodeError:
-                            raise Refuse(_BAD_DATA, "invalid UTF-8 in a text message") from None
+            if op == Opcode.PING:
+                self.send_frame(Opcode.PONG, payload)
+            elif op != Opcode.PONG:
+                data = reader.add(fin, op, payload)
+                if data is not None:
                     return data
-            if opcode is None:
+            if reader.opcode is None:
                 deadline = None  # between messages: idle again
 
     # -- the connection -----------------------------------------------------
@@ -275,7 +223,7 @@ class WebSocketConnection:
                 if response is not None:
                     self.send_text(response)
                 if session.close_after:
-                    raise Refuse(_POLICY, "unauthorized")
+                    raise Refuse(CloseCode.POLICY, "unauthorized")
                 if session.patterns and not self.pusher.running:
                     self.pusher.start()
             finally:

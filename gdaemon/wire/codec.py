@@ -1,8 +1,16 @@
 """JSON encoding for the wire: orjson (a runtime dependency), with the stdlib where orjson cannot.
 
-Both directions take and give UTF-8 bytes.  Values JSON cannot represent are
-turned into strings rather than failing a whole response (a handler
-returning a ``set`` or a ``datetime`` still gets an answer).
+Both directions take and give UTF-8 bytes, and both sides of the wire use
+this module: the daemon (:mod:`gdaemon.rpc`) and the client
+(:mod:`gdaemon.client`).  They differ in one thing only, what to do with a
+value JSON cannot represent:
+
+- :func:`dumps`, for what the daemon writes, turns it into a string (or a
+  list) rather than failing a whole response: a handler returning a ``set``
+  or a ``datetime`` still gets an answer;
+- :func:`dumps_strict`, for what a client writes, raises :class:`TypeError`:
+  a ``set`` among a request's params is the caller's mistake, and guessing
+  would send something the caller did not mean.
 
 Integers of any size round-trip exactly (SPEC 4.1).  orjson reads an integer
 beyond 64 bits as a float and refuses to write one, so:
@@ -14,7 +22,8 @@ beyond 64 bits as a float and refuses to write one, so:
   a fraction merely takes the slower exact path.  That path is made as
   strict as orjson: no ``NaN``/``Infinity``, no number overflowing to
   infinity, UTF-8 only.
-- :func:`dumps` falls back to the standard library when orjson raises.
+- :func:`dumps` and :func:`dumps_strict` fall back to the standard library
+  when orjson raises.
 
 orjson is a hard dependency (setup.cfg); the import guard only keeps this
 module usable where the wheel cannot be installed.
@@ -23,7 +32,7 @@ module usable where the wheel cannot be installed.
 import json
 import math
 
-__all__ = ["dumps", "loads", "BACKEND"]
+__all__ = ["dumps", "dumps_strict", "loads", "BACKEND"]
 
 try:
     import orjson
@@ -58,8 +67,10 @@ def _finite_float(text):
 
 
 _decoder = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
-_encode = json.JSONEncoder(default=_fallback, separators=(",", ":"), ensure_ascii=False).encode
-_encode_ascii = json.JSONEncoder(default=_fallback, separators=(",", ":")).encode
+_LENIENT = (json.JSONEncoder(default=_fallback, separators=(",", ":"), ensure_ascii=False).encode,
+            json.JSONEncoder(default=_fallback, separators=(",", ":")).encode)
+_STRICT = (json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode,
+           json.JSONEncoder(separators=(",", ":")).encode)
 
 
 def _std_loads(data):
@@ -71,13 +82,14 @@ def _std_loads(data):
         raise ValueError("JSON nested too deeply") from None
 
 
-def _std_dumps(value):
+def _std_dumps(value, encoders=_LENIENT):
+    encode, encode_ascii = encoders
     try:
-        return _encode(value).encode("utf-8")
+        return encode(value).encode("utf-8")
     except UnicodeEncodeError:
         # A lone surrogate (from a "\\ud800" escape the stdlib parser
         # accepted): escaped, it still round-trips.
-        return _encode_ascii(value).encode("ascii")
+        return encode_ascii(value).encode("ascii")
 
 
 def may_hold_big_int(data):
@@ -111,6 +123,16 @@ if orjson is not None:
             # levels, lone surrogates: the stdlib writes them all.
             return _std_dumps(value)
 
+    def dumps_strict(value):
+        """Encode ``value`` as compact UTF-8 JSON bytes; :class:`TypeError` for what JSON cannot represent."""
+        try:
+            return orjson.dumps(value, option=_OPTS)
+        except TypeError:
+            # Integers beyond 64 bits, deep nesting, lone surrogates (as in
+            # dumps), and values JSON cannot represent: the stdlib raises
+            # TypeError for those.
+            return _std_dumps(value, _STRICT)
+
     def loads(data):
         """Decode JSON bytes or str; raises ``ValueError`` on bad input."""
         if may_hold_big_int(data):
@@ -119,4 +141,8 @@ if orjson is not None:
 else:  # pragma: no cover - no wheel for this platform
     BACKEND = "json"
     dumps = _std_dumps
+
+    def dumps_strict(value):
+        return _std_dumps(value, _STRICT)
+
     loads = _std_loads
