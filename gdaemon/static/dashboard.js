@@ -58,6 +58,8 @@
     series: { rps: [], restarts: [], memory: [] },
     lastRequests: null,     // [total RPC requests, time in ms] of the previous /metrics read
     metricsOk: true,
+    pools: {},              // pool name -> instance names (worker.pools)
+    scaling: false,
   };
 
   class RpcError extends Error {
@@ -94,6 +96,7 @@
     const connected = isConnected();
     $("pause-all").disabled = !connected;
     $("resume-all").disabled = !connected;
+    $("scale").disabled = !connected || !$("scale-pool").value || st.scaling;
     $("call").disabled = !connected || !st.selected;
     for (const row of $("workers").tBodies[0].rows) updateRowActions(row, connected);
   }
@@ -307,10 +310,12 @@
 
   async function refresh() {
     const seq = st.eventSeq;
-    const [status, infos] = await Promise.all([call("daemon.status"), call("worker.info")]);
+    const [status, infos, pools] = await Promise.all(
+      [call("daemon.status"), call("worker.info"), call("worker.pools")]);
     const list = Array.isArray(infos) ? infos : [infos];
     renderStatus(status);
     renderWorkers(list, seq);
+    renderPools(pools);
     sample(list);
   }
 
@@ -426,6 +431,58 @@
       if (row) updateRowActions(row);
     }
   }
+
+  // -- pools: worker.scale -------------------------------------------------------
+
+  function renderPools(pools) {
+    const select = $("scale-pool");
+    const chosen = select.value;
+    const names = Object.keys(pools || {});
+    if (select.dataset.names !== names.join(" ")) {
+      select.textContent = "";
+      for (const name of names) {
+        const option = document.createElement("option");
+        option.value = name;
+        option.textContent = name;
+        select.appendChild(option);
+      }
+      select.dataset.names = names.join(" ");
+      if (names.includes(chosen)) select.value = chosen;
+    }
+    st.pools = pools || {};
+    if (!st.scaling && document.activeElement !== $("scale-count") && select.value in st.pools) {
+      $("scale-count").value = st.pools[select.value].length;
+    }
+    updateActions();
+  }
+
+  async function scalePool() {
+    const pool = $("scale-pool").value;
+    const count = parseInt($("scale-count").value, 10);
+    if (!pool || !(count >= 0)) return;
+    const button = $("scale");
+    st.scaling = true;
+    button.textContent = "Scaling…";
+    updateActions();
+    try {
+      const names = await call("worker.scale", [pool, count]);
+      toast(pool + ": " + names.length + " instance" + (names.length === 1 ? "" : "s"));
+    } catch (err) {
+      handleError(err);
+    } finally {
+      st.scaling = false;
+      button.textContent = "Scale";
+      refreshSoon();
+      updateActions();
+    }
+  }
+
+  $("scale").addEventListener("click", scalePool);
+  $("scale-pool").addEventListener("change", () => {
+    const pool = $("scale-pool").value;
+    if (st.pools && pool in st.pools) $("scale-count").value = st.pools[pool].length;
+    updateActions();
+  });
 
   $("pause-all").addEventListener("click", () => call("worker.pause").catch(handleError));
   $("resume-all").addEventListener("click", () => call("worker.resume").catch(handleError));

@@ -104,6 +104,12 @@ def register(registry, manager):
             raise InvalidParams("invalid param 'command': expected a non-empty string")
         return send(manager.get(name), command, payload)
 
+    @method("worker.pools", returns=dict)
+    def pools():
+        """Return {pool: [instance names in index order]} of every installed worker
+        (a worker installed with one instance is a pool of one)."""
+        return {name: pool.names() for name, pool in manager.pools().items()}
+
     @method("worker.scale", [("name", str), ("instances", int)], returns=list)
     def scale(name, instances):
         """Give pool NAME that many INSTANCES (new ones start, surplus ones spin down

@@ -314,3 +314,26 @@ def test_dashboard_disables_actions_that_make_no_sense(page, spawn, workdir):
                      row + ' [data-action="restart"]'):
         assert not enabled(page, selector), selector
     assert page.errors == []
+
+
+def test_dashboard_scales_a_pool(page, spawn, workdir):
+    port = free_port()
+    path = write_daemon(workdir, 'daemon.workers.install(Counter("web"), looptime=0.2, forever=True, instances=2)',
+                        config={"websockethandler": "tcp://127.0.0.1:%d" % port})
+    proc = spawn([sys.executable, path, "-f"])
+    wait_looping(proc, "web.0")
+    wait_looping(proc, "web.1")
+    page.goto("http://127.0.0.1:%d/" % port)
+    page.wait_for_selector('body[data-ready="true"]')
+    page.wait_for_selector('#scale-pool option[value="web"]', state="attached")
+    assert page.input_value("#scale-count") == "2"
+    page.fill("#scale-count", "4")
+    page.click("#scale")
+    for i in range(4):
+        page.wait_for_selector('tr[data-worker="web.%d"][data-status="LOOPING"]' % i)
+    assert proc.result("worker.list") == ["web.0", "web.1", "web.2", "web.3"]
+    page.fill("#scale-count", "1")
+    page.click("#scale")
+    page.wait_for_selector('tr[data-worker="web.1"]', state="detached")
+    assert proc.result("worker.list") == ["web.0"]
+    assert page.errors == []
