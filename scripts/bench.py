@@ -190,7 +190,7 @@ def bench_core(quick):
     rows = []
     tmp = tempfile.mkdtemp(prefix="gdb-")
     try:
-        from gdaemon.wire import codec
+        from gdaemon.rpc import codec
         results = {}
         for conns in (1, 16):
             best = {}
@@ -373,6 +373,21 @@ def timed_calls(client, method, params, count):
     return times
 
 
+def respawn_times(client, name, kills, spacing, interval=0.0):
+    """ms from SIGKILL of worker ``name`` to a new instance LOOPING, ``kills`` times,
+    ``spacing`` seconds apart (which lets the daemon fork its next standby)."""
+    times = []
+    for _ in range(kills):
+        time.sleep(spacing)
+        old = client.call("worker.info", [name])["pid"]
+        start = time.perf_counter()
+        os.kill(old, signal.SIGKILL)
+        poll(lambda: (lambda i: i["pid"] != old and i["status"] == 1)(client.call("worker.info", [name])),
+             interval=interval)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
 def all_looping(client):
     codes = client.call("worker.status", [])
     return bool(codes) and all(code == 1 for code in codes.values())
@@ -389,14 +404,7 @@ def bench_workers(quick):
                      {"restartintensity": 100000}) as d:
         c = d.client()
         poll(lambda: all_looping(c), interval=0.01)
-        times = []
-        for _ in range(kills):
-            time.sleep(0.3)  # lets the daemon fork its next standby
-            old = c.call("worker.info", ["w"])["pid"]
-            start = time.perf_counter()
-            os.kill(old, signal.SIGKILL)
-            poll(lambda: (lambda i: i["pid"] != old and i["status"] == 1)(c.call("worker.info", ["w"])))
-            times.append((time.perf_counter() - start) * 1e3)
+        times = respawn_times(c, "w", kills, 0.3)
         c.close()
     rows.append(("respawn after SIGKILL (%d kills)" % kills,
                  "p50 %.2f ms, p90 %.2f ms (target p50 < 5 ms; supervisord ~14 ms)"
@@ -540,15 +548,7 @@ def bench_daemonmode(quick):
         # Respawn under the default policy: kills spaced so that no backoff applies
         # (restartintensity 5 within restartperiod 10 s: one kill every 2.1 s).
         kills = 3 if quick else 8
-        samples = []
-        for _ in range(kills):
-            time.sleep(2.1)
-            old = client.call("worker.info", ["second"])["pid"]
-            start = time.perf_counter()
-            os.kill(old, signal.SIGKILL)
-            poll(lambda: (lambda i: i["pid"] != old and i["status"] == 1)(
-                client.call("worker.info", ["second"])))
-            samples.append((time.perf_counter() - start) * 1e3)
+        samples = respawn_times(client, "second", kills, 2.1)
         rows.append(("respawn after SIGKILL in -d, default policy (%d kills, 2.1 s apart)" % kills,
                      "p50 %.2f ms, max %.2f ms (target p50 < 5 ms)" % (pct(samples, 50), max(samples))))
         client.close()
@@ -636,15 +636,7 @@ def bench_pools(quick):
         for n in (1, size):
             c.call("worker.scale", ["p", n])
             name = "p" if n == 1 else "p.%d" % (n // 2)
-            samples = []
-            for _ in range(5 if quick else 15):
-                time.sleep(0.3)  # lets the daemon fork its next standby
-                old = c.call("worker.info", [name])["pid"]
-                start = time.perf_counter()
-                os.kill(old, signal.SIGKILL)
-                poll(lambda: (lambda i: i["pid"] != old and i["status"] == 1)(c.call("worker.info", [name])))
-                samples.append((time.perf_counter() - start) * 1e3)
-            results[n] = pct(samples, 50)
+            results[n] = pct(respawn_times(c, name, 5 if quick else 15, 0.3), 50)
         c.close()
     rows.append(("respawn of one instance after SIGKILL, pool of %d (no backoff)" % size,
                  "p50 %.2f ms; pool of 1: p50 %.2f ms; ratio %.2f (target <= 5 ms)"
@@ -803,15 +795,7 @@ def bench_metrics(quick):
     with BenchDaemon('daemon.workers.install(Idle("w"), looptime=1, forever=True)') as d:
         c = d.client()
         poll(lambda: all_looping(c), interval=0.01)
-        times = []
-        for _ in range(kills):
-            time.sleep(0.3)
-            old = c.call("worker.info", ["w"])["pid"]
-            start = time.perf_counter()
-            os.kill(old, signal.SIGKILL)
-            poll(lambda: (lambda i: i["pid"] != old and i["status"] == 1)(c.call("worker.info", ["w"])),
-                 interval=0.0005)
-            times.append((time.perf_counter() - start) * 1e3)
+        times = respawn_times(c, "w", kills, 0.3, interval=0.0005)
         c.close()
     rows.append(("respawn after SIGKILL, default policy (%d kills 0.3 s apart)" % kills,
                  "kills 1-5: p50 %.2f ms; kills 6-%d (backoff): %s ms"
@@ -820,9 +804,9 @@ def bench_metrics(quick):
 
 
 def bench_codec(quick):
-    """gdaemon.wire.codec (orjson) against the standard library's json, on RPC-shaped texts."""
+    """gdaemon.rpc.codec (orjson) against the standard library's json, on RPC-shaped texts."""
     import timeit
-    from gdaemon.wire import codec
+    from gdaemon.rpc import codec
 
     number = 2000 if quick else 20000
     request = {"jsonrpc": "2.0", "method": "worker.info", "params": {"name": "alpha"}, "id": 12}

@@ -184,20 +184,14 @@ class WorkerManager:
 
         :raises UnknownWorker: no such worker.
         """
-        try:
-            return self._handles[name]
-        except (KeyError, TypeError):
-            raise UnknownWorker("unknown worker %r" % (name,)) from None
+        return _lookup(self._handles, name, "worker")
 
     def pool(self, name):
         """The :class:`~gdaemon.workers.pool.Pool` ``name`` (its ``handles``, in index order).
 
         :raises UnknownWorker: no such pool.
         """
-        try:
-            return self._pools[name]
-        except (KeyError, TypeError):
-            raise UnknownWorker("unknown worker pool %r" % (name,)) from None
+        return _lookup(self._pools, name, "worker pool")
 
     def pools(self):
         """``{name: Pool}`` of every installed worker, in install order."""
@@ -579,6 +573,13 @@ class WorkerManager:
 
     def __repr__(self):
         return "<WorkerManager %d workers%s>" % (len(self._handles), " started" if self._started else "")
+
+
+def _lookup(mapping, name, what):
+    try:
+        return mapping[name]
+    except (KeyError, TypeError):  # TypeError: an unhashable name from RPC
+        raise UnknownWorker("unknown %s %r" % (what, name)) from None
 
 
 def _check_install(worker, looptime, forever, timeout, instances):
