@@ -190,7 +190,7 @@ def bench_core(quick):
     rows = []
     tmp = tempfile.mkdtemp(prefix="gdb-")
     try:
-        from gdaemon.rpc import codec
+        from gdaemon.wire import codec
         results = {}
         for conns in (1, 16):
             best = {}
@@ -804,9 +804,9 @@ def bench_metrics(quick):
 
 
 def bench_codec(quick):
-    """gdaemon.rpc.codec (orjson) against the standard library's json, on RPC-shaped texts."""
+    """gdaemon.wire.codec (orjson) against the standard library's json, on RPC-shaped texts."""
     import timeit
-    from gdaemon.rpc import codec
+    from gdaemon.wire import codec
 
     number = 2000 if quick else 20000
     request = {"jsonrpc": "2.0", "method": "worker.info", "params": {"name": "alpha"}, "id": 12}
