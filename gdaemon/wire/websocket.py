@@ -4,7 +4,8 @@ No I/O here: the daemon (:mod:`gdaemon.rpc.websocket`) reads frames from a
 stream with deadlines, the client (:mod:`gdaemon.client.transports`) from a
 buffer, and both hand the bytes to the same functions:
 
-- :func:`parse_header` decodes a frame header;
+- :func:`header_size` and :func:`parse_header` decode a frame header
+  (:func:`parse_frame` takes a whole frame off a buffer);
 - :class:`MessageReader` checks each header against the rules of RFC 6455
   and the size limit *before* the payload is read (so an oversized message
   costs nothing but its header), then joins fragments into messages;
@@ -19,10 +20,12 @@ caller's business.
 import base64
 import enum
 import hashlib
+import os
 import struct
 
-__all__ = ["Opcode", "CloseCode", "FrameError", "MessageTooBig", "MessageReader", "parse_header",
-           "parse_frame", "encode_frame", "unmask", "accept_key"]
+__all__ = ["Opcode", "CloseCode", "FrameError", "MessageTooBig", "MessageReader", "header_size",
+           "parse_header", "parse_frame", "encode_frame", "unmask", "handshake_key",
+           "accept_key"]
 
 
 class Opcode(enum.IntEnum):
@@ -74,6 +77,11 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 #: Bytes unmasked per step: a multiple of 4, so the mask stays in phase.
 _UNMASK_STEP = 65536
+
+
+def handshake_key():
+    """A fresh ``Sec-WebSocket-Key`` for a client's handshake (16 random bytes, base64)."""
+    return base64.b64encode(os.urandom(16))
 
 
 def accept_key(key):
@@ -131,25 +139,36 @@ def parse_header(b0, b1, rest):
     return bool(b0 & 0x80), b0 & 0x0F, length, mask
 
 
-def parse_frame(buffer, reader):
+def header_size(b0, b1):
+    """How many header bytes follow a frame's first two, ``b0`` and ``b1`` (extended length, mask key).
+
+    :raises FrameError: reserved bits set (no extension is ever negotiated).
+    """
+    if b0 & 0x70:
+        raise FrameError(CloseCode.PROTOCOL_ERROR, "reserved bits set (no extension was negotiated)")
+    length = b1 & 0x7F
+    return (0 if length < 126 else 2 if length == 126 else 8) + (4 if b1 & 0x80 else 0)
+
+
+def parse_frame(buffer, max_message):
     """Take one complete frame off the front of ``buffer`` (a bytearray).
 
-    The header is checked by ``reader`` (a :class:`MessageReader`) as soon
-    as it is complete, so an oversized frame is refused before its payload
-    is waited for.
+    A frame longer than ``max_message`` is refused as soon as its header is
+    complete, before its payload is waited for.
 
     :returns: ``(fin, opcode, payload)``, the payload unmasked, or ``None``
         when ``buffer`` does not hold a whole frame yet.
-    :raises FrameError: the frame breaks a rule.
+    :raises FrameError: reserved bits set; :class:`MessageTooBig`.
     """
     if len(buffer) < 2:
         return None
     b0, b1 = buffer[0], buffer[1]
-    start = 2 + reader.header_size(b0, b1)
+    start = 2 + header_size(b0, b1)
     if len(buffer) < start:
         return None
     fin, opcode, length, mask = parse_header(b0, b1, buffer[2:start])
-    reader.check(fin, opcode, length)
+    if length > max_message:
+        raise MessageTooBig(max_message)
     end = start + length
     if len(buffer) < end:
         return None
@@ -165,8 +184,8 @@ class MessageReader:
 
     Call :meth:`check` with each frame's header before reading its payload,
     then :meth:`add` with the payload of each data frame: it returns the
-    message once its last fragment arrived.  Control frames (opcode 8 and
-    above) are checked here but answered by the caller.
+    message once its last fragment arrived.  Control frames (close, ping,
+    pong) are checked here but answered by the caller.
 
     :param max_message: the largest message (all its fragments), in bytes.
     :param masked: ``True`` on the server (a client's frames must be masked).
@@ -188,12 +207,10 @@ class MessageReader:
         :raises FrameError: reserved bits set (no extension is ever
             negotiated), or an unmasked frame where frames must be masked.
         """
-        if b0 & 0x70:
-            raise FrameError(CloseCode.PROTOCOL_ERROR, "reserved bits set (no extension was negotiated)")
+        size = header_size(b0, b1)
         if self.masked and not b1 & 0x80:
             raise FrameError(CloseCode.PROTOCOL_ERROR, "client frames must be masked")
-        length = b1 & 0x7F
-        return (0 if length < 126 else 2 if length == 126 else 8) + (4 if b1 & 0x80 else 0)
+        return size
 
     def check(self, fin, opcode, length):
         """Raise :class:`FrameError` unless a frame with this header may come now."""

@@ -354,7 +354,7 @@ def test_websocket_endpoint_calls_batches_and_events(workdir, spawn):
 
 
 def _ws_server_frame(opcode, payload, fin=True):
-    from gdaemon.client import ws_frame
+    from gdaemon.wire.websocket import encode_frame as ws_frame
     return ws_frame(opcode, payload, fin=fin)
 
 
@@ -367,7 +367,7 @@ def test_websocket_client_handles_fragments_pings_and_close():
     observed = {}
 
     def serve():
-        from gdaemon.client import ws_parse_frame
+        from gdaemon.wire.websocket import parse_frame as ws_parse_frame
         conn, _ = listener.accept()
         with conn:
             data = b""
