@@ -1,0 +1,371 @@
+"""The commands of ``gdaemon-ctl``: one table, one handler each, and what they print.
+
+:data:`COMMANDS` is the only list of commands: ``--help``, the shell's
+``help`` and the argument checks are all made from it.  A handler takes the
+:class:`Session` and its checked arguments and returns an exit status; an
+RPC error or an unreachable daemon is turned into 1 or 3 by :func:`execute`.
+"""
+
+import collections
+import inspect
+import json
+import re
+import sys
+
+from ..errors import ConnectionLost, RpcError
+from . import format as fmt
+
+__all__ = ["Command", "COMMANDS", "Session", "UsageError", "parse_command", "run_command", "execute",
+           "command_help"]
+
+
+class UsageError(Exception):
+    """A command line that cannot be run; exit status 2."""
+
+
+class Session:
+    """What a command needs: the (lazily connected) client and the output mode.
+
+    :param client: a :class:`~gdaemon.client.Client`.
+    :param as_json: print results as JSON instead of human-readable text.
+    """
+
+    def __init__(self, client, as_json=False, out=None, err=None):
+        self.client = client
+        self.as_json = as_json
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+
+    def print(self, text=""):
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def emit(self, value, human):
+        """Print ``value`` as JSON with ``--json``, else through ``human(value)``."""
+        if self.as_json:
+            self.print(json.dumps(value, ensure_ascii=False))
+        else:
+            human(value)
+
+    def print_json(self, value):
+        self.print(json.dumps(value, ensure_ascii=False))
+
+
+# ---------------------------------------------------------------------------
+# Handlers
+
+def cmd_status(session):
+    with session.client.batch() as batch:
+        status = batch.daemon.status()
+        infos = batch.worker.info()
+    result = status.result()
+    if session.as_json:
+        session.print_json(result)
+        return 0
+    order = ["pid", "description", "version", "uptime", "started_at", "sockethandler", "connections"]
+    keys = order + sorted(k for k in result if k not in order and k != "workers")
+    width = max(len(k) for k in keys) + 2
+    for key in keys:
+        if key not in result:
+            continue
+        value = result[key]
+        if key == "uptime":
+            value = fmt.duration(value)
+        elif key == "started_at":
+            value = fmt.timestamp(value)
+        elif not isinstance(value, str):
+            value = json.dumps(value)
+        session.print((key + ":").ljust(width) + value)
+    if infos.exception() is None and isinstance(infos.result(), list):
+        rows = fmt.worker_rows(infos.result())
+    else:
+        # Fall back on the status codes daemon.status gives.
+        rows = [[name, None, None, fmt.status_name(code), None, None, None, None]
+                for name, code in sorted((result.get("workers") or {}).items())]
+    if not rows:
+        session.print("workers:".ljust(width) + "none")
+        return 0
+    session.print()
+    for line in fmt.table(fmt.WORKER_HEADERS, rows):
+        session.print(line)
+    return 0
+
+
+def cmd_workers(session):
+    infos = session.client.call("worker.info")
+    if isinstance(infos, dict):
+        infos = [infos]
+
+    def human(infos):
+        for line in fmt.table(fmt.WORKER_HEADERS, fmt.worker_rows(infos)):
+            session.print(line)
+    session.emit(infos, human)
+    return 0
+
+
+def _worker_command(verb, done):
+    def command(session, name=None):
+        if name is None:
+            result = session.client.call("worker." + verb)
+        else:
+            result = session.client.call("worker." + verb, name=name)
+        session.emit(result, lambda _: session.print("%s %s" % (done, name or "all workers")))
+        return 0
+    command.__name__ = "cmd_" + verb
+    return command
+
+
+def _daemon_command(method, done):
+    def command(session):
+        result = session.client.call(method)
+        session.emit(result, lambda _: session.print(done))
+        return 0
+    command.__name__ = "cmd_" + method.split(".")[-1]
+    return command
+
+
+def cmd_methods(session):
+    names = session.client.call("system.listMethods")
+    session.emit(names, lambda names: [session.print(name) for name in names])
+    return 0
+
+
+def cmd_help(session, method):
+    with session.client.batch() as batch:
+        text = batch.system.methodHelp(method)
+        signature = batch.system.methodSignature(method)
+        info = batch.system.methodInfo(method)
+    description = inspect.cleandoc(text.result() or "")
+    described = info.result() if info.exception() is None else None
+    signatures = signature.result() if signature.exception() is None else None
+    if session.as_json:
+        session.print_json({"description": description, "signature": signatures, "info": described})
+        return 0
+    if isinstance(described, dict):
+        session.print(fmt.signature_line(described))
+    elif isinstance(signatures, list):
+        # A daemon without system.methodInfo: the types alone.
+        for sig in signatures:
+            if isinstance(sig, list) and sig:
+                session.print("%s(%s) -> %s" % (method, ", ".join(map(str, sig[1:])), sig[0]))
+    session.print()
+    session.print(description or "(no description)")
+    return 0
+
+
+def cmd_call(session, method, params):
+    if isinstance(params, dict):
+        result = session.client.call(method, **params)
+    else:
+        result = session.client.call(method, *params)
+    session.emit(result, lambda value: session.print(fmt.human(value)))
+    return 0
+
+
+def cmd_watch(session, patterns):
+    events = session.client.subscribe(patterns or ["*"])
+    try:
+        for event in events:
+            if session.as_json:
+                session.print_json(event)
+            else:
+                session.print("%s %s %s" % (fmt.timestamp(event.get("time"), precise=True), event.get("name"),
+                                            json.dumps(event.get("data"), ensure_ascii=False, sort_keys=True)))
+    except KeyboardInterrupt:
+        _end_interrupted_line(session)
+    finally:
+        # The subscription lives as long as the connection: drop both.
+        session.client.close()
+    return 0
+
+
+def cmd_tail(session, lines=10, follow=False):
+    client = session.client
+    try:
+        events = client.subscribe(["log.record"]) if follow else None
+        # Subscribed first, so no line falls between the tail and the events;
+        # events of lines the tail already printed are skipped below.
+        tail = client.call("daemon.logtail", lines=lines)
+        if session.as_json:
+            session.print_json(tail)
+        else:
+            for line in tail:
+                session.print(line)
+        if events is None:
+            return 0
+        printed = collections.Counter(tail)
+        for event in events:
+            data = event.get("data") or {}
+            line = data.get("line")
+            if line is None:
+                line = "%s %s %s[%s]: %s" % (fmt.timestamp(data.get("time"), precise=True), data.get("level"),
+                                             data.get("logger"), data.get("pid"), data.get("message"))
+            if printed:
+                if printed[line] > 0:
+                    printed[line] -= 1
+                    continue
+                printed.clear()   # past the tail: print everything from now on
+            session.print(json.dumps(event, ensure_ascii=False) if session.as_json else line)
+    except KeyboardInterrupt:
+        _end_interrupted_line(session)
+    finally:
+        if follow:
+            client.close()
+    return 0
+
+
+def _end_interrupted_line(session):
+    if session.err.isatty():
+        session.err.write("\n")  # leave the terminal's "^C" on its own line
+
+
+# ---------------------------------------------------------------------------
+# The table.  ``args`` is the synopsis; ``least``/``most`` bound the number
+# of words after the name (``None``: no limit); ``parse`` turns those words
+# into the handler's arguments.
+
+#: The value of ``key=value`` call arguments: a parameter name, then ``=``.
+_NAMED_ARG = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
+
+
+def _json_or_string(text):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_call_args(args):
+    """``call METHOD ARG...`` -> ``[METHOD, list (positional) or dict (key=value)]``.
+
+    :raises UsageError: when positional and named arguments are mixed.
+    """
+    positional, named = [], {}
+    for arg in args[1:]:
+        match = _NAMED_ARG.match(arg)
+        if match:
+            named[match.group(1)] = _json_or_string(match.group(2))
+        else:
+            positional.append(_json_or_string(arg))
+    if positional and named:
+        raise UsageError("call: arguments are either positional or key=value, not both")
+    return [args[0], named if named else positional]
+
+
+def parse_tail_args(args):
+    """``tail`` arguments -> ``[lines, follow]``; raises :class:`UsageError`."""
+    lines, follow = 10, False
+    words = list(args)
+    synopsis = COMMANDS["tail"].synopsis
+    while words:
+        word = words.pop(0)
+        if word in ("-f", "--follow"):
+            follow = True
+            continue
+        if word in ("-n", "--lines"):
+            if not words:
+                raise UsageError("tail: %s needs a number (usage: %s)" % (word, synopsis))
+            value = words.pop(0)
+        elif word.startswith("-n") and len(word) > 2:
+            value = word[2:]
+        elif word.startswith("--lines="):
+            value = word[len("--lines="):]
+        else:
+            raise UsageError("tail: unexpected argument %r (usage: %s)" % (word, synopsis))
+        try:
+            lines = int(value)
+        except ValueError:
+            raise UsageError("tail: -n takes a number of lines, got %r" % value) from None
+        if not 0 <= lines <= 10000:
+            raise UsageError("tail: -n must be between 0 and 10000, got %d" % lines)
+    return [lines, follow]
+
+
+class Command(collections.namedtuple("Command", "name handler least most args help parse")):
+    """One ``gdaemon-ctl`` command: its handler, arguments and help lines."""
+
+    @property
+    def synopsis(self):
+        return ("%s %s" % (self.name, self.args)).rstrip()
+
+
+def _table(*rows):
+    return {row[0]: Command(*row) for row in rows}
+
+
+COMMANDS = _table(
+    ("status", cmd_status, 0, 0, "", ["daemon status and its workers"], None),
+    ("workers", cmd_workers, 0, 0, "", ["the workers: NAME KIND PID STATUS LOOPS RESTARTS RSS CPU"], None),
+    ("pause", _worker_command("pause", "paused"), 0, 1, "[NAME]",
+     ["pause a worker (every worker without NAME)"], None),
+    ("resume", _worker_command("resume", "resumed"), 0, 1, "[NAME]",
+     ["resume a worker (every worker without NAME)"], None),
+    ("restart", _worker_command("restart", "restarted"), 1, 1, "NAME",
+     ["restart a worker, wait until it runs again"], None),
+    ("stop", _daemon_command("daemon.stop", "stopping"), 0, 0, "", ["stop the daemon gracefully"], None),
+    ("reload", _daemon_command("daemon.reload", "reloading"), 0, 0, "",
+     ["reload the daemon (rolling restart of the workers)"], None),
+    ("methods", cmd_methods, 0, 0, "", ["list the RPC methods"], None),
+    ("help", cmd_help, 1, 1, "METHOD",
+     ["a method's signature (parameter names, types, defaults)", "and description"], None),
+    ("tail", cmd_tail, 0, 3, "[-n N] [-f]",
+     ["the last N log lines (default 10); -f then follows the", "log until Ctrl-C"], parse_tail_args),
+    ("call", cmd_call, 1, None, "METHOD [ARG...]",
+     ["call a method; each ARG is JSON when it parses, else a",
+      "string; key=value ARGs call by name"], parse_call_args),
+    ("watch", cmd_watch, 0, None, "[PATTERN...]",
+     ["print pushed events until Ctrl-C (default pattern: *)"], lambda args: [args]),
+)
+
+
+def command_help(extra=()):
+    """The help lines of every command (then of ``extra``: ``(synopsis, text)`` pairs), as ``--help`` shows them."""
+    lines = []
+    entries = [(c.synopsis, c.help) for c in COMMANDS.values()] + [(s, [t]) for s, t in extra]
+    for synopsis, text in entries:
+        lines.append("  %s %s" % (synopsis.ljust(22), text[0]))
+        lines.extend(" " * 25 + more for more in text[1:])
+    return lines
+
+
+def parse_command(words):
+    """Check a command line; return ``(handler, args)`` ready to run.
+
+    :raises UsageError: unknown command or wrong number of arguments.
+    """
+    name, args = words[0], list(words[1:])
+    try:
+        command = COMMANDS[name]
+    except KeyError:
+        raise UsageError("unknown command %r (commands: %s)" % (name, ", ".join(COMMANDS))) from None
+    if len(args) < command.least:
+        raise UsageError("%s: missing %s (usage: %s)" % (name, command.args.split()[0], command.synopsis))
+    if command.most is not None and len(args) > command.most:
+        raise UsageError("%s: too many arguments (usage: %s)" % (name, command.synopsis))
+    return command.handler, (command.parse(args) if command.parse else args)
+
+
+def run_command(session, words):
+    """Parse and run one command; print its output or error; return its status."""
+    try:
+        handler, args = parse_command(words)
+    except UsageError as exc:
+        session.err.write("gdaemon-ctl: %s\n" % exc)
+        return 2
+    return execute(session, handler, args)
+
+
+def execute(session, handler, args):
+    """Run ``handler``: 1 (``error CODE: MESSAGE``) on an RPC error, 3 when the daemon cannot be reached."""
+    try:
+        return handler(session, *args)
+    except RpcError as exc:
+        if session.as_json:
+            session.print_json(exc.to_dict())
+        session.err.write("error %d: %s\n" % (exc.code, exc.message))
+        return 1
+    except ConnectionLost as exc:
+        text = str(exc)
+        address = session.client.address
+        session.err.write("gdaemon-ctl: %s\n" % (text if address in text else "%s: %s" % (address, text)))
+        return 3
