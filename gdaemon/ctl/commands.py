@@ -124,6 +124,24 @@ def _daemon_command(method, done):
     return command
 
 
+def cmd_scale(session, name, instances):
+    names = session.client.call("worker.scale", name, instances)
+    session.emit(names, lambda names: session.print("%s: %d instance%s%s" % (
+        name, len(names), "" if len(names) == 1 else "s", (" (%s)" % " ".join(names)) if names else "")))
+    return 0
+
+
+def parse_scale_args(args):
+    """``scale NAME N`` -> ``[NAME, N]``; raises :class:`UsageError`."""
+    try:
+        instances = int(args[1])
+    except ValueError:
+        raise UsageError("scale: N must be a number of instances, got %r" % args[1]) from None
+    if instances < 0:
+        raise UsageError("scale: N must be 0 or more, got %d" % instances)
+    return [args[0], instances]
+
+
 def cmd_methods(session):
     names = session.client.call("system.listMethods")
     session.emit(names, lambda names: [session.print(name) for name in names])
@@ -302,6 +320,8 @@ COMMANDS = _table(
      ["resume a worker (every worker without NAME)"], None),
     ("restart", _worker_command("restart", "restarted"), 1, 1, "NAME",
      ["restart a worker, wait until it runs again"], None),
+    ("scale", cmd_scale, 2, 2, "NAME N",
+     ["give pool NAME N instances, wait until it has them"], parse_scale_args),
     ("stop", _daemon_command("daemon.stop", "stopping"), 0, 0, "", ["stop the daemon gracefully"], None),
     ("reload", _daemon_command("daemon.reload", "reloading"), 0, 0, "",
      ["reload the daemon (rolling restart of the workers)"], None),

@@ -87,6 +87,9 @@ def worker_status(proc, name):
     ["status", "extra"],
     ["pause", "a", "b"],
     ["stop", "now"],
+    ["scale", "alpha"],
+    ["scale", "alpha", "many"],
+    ["scale", "alpha", "-1"],
     ["call", "examples.echo", "positional", "key=value"],
     ["--no-such-option", "status"],
     ["-a", "not-an-address", "status"],
@@ -303,6 +306,17 @@ def test_restart_and_unknown_worker(workers_daemon, workdir):
     assert unknown.returncode == 1 and unknown.stderr.startswith("error -32002: ")
     unknown = ctl("pause", "nobody", cwd=workdir)
     assert unknown.returncode == 1 and "-32002" in unknown.stderr
+
+
+def test_scale_a_pool(workers_daemon, workdir):
+    result = ctl("scale", "alpha", "3", cwd=workdir)
+    assert (result.returncode, result.stdout) == (0, "alpha: 3 instances (alpha alpha.1 alpha.2)\n"), \
+        result.stderr
+    assert workers_daemon.result("worker.list") == ["alpha", "alpha.1", "alpha.2", "beta"]
+    result = ctl("--json", "scale", "alpha", "1", cwd=workdir)
+    assert result.returncode == 0 and json.loads(result.stdout) == ["alpha"]
+    unknown = ctl("scale", "nobody", "2", cwd=workdir)
+    assert unknown.returncode == 1 and unknown.stderr.startswith("error -32002: ")
 
 
 # -- authentication -------------------------------------------------------------------
