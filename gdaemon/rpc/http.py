@@ -97,9 +97,9 @@ from ..process import close_fd
 from ..ratelimit import RateLimitedLog
 from ..tls import BoundedHandshake
 from ..wire import codec
-from .protocol import Session
-from .server import Transport, bind_listener, connection_pool, refuse_connection
 from ..wire.websocket import CloseCode
+from .endpoint import Transport, bind_listener, connection_pool, refuse_connection
+from .protocol import Session
 from .websocket import Refuse, WebSocketConnection, error_message
 
 __all__ = ["HttpEndpoint"]

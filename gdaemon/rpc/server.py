@@ -13,8 +13,8 @@ together are answered with one ``sendall``.  Limits (SPEC 3, 4.2):
 - ``socketidle``: an idle connection is closed after this many seconds;
 - ``socketmaxconnections``: one more connection gets a ``-32004`` line and is
   closed at once.  Connections are served by a bounded greenlet pool
-  (:func:`connection_pool`), so a flood waits in the kernel's backlog instead
-  of costing descriptors (TLS handshakes count too);
+  (:func:`~gdaemon.rpc.endpoint.connection_pool`), so a flood waits in the
+  kernel's backlog instead of costing descriptors (TLS handshakes count too);
 - ``socketauthtimeout``: with ``token`` set, a connection that has not
   authenticated within this many seconds gets a ``-32001`` line and is closed,
   so idle strangers cannot hold every slot for ``socketidle`` seconds;
@@ -40,7 +40,6 @@ connections open; :meth:`RpcServer.close_in_child` closes their descriptors
 without shutting the sockets down (which would affect the daemon's copies).
 """
 
-import errno
 import logging
 import os
 import socket
@@ -49,19 +48,18 @@ import time
 
 import gevent
 from gevent.lock import Semaphore
-from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from ..process import close_fd
 from ..tls import BoundedHandshake
-from ..errors import MessageTooLarge, ProcessError, TooManyConnections, Unauthorized
+from ..errors import MessageTooLarge, TooManyConnections, Unauthorized
 from ..ratelimit import RateLimitedLog
 from ..wire import codec
-from ..wire.unix import bind_unix
+from .endpoint import Transport, bind_listener, connection_pool, linger, refuse_connection
 from .protocol import Session
 from .push import EventPusher
 
-__all__ = ["Transport", "RpcServer", "bind_listener"]
+__all__ = ["RpcServer", "Connection"]
 
 log = logging.getLogger("gdaemon.rpc")
 
@@ -70,71 +68,8 @@ def _error_line(exc):
     return codec.dumps({"jsonrpc": "2.0", "error": exc.to_dict(), "id": None}) + b"\n"
 
 
-def bind_listener(address, mode=0o600, backlog=1024):
-    """Create, bind and listen on ``address`` (a :class:`~gdaemon.wire.address.Address`).
-
-    :raises ProcessError: with the address in the message (``address in use``...).
-    """
-    if address.is_unix:
-        sock = bind_unix(address.path, mode)
-    else:
-        try:
-            infos = socket.getaddrinfo(address.host, address.port, 0, socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise ProcessError(errno.EINVAL, "cannot resolve %s: %s" % (address, exc)) from exc
-        family, _, _, _, sockaddr = infos[0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(sockaddr)
-        except OSError as exc:
-            sock.close()
-            reason = "address in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-            raise ProcessError(exc.errno, "%s: %s" % (reason, address)) from exc
-    sock.listen(backlog)
-    sock.setblocking(False)
-    return sock
-
-
 class _StreamServer(BoundedHandshake, StreamServer):
     """StreamServer whose TLS handshakes are bounded by ``sockettimeout``."""
-
-
-def refuse_connection(sock, data):
-    """Write ``data`` (a last word: an error line, an HTTP 503) and close ``sock``.
-
-    Never blocks: what the socket buffer cannot take is dropped.  Input the
-    client already sent is read first, so that closing does not turn into a
-    reset that could destroy our answer before the client reads it.
-    """
-    try:
-        sock.setblocking(False)
-        try:
-            sock.send(data)
-            sock.shutdown(socket.SHUT_WR)
-            for _ in range(16):  # a bounded effort: a flooding client gets its reset
-                if not sock.recv(65536):
-                    break
-        except OSError:  # EAGAIN included: nothing more to read (or write) right now
-            pass
-    finally:
-        sock.close()
-
-
-def connection_pool(config):
-    """The greenlet pool of an endpoint: ``socketmaxconnections`` served plus
-    :data:`REFUSAL_SLACK` being refused (or in a TLS handshake).
-
-    A full pool stops the server from accepting: further clients wait in the
-    kernel's backlog, so whatever they do the daemon's descriptors stay
-    bounded (issue 8).
-    """
-    return Pool(config["socketmaxconnections"] + REFUSAL_SLACK)
-
-
-#: Connections an endpoint holds beyond ``socketmaxconnections``, to answer
-#: ``-32004`` (and to run TLS handshakes, which come before the count).
-REFUSAL_SLACK = 16
 
 
 class Connection:
@@ -314,24 +249,17 @@ class Connection:
     def _too_large(self, maxmessage):
         """Answer ``-32003``, then close without losing that answer.
 
-        Closing a TCP socket with unread input makes the kernel send RST, and
-        a client still busy sending its huge line may then never read our
-        reply.  So: reply, shut our side down, and discard what keeps coming
-        for at most ``sockettimeout`` seconds (a lingering close).
+        A client still busy sending its huge line may never read our reply
+        if we close at once (:func:`~gdaemon.rpc.endpoint.linger`).  So:
+        reply, shut our side down, and discard what keeps coming for at most
+        ``sockettimeout`` seconds (a lingering close).
         """
         self.server.client_errors.log("too-large", logging.INFO,
                                       "closing %s: request line exceeds %d bytes", self.session.peer, maxmessage)
         self.write(_error_line(MessageTooLarge("request line exceeds %d bytes" % maxmessage)))
         try:
             self.sock.shutdown(socket.SHUT_WR)
-            deadline = time.monotonic() + self.server.config["sockettimeout"]
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self.sock.settimeout(remaining)
-                if not self.sock.recv(65536):
-                    break
+            linger(self.sock, self.sock.recv, self.server.config["sockettimeout"])
         except (OSError, socket.timeout):
             pass  # the client is gone or too slow: we close anyway
 
@@ -341,29 +269,6 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
-
-
-class Transport:
-    """What the daemon asks of each endpoint it serves on (``daemon.transports``).
-
-    ``bind()`` before ``daemon.ready`` (raising :class:`ProcessError`),
-    ``start()``, ``close_listener()`` when the stop begins, ``stop()`` once the
-    workers are down, ``close_in_child()`` in a forked worker, and a
-    ``connections`` collection that ``daemon.status`` counts.
-    """
-
-    #: The listening socket, once bound.
-    listener = None
-    #: The gevent server accepting on it, once started.
-    _server = None
-
-    def close_listener(self):
-        """Stop accepting; open connections go on (idempotent)."""
-        if self._server is not None:
-            self._server.close()
-        elif self.listener is not None:
-            self.listener.close()
-        self.listener = None
 
 
 class RpcServer(Transport):

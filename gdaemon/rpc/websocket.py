@@ -24,6 +24,7 @@ from ..errors import MessageTooLarge, Unauthorized
 from ..wire import codec
 from ..wire.websocket import (CloseCode, FrameError, MessageReader, MessageTooBig, Opcode, encode_frame,
                               parse_header, unmask)
+from .endpoint import linger
 from .protocol import Session
 from .push import EventPusher
 
@@ -246,15 +247,8 @@ class WebSocketConnection:
         an oversized message, typically).  So read and discard until the peer
         closes, for at most ``sockettimeout`` seconds.
         """
-        deadline = time.monotonic() + self.endpoint.config["sockettimeout"]
         try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                self.sock.settimeout(remaining)
-                if not self.rfile.read1(65536):
-                    return
+            linger(self.sock, self.rfile.read1, self.endpoint.config["sockettimeout"])
         except (OSError, ValueError):
             pass  # peer gone, timed out, or the stream is closed: we close anyway
 
