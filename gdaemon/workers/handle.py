@@ -135,7 +135,7 @@ class WorkerHandle:
         the worker's process, the daemon's for a greenlet worker (``None`` when down)."""
         status = self.status
         rss, cpu = resource_usage(self.pid) if self.pid else (None, None)
-        return {"name": self.name, "kind": self.kind, "pid": self.pid, "status": int(status),
+        return {"name": self.name, "kind": str(self.kind), "pid": self.pid, "status": int(status),
                 "status_name": status.name, "looptime": self.looptime, "forever": self.forever,
                 "restarts": self.restarts, "loops": self.loops, "started_at": self.started_at,
                 "last_exit": self.last_exit, "rss": rss, "cpu": cpu}
