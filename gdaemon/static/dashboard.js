@@ -23,7 +23,6 @@
 "use strict";
 
 (function () {
-  const STATUS_NAMES = ["SPINUP", "LOOPING", "PAUSED", "SPINDOWN", "RESTARTING", "STOPPED"];
   const POLL_MS = 2000;
   const MAX_EVENTS = 200;
   const MAX_HISTORY = 30;
@@ -400,7 +399,9 @@
   }
 
   function setStatus(row, code, name) {
-    name = name || STATUS_NAMES[code] || String(code);
+    // The daemon names every state it sends (status_name, from its
+    // WorkerStatus enum): no copy of that table here.
+    name = name || String(code);
     if (row.dataset.status === name) return;
     row.dataset.status = name;
     const history = row.dataset.history ? row.dataset.history.split(" ") : [];
