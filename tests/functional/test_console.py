@@ -12,10 +12,9 @@ import socket
 import sys
 import textwrap
 
-import psutil
 import pytest
 
-from support import command, free_port, pid_from_file, rpc, run, wait_until
+from support import command, free_port, gone, pid_from_file, rpc, run, wait_gone, wait_until
 
 ECHO = command("gdaemon-echo")
 
@@ -71,14 +70,6 @@ def pidfile(workdir):
     return os.path.join(workdir, "daemon.pid")
 
 
-def gone(pid):
-    """True once ``pid`` has exited (a zombie waiting for init to reap it counts)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def start_daemon_mode(workdir, argv=None, env=None):
     """Run ``argv + ["-d"]`` (default gdaemon-echo) to completion; return the daemon's pid."""
     completed = run((argv or [ECHO]) + ["-d"], workdir, timeout=10, env=env)
@@ -91,7 +82,7 @@ def stop_by_signal(pid, timeout=10):
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    wait_until(lambda: gone(pid), timeout, message="pid %d to exit" % pid)
+    wait_gone(pid, timeout)
 
 
 def serves_echo(addr, text="ping"):
@@ -177,7 +168,7 @@ def test_daemon_mode_is_ready_when_d_returns(workdir):
     pid = pid_from_file(pidfile(workdir))
     try:
         assert pid != os.getpid()
-        assert psutil.pid_exists(pid)
+        assert not gone(pid)
         assert os.readlink("/proc/%d/cwd" % pid) == "/"
         for fd in (0, 1, 2):
             assert os.readlink("/proc/%d/fd/%d" % (pid, fd)) == "/dev/null", fd
@@ -236,7 +227,7 @@ def test_signal_reopens_the_logfile(workdir, signum):
         wait_until(lambda: "warning-marker-after" in open(logfile).read(), 5,
                    message="the new log line in the new daemon.log")
         assert "warning-marker-after" not in open(logfile + ".1").read()
-        assert psutil.pid_exists(pid) and not gone(pid)
+        assert not gone(pid)
     finally:
         stop_by_signal(pid)
 
@@ -342,7 +333,7 @@ def _killed_daemon(workdir):
     """Start a -d daemon and SIGKILL it: its socket and pid file stay behind."""
     pid = start_daemon_mode(workdir)
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: gone(pid), 10)
+    wait_gone(pid)
     assert os.path.exists(sock(workdir)) and os.path.exists(pidfile(workdir))
     return pid
 
@@ -441,7 +432,7 @@ def test_address_in_use_daemon_mode_exits_1_with_the_reason(workdir, held_port):
         except ValueError:
             pid = None
         if pid:
-            wait_until(lambda: gone(pid), 5, message="the failed daemon to be gone")
+            wait_gone(pid, 5)
 
 
 def test_unix_socket_of_another_live_daemon_is_in_use(echo, workdir):

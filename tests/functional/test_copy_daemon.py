@@ -4,8 +4,7 @@ import os
 import signal
 import sys
 
-from support import wait_until
-from support.workers import gone
+from support import gone, wait_until
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "copy_daemon.py")
 

@@ -12,10 +12,8 @@ import sys
 import textwrap
 import time
 
-import psutil
-
-from support import RawConnection, pid_from_file, run, wait_until
-from support.workers import gone, live_children
+from support import RawConnection, gone, pid_from_file, run, wait_gone, wait_until
+from support.workers import live_children
 
 #: Not monkey-patched on purpose: time.sleep in a handler blocks the hub.
 BLOCKING_DAEMON = textwrap.dedent('''
@@ -86,8 +84,7 @@ def test_stop_kills_a_daemon_whose_hub_is_blocked_and_its_workers(workdir):
     children = re.search(r"killed it and its (\d+) child process", lines[0])
     assert children and int(children.group(1)) >= 2, lines   # both workers (and the standby)
     assert "Traceback" not in stopped.stderr
-    for victim in [pid] + workers:
-        wait_until(lambda: gone(victim), 5, message="pid %d gone" % victim)
+    wait_gone([pid] + workers, 5)
     # The stale pid file and socket were cleaned up: a new start just works.
     assert not os.path.exists(os.path.join(workdir, "daemon.pid"))
     assert not os.path.exists(os.path.join(workdir, "daemon.sock"))
@@ -106,9 +103,7 @@ def test_stop_of_a_healthy_daemon_with_workers_is_graceful(workdir):
     assert "stopped (pid %d)" % pid in stopped.stdout
     assert stopped.stderr == ""
     assert gone(pid)
-    for worker in workers:
-        wait_until(lambda: not psutil.pid_exists(worker.pid) or gone(worker.pid), 5,
-                   message="worker %d gone" % worker.pid)
+    wait_gone(workers, 5)
 
 
 def test_stop_kills_a_foreground_group_leader_and_its_group(workdir, spawn):
@@ -123,5 +118,4 @@ def test_stop_kills_a_foreground_group_leader_and_its_group(workdir, spawn):
     assert stopped.returncode == 1, stopped.stdout + stopped.stderr
     assert re.search(r"killed it and its \d+ child processes with SIGKILL", stopped.stderr), stopped.stderr
     assert proc.wait(5) == -9
-    for victim in workers:
-        wait_until(lambda: gone(victim), 5, message="worker %d gone" % victim)
+    wait_gone(workers, 5)

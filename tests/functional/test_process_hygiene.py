@@ -18,8 +18,8 @@ import time
 import psutil
 import pytest
 
-from support import RawConnection, is_serving, pid_from_file, rpc, run, wait_until
-from support.workers import (events, fd_targets, gone, info, live_children, marks, standby_pids,
+from support import RawConnection, gone, is_serving, pid_from_file, rpc, run, wait_gone, wait_until
+from support.workers import (events, fd_targets, info, live_children, marks, standby_pids,
                              wait_looping, write_daemon, zombies)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
@@ -41,7 +41,7 @@ def start_detached(workdir, argv, env=None, timeout=20.0):
 def stop_detached(workdir, argv, pid):
     completed = run(argv + ["--stop"], workdir, timeout=40)
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    wait_until(lambda: gone(pid), 10, message="daemon gone")
+    wait_gone(pid, 10)
 
 
 def daemon_children(pid):
@@ -310,7 +310,7 @@ def test_process_group_signals_leave_everyone_alive(workdir):
     # SIGTERM to the group (systemctl stop): a clean stop, exit 0, nobody left.
     children = daemon_children(pid)
     os.killpg(pgid, signal.SIGTERM)
-    wait_until(lambda: gone(pid) and all(gone(c) for c in children), 20, message="all gone")
+    wait_gone([pid] + children, 20)
     with open(os.path.join(workdir, "daemon.log")) as f:
         log = f.read()
     assert "stopped (exit 0)" in log, log[-2000:]
@@ -448,7 +448,7 @@ def test_racing_starters_never_yield_two_owners(workdir):
         starters = [subprocess.Popen(echo + ["-d"], cwd=workdir, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE) for _ in range(2)]
         codes = [p.wait(30) for p in starters]
-        wait_until(lambda: gone(first), 10, message="first daemon gone")
+        wait_gone(first, 10)
         owners = [p for p in psutil.process_iter(["cmdline", "cwd"])
                   if _is_echo_in(p, workdir)]
         assert len(owners) <= 1, (codes, owners)
@@ -520,7 +520,7 @@ def test_crash_just_before_restart_counts_as_a_crash(workdir, spawn):
     wait_until(lambda: any(e["data"]["name"] == "b" for e in events(workdir, "worker.exited")), 10,
                message="b's exit seen")
     os.kill(a["pid"], signal.SIGKILL)   # reaped by libev; its exit waits in the queue
-    wait_until(lambda: gone(a["pid"]), 5, message="a reaped")
+    wait_gone(a["pid"], 5)
     assert proc.result("worker.restart", ["a"]) is True
     failed = [e for e in events(workdir, "worker.failed") if e["data"]["name"] == "a"]
     assert failed and "SIGKILL" in failed[0]["data"]["reason"], events(workdir, "worker.")
@@ -563,4 +563,4 @@ def test_hub_blocking_greenlet_is_logged_and_stop_still_ends_everything(workdir)
     completed = run(argv + ["--stop"], workdir, timeout=60)
     assert completed.returncode == 1, completed.stdout + completed.stderr
     assert "kill" in (completed.stdout + completed.stderr).lower()
-    wait_until(lambda: gone(pid) and all(gone(c) for c in children), 10, message="everything gone")
+    wait_gone([pid] + children, 10)

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from support import wait_until
-from support.workers import (cpu_seconds, events, fd_count, fd_targets, gone, info, kinds,
+from support import gone, wait_gone, wait_until
+from support.workers import (cpu_seconds, events, fd_count, fd_targets, info, kinds,
                              live_children, marks, standby_pids, unix_socket_inode, wait_looping,
                              wait_status, write_daemon, zombies)
 
@@ -331,7 +331,7 @@ def test_sigkill_of_the_daemon_leaves_no_worker_alive(start, workdir):
     pids += wait_until(lambda: standby_pids(proc.pid), 5, message="a standby process")
     proc.signal(signal.SIGKILL)
     proc.wait(5)
-    wait_until(lambda: all(gone(pid) for pid in pids), 2.0, message="workers gone")
+    wait_gone(pids, 2.0)
 
 
 def test_workers_that_ignore_stop_are_killed_after_shutdowntimeout(start, workdir):

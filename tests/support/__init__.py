@@ -1,11 +1,15 @@
 """Helpers for tests that run real daemons as real processes.
 
 - :func:`wait_until` polls a condition with a deadline (never a blind sleep);
+- :func:`gone` / :func:`wait_gone` tell (or wait) when a process has exited;
 - :class:`DaemonProcess` starts a daemon command in a directory, in its own
   process group, and guarantees it (and every child) is gone on :meth:`stop`;
 - :func:`rpc` / :class:`RawConnection` speak the newline-framed JSON-RPC of
   SPEC 4.1 over a real socket, independently of ``gdaemon.client`` so the
   wire format is tested from outside.
+
+Daemon scripts are written with :mod:`support.scripts`; worker daemons with
+:mod:`support.workers`.
 """
 
 import json
@@ -246,17 +250,27 @@ class DaemonProcess:
         self._stderr.close()
 
 
-def _gone(proc):
+def gone(pid_or_process):
+    """True once a process (a pid or a :class:`psutil.Process`) has exited.
+
+    A zombie counts as gone: its reaper (often PID 1 for orphaned workers)
+    may be slow to collect it, but it runs no more code.
+    """
     try:
-        return proc.status() == psutil.STATUS_ZOMBIE
+        if not isinstance(pid_or_process, psutil.Process):
+            pid_or_process = psutil.Process(pid_or_process)
+        return pid_or_process.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
 
 
-def wait_gone(procs, timeout=10.0):
-    """Wait until every process is dead; a zombie counts as dead (its reaper,
-    often PID 1 for orphaned workers, may be slow to collect it)."""
-    wait_until(lambda: all(_gone(p) for p in procs), timeout, message="processes to exit")
+def wait_gone(pids_or_processes, timeout=10.0):
+    """Wait until every process (pids or :class:`psutil.Process`, or just one) is :func:`gone`."""
+    if isinstance(pids_or_processes, (int, psutil.Process)):
+        pids_or_processes = [pids_or_processes]
+    procs = list(pids_or_processes)
+    wait_until(lambda: all(gone(p) for p in procs), timeout,
+               message="processes %s to exit" % ", ".join(str(getattr(p, "pid", p)) for p in procs))
 
 
 def run(argv, cwd, timeout=30.0, env=None, input=None):

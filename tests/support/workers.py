@@ -316,14 +316,6 @@ def zombies(pid):
     return found
 
 
-def gone(pid):
-    """True if ``pid`` no longer runs (absent or a zombie waiting for its reaper)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def cpu_seconds(pid):
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
