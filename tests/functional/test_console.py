@@ -10,35 +10,17 @@ import re
 import signal
 import socket
 import sys
-import textwrap
 
 import pytest
 
 from support import command, free_port, gone, pid_from_file, rpc, run, wait_gone, wait_until
+from support.scripts import echo_daemon, write_script
 
 ECHO = command("gdaemon-echo")
 
 #: Every option of the default console (SPEC 6).
 OPTIONS = ["-d", "--daemon", "-f", "--foreground", "-s", "--clean", "-v", "--verbose",
            "-h", "--help", "--stop", "--status"]
-
-SCRIPT_HEAD = """\
-from gevent import monkey
-monkey.patch_all()
-import os
-import sys
-import gdaemon
-from gdaemon import Daemon
-"""
-
-
-def write_script(directory, body, name="mydaemon.py"):
-    """Write an exec script (gevent patched, ``gdaemon`` imported) into ``directory``."""
-    path = os.path.join(directory, name)
-    with open(path, "w") as f:
-        f.write(SCRIPT_HEAD + textwrap.dedent(body))
-    return path
-
 
 #: A daemon whose ``test.log(text)`` logs ``debug-TEXT`` and ``warning-TEXT``.
 LOGGING_SCRIPT = """
@@ -106,13 +88,7 @@ def test_no_arguments_prints_the_console_and_exits_0(workdir):
 
 
 def test_no_arguments_banner_shows_the_description(workdir):
-    script = write_script(workdir, """
-        class D(Daemon):
-            def setup(self):
-                pass
-
-        D({"description": "Banner Test Daemon"}).init()
-    """)
+    script = write_script(workdir, echo_daemon({"description": "Banner Test Daemon"}))
     completed = run([sys.executable, script], workdir, timeout=20)
     assert completed.returncode == 0, output(completed)
     assert "Banner Test Daemon" in output(completed)
@@ -521,13 +497,7 @@ def test_custom_arguments_daemon_mode(workdir):
 
 
 def test_niceness_is_absolute(workdir, spawn):
-    script = write_script(workdir, """
-        class D(Daemon):
-            def setup(self):
-                pass
-
-        D({"description": "Nice Daemon", "niceness": 5}).init()
-    """)
+    script = write_script(workdir, echo_daemon({"description": "Nice Daemon", "niceness": 5}))
     # Started at nice 2: an absolute niceness gives 5, an increment would give 7.
     proc = spawn(["nice", "-n", "2", sys.executable, script, "-f"])
     assert os.getpriority(os.PRIO_PROCESS, proc.pid) == 5
@@ -540,13 +510,7 @@ def test_niceness_is_absolute(workdir, spawn):
 ])
 @pytest.mark.parametrize("flag", ["-f", "-d"])
 def test_bad_config_exits_1_naming_the_key(workdir, config, key, flag):
-    script = write_script(workdir, """
-        class D(Daemon):
-            def setup(self):
-                pass
-
-        D(%s).init()
-    """ % config)
+    script = write_script(workdir, echo_daemon(config))
     completed = run([sys.executable, script, flag], workdir, timeout=20)
     assert completed.returncode == 1, output(completed)
     # One line, "error: ...", naming the key; never a traceback (SPEC 3).
@@ -559,13 +523,7 @@ def test_bad_config_exits_1_naming_the_key(workdir, config, key, flag):
 
 
 def test_bad_config_with_verbose_adds_the_traceback(workdir):
-    script = write_script(workdir, """
-        class D(Daemon):
-            def setup(self):
-                pass
-
-        D({"description": "Bad", "no_such_key": 1}).init()
-    """)
+    script = write_script(workdir, echo_daemon({"description": "Bad", "no_such_key": 1}))
     completed = run([sys.executable, script, "-f", "-v"], workdir, timeout=20)
     assert completed.returncode == 1, output(completed)
     assert "Traceback" in completed.stderr
@@ -682,13 +640,8 @@ def test_custom_usage_with_short_only_d_and_f(workdir, spawn):
 
 
 def test_relative_unix_socket_resolves_against_the_start_directory(workdir):
-    script = write_script(workdir, """
-        class D(Daemon):
-            def setup(self):
-                pass
-
-        D({"description": "Relative", "sockethandler": "unix://rel.sock"}).init()
-    """)
+    script = write_script(workdir, echo_daemon({"description": "Relative",
+                                                "sockethandler": "unix://rel.sock"}))
     pid = start_daemon_mode(workdir, [sys.executable, script])
     try:
         # The daemon's cwd is now "/", yet the socket is where it was started.
@@ -705,13 +658,8 @@ def test_relative_unix_socket_resolves_against_the_start_directory(workdir):
 def test_explicit_basepath(workdir, spawn):
     base = os.path.join(workdir, "base")
     os.mkdir(base)
-    script = write_script(workdir, """
-        class D(Daemon):
-            def setup(self):
-                pass
-
-        D({"description": "Based", "basepath": %r, "sockethandler": "unix://b.sock"}).init()
-    """ % base)
+    script = write_script(workdir, echo_daemon({"description": "Based", "basepath": base,
+                                                "sockethandler": "unix://b.sock"}))
     addr = "unix://" + os.path.join(base, "b.sock")
     proc = spawn([sys.executable, script, "-f"], address=addr)
     assert os.path.exists(os.path.join(base, "daemon.pid"))

@@ -12,41 +12,22 @@ import time
 
 import pytest
 
-from support import RawConnection, command, run, wait_until
+from support import DaemonProcess, RawConnection, command, run, wait_until
+from support.scripts import echo_daemon, write_script
 
 CTL = command("gdaemon-ctl")
 
+#: Two greenlet workers, ``alpha`` and ``beta``.
 WORKER_DAEMON = """
-import sys
-from gdaemon import Daemon, GreenletWorker
-
 class Idle(GreenletWorker):
     def loop(self):
         pass
 
-class WorkerDaemon(Daemon):
-    def setup(self):
-        @self.rpc.method("examples.echo", params=[("message", str)], returns=str)
-        def echo(message):
-            return message
 
-daemon = WorkerDaemon({CONFIG!r})
+daemon = EchoDaemon({"description": "Workers Daemon"})
 daemon.workers.install(Idle("alpha"), looptime=0.05, forever=True)
 daemon.workers.install(Idle("beta"), looptime=0.05, forever=True)
-daemon.init(sys.argv[1:])
-"""
-
-TOKEN_DAEMON = """
-import sys
-from gdaemon import Daemon
-
-class TokenDaemon(Daemon):
-    def setup(self):
-        @self.rpc.method("examples.echo", params=[("message", str)], returns=str)
-        def echo(message):
-            return message
-
-TokenDaemon({"token": "s3cret"}).init(sys.argv[1:])
+daemon.init()
 """
 
 
@@ -60,9 +41,7 @@ def ctl(*args, cwd, env=None, input=None, timeout=30):
 @pytest.fixture
 def workers_daemon(spawn, workdir):
     """A daemon with two greenlet workers, ``alpha`` and ``beta``."""
-    path = os.path.join(workdir, "workers_daemon.py")
-    with open(path, "w") as f:
-        f.write(WORKER_DAEMON.replace("{CONFIG!r}", repr({"description": "Workers Daemon"})))
+    path = write_script(workdir, WORKER_DAEMON, patched=False, name="workers_daemon.py")
     proc = spawn([sys.executable, path, "-f"])
     wait_until(lambda: set(proc.result("worker.status").values()) == {1}, 15,
                message="both workers LOOPING")
@@ -322,10 +301,8 @@ def test_scale_a_pool(workers_daemon, workdir):
 # -- authentication -------------------------------------------------------------------
 
 def test_token_from_option_and_environment(workdir):
-    from support import DaemonProcess
-    path = os.path.join(workdir, "token_daemon.py")
-    with open(path, "w") as f:
-        f.write(TOKEN_DAEMON)
+    path = write_script(workdir, echo_daemon({"token": "s3cret"}), patched=False,
+                        name="token_daemon.py")
     proc = DaemonProcess([sys.executable, path, "-f"], workdir)
     proc.start(wait=False)
     try:

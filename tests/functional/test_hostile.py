@@ -15,38 +15,31 @@ import shutil
 import socket
 import struct
 import sys
-import textwrap
 import threading
 import time
 
 import pytest
 import websocket
 
-from support import DaemonProcess, RawConnection, free_port, rpc, short_tmpdir, wait_until
+from support import DaemonProcess, RawConnection, free_port, rpc, run, short_tmpdir, wait_until
+from support.scripts import write_script
 
-SCRIPT = """\
-from gevent import monkey
-monkey.patch_all()
+SCRIPT = """
 import resource
-import sys
 import typing
 
 import gdaemon.ratelimit
 gdaemon.ratelimit.DEFAULT_INTERVAL = {interval!r}
-from gdaemon import Daemon
 
 if {nofile!r}:
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, ({nofile!r}, hard))
 
 
-class HostileDaemon(Daemon):
+class HostileDaemon(EchoDaemon):
     def setup(self):
+        super().setup()
         self.calls = 0
-
-        @self.rpc.method("examples.echo", params=[("message", str)], returns=str)
-        def echo(message):
-            return message
 
         @self.rpc.method("test.any", params=[("value", typing.Any)])
         def any_(value):
@@ -74,6 +67,12 @@ HostileDaemon({config!r}).init()
 """
 
 
+def write_hostile(workdir, config, interval=60.0, nofile=0):
+    """Write the HostileDaemon script; ``interval`` for rate-limited logs, ``nofile`` its fd limit."""
+    return write_script(workdir, SCRIPT.format(interval=interval, nofile=nofile, config=config),
+                        name="hostiled.py")
+
+
 def start(workdir, spawn=None, interval=60.0, nofile=0, http=True, **config):
     """A HostileDaemon in ``workdir``; ``proc.port`` is its HTTP port (or None)."""
     port = free_port() if http else None
@@ -81,9 +80,7 @@ def start(workdir, spawn=None, interval=60.0, nofile=0, http=True, **config):
     if http:
         cfg["websockethandler"] = "tcp://127.0.0.1:%d" % port
     cfg.update(config)
-    path = os.path.join(workdir, "hostiled.py")
-    with open(path, "w") as f:
-        f.write(SCRIPT.format(interval=interval, nofile=nofile, config=cfg))
+    path = write_hostile(workdir, cfg, interval, nofile)
     address = None
     if cfg.get("sockethandler", "").startswith("tcp://"):
         address = cfg["sockethandler"]
@@ -622,10 +619,7 @@ def test_handler_bugs_still_log_their_traceback(daemon):
 def test_a_host_spelled_like_loopback_is_not_loopback(workdir, key):
     port = free_port()
     config = {key: "tcp://127.attacker.example:%d" % port}
-    path = os.path.join(workdir, "hostiled.py")
-    with open(path, "w") as f:
-        f.write(SCRIPT.format(interval=60.0, nofile=0, config=config))
-    result = run_script(path, workdir)
+    result = run([sys.executable, write_hostile(workdir, config), "-f"], workdir)
     assert result.returncode == 1, result
     assert "non-loopback" in result.stderr and key in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
@@ -638,12 +632,6 @@ def test_another_spelling_of_127_0_0_1_is_loopback(workdir, spawn):
     proc = start(workdir, spawn, http=False, sockethandler="tcp://2130706433:%d" % port)
     assert rpc("tcp://127.0.0.1:%d" % port, "examples.echo", ["hi"])["result"] == "hi"
     assert proc.result("examples.echo", ["again"]) == "again"
-
-
-def run_script(path, cwd):
-    import subprocess
-    return subprocess.run([sys.executable, path, "-f"], cwd=cwd, capture_output=True, text=True,
-                          timeout=30, stdin=subprocess.DEVNULL)
 
 
 # == quadratic receive ==================================================================

@@ -9,23 +9,14 @@ worker processes, says so on stderr and exits 1.
 import os
 import re
 import sys
-import textwrap
 import time
 
 from support import RawConnection, gone, pid_from_file, run, wait_gone, wait_until
+from support.scripts import write_script
 from support.workers import live_children
 
-#: Not monkey-patched on purpose: time.sleep in a handler blocks the hub.
-BLOCKING_DAEMON = textwrap.dedent('''
-    import os
-    import sys
-    import time
-
-    from gdaemon import Daemon, Worker
-
-    HERE = os.path.dirname(os.path.abspath(__file__))
-
-
+#: Written unpatched on purpose: time.sleep in a handler blocks the hub.
+BLOCKING_DAEMON = '''
     class Idle(Worker):
         def loop(self):
             pass
@@ -35,6 +26,7 @@ BLOCKING_DAEMON = textwrap.dedent('''
         def setup(self):
             @self.rpc.method("test.block", returns=bool)
             def block():
+                open(os.path.join(HERE, "blocked"), "w").close()
                 time.sleep(3600)   # blocks the whole hub: SIGTERM is never handled
                 return True
 
@@ -44,14 +36,18 @@ BLOCKING_DAEMON = textwrap.dedent('''
     daemon.workers.install(Idle("idle"), looptime=0.1, forever=True)
     daemon.workers.install(Idle("other"), looptime=0.1, forever=True)
     daemon.init()
-''')
+'''
 
 
-def write(workdir, source, name="blocking.py"):
-    path = os.path.join(workdir, name)
-    with open(path, "w") as f:
-        f.write(source)
-    return path
+def write_blocking(workdir):
+    return write_script(workdir, BLOCKING_DAEMON, patched=False, name="blocking.py")
+
+
+def block_the_hub(conn, workdir):
+    """Call test.block on ``conn``; return once the handler has blocked the hub."""
+    conn.send({"jsonrpc": "2.0", "method": "test.block", "id": 1})
+    wait_until(lambda: os.path.exists(os.path.join(workdir, "blocked")), 10,
+               message="test.block to block the hub")
 
 
 def workers_of(pid):
@@ -60,15 +56,14 @@ def workers_of(pid):
 
 
 def test_stop_kills_a_daemon_whose_hub_is_blocked_and_its_workers(workdir):
-    script = write(workdir, BLOCKING_DAEMON)
+    script = write_blocking(workdir)
     completed = run([sys.executable, script, "-d"], workdir, timeout=20)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     pid = pid_from_file(os.path.join(workdir, "daemon.pid"))
     workers = [child.pid for child in workers_of(pid)]
     conn = RawConnection("unix://" + os.path.join(workdir, "daemon.sock"))
     try:
-        conn.send({"jsonrpc": "2.0", "method": "test.block", "id": 1})
-        time.sleep(0.2)  # let the request reach the handler (nothing to poll: the hub is blocked)
+        block_the_hub(conn, workdir)
         started = time.monotonic()
         stopped = run([sys.executable, script, "--stop"], workdir, timeout=30)
         elapsed = time.monotonic() - started
@@ -93,7 +88,7 @@ def test_stop_kills_a_daemon_whose_hub_is_blocked_and_its_workers(workdir):
 
 
 def test_stop_of_a_healthy_daemon_with_workers_is_graceful(workdir):
-    script = write(workdir, BLOCKING_DAEMON)
+    script = write_blocking(workdir)
     completed = run([sys.executable, script, "-d"], workdir, timeout=20)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     pid = pid_from_file(os.path.join(workdir, "daemon.pid"))
@@ -107,13 +102,12 @@ def test_stop_of_a_healthy_daemon_with_workers_is_graceful(workdir):
 
 
 def test_stop_kills_a_foreground_group_leader_and_its_group(workdir, spawn):
-    script = write(workdir, BLOCKING_DAEMON)
+    script = write_blocking(workdir)
     proc = spawn([sys.executable, script, "-f"])   # its own session: a group leader
     assert os.getpgid(proc.pid) == proc.pid
     workers = [child.pid for child in workers_of(proc.pid)]
     with proc.connect() as conn:
-        conn.send({"jsonrpc": "2.0", "method": "test.block", "id": 1})
-        time.sleep(0.2)
+        block_the_hub(conn, workdir)
         stopped = run([sys.executable, script, "--stop"], workdir, timeout=30)
     assert stopped.returncode == 1, stopped.stdout + stopped.stderr
     assert re.search(r"killed it and its \d+ child processes with SIGKILL", stopped.stderr), stopped.stderr

@@ -13,12 +13,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 
 import psutil
 import pytest
 
 from support import RawConnection, is_serving, short_tmpdir, wait_until
+from support.scripts import write_script
 
 
 def _unshare_works():
@@ -37,16 +37,8 @@ def _unshare_works():
 SKIP = _unshare_works()
 pytestmark = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
 
-PID1_DAEMON = textwrap.dedent('''
-    from gevent import monkey
-    monkey.patch_all()
-
-    import os
+PID1_DAEMON = '''
     import subprocess
-
-    from gdaemon import Daemon
-
-    HERE = os.path.dirname(os.path.abspath(__file__))
 
 
     class Pid1(Daemon):
@@ -76,7 +68,7 @@ PID1_DAEMON = textwrap.dedent('''
 
     Pid1({"description": "PID 1", "sockethandler": "unix://" + os.path.join(HERE, "daemon.sock"),
           "pidfile": os.path.join(HERE, "pid1-in-namespace.pid")}).init()
-''')
+'''
 
 
 @pytest.fixture
@@ -86,9 +78,7 @@ def pid1():
     # which outside the namespace is the machine's init.  The pid file gets
     # another name too, so nothing ever reads that 1 from outside.
     workdir = short_tmpdir()
-    path = os.path.join(workdir, "pid1.py")
-    with open(path, "w") as f:
-        f.write(PID1_DAEMON)
+    path = write_script(workdir, PID1_DAEMON, name="pid1.py")
     log = open(os.path.join(workdir, "output.txt"), "wb")
     proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, path, "-f"],
                             cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -7,7 +7,6 @@ under racing starters, a greenlet worker that blocks the hub, SIGCHLD.
 Everything here runs real daemons as real processes.
 """
 
-import json
 import os
 import re
 import signal
@@ -69,7 +68,7 @@ def test_readme_daemon_in_daemon_mode_and_foreground(workdir, spawn):
     source = readme_daemon_source()
     assert "daemon.init()" in source and "Worker" in source
     path = os.path.join(workdir, "readme_daemon.py")
-    with open(path, "w") as f:
+    with open(path, "w") as f:   # the README's code as shown, no write_script prelude
         f.write(source)
     address = re.search(r'"sockethandler": "(unix://[^"]+)"', source).group(1)
     sock = "unix://" + os.path.join(workdir, address[len("unix://"):])

@@ -12,7 +12,6 @@ import shutil
 import socket
 import stat
 import sys
-import textwrap
 import threading
 import time
 
@@ -20,6 +19,7 @@ import pytest
 
 from support import (DaemonProcess, RawConnection, command, free_port, rpc, run,
                      short_tmpdir, wait_until)
+from support.scripts import echo_daemon, write_script
 
 ECHO = command("gdaemon-echo")
 
@@ -34,26 +34,15 @@ STANDARD_METHODS = [
 
 STANDARD_CODES = {-32700, -32600, -32601, -32602, -32603}
 
-SCRIPT_HEAD = """\
-from gevent import monkey
-monkey.patch_all()
-import os
-import sys
-from typing import Optional
-import gdaemon
-from gdaemon import Daemon, RpcError
-"""
-
 #: The shared daemon: test methods and a connection limit above 200.
 WIRE_SCRIPT = """
-class WireDaemon(Daemon):
-    def setup(self):
-        rpc = self.rpc
+from typing import Optional
 
-        @rpc.method("examples.echo", description="I'm here to reply your data",
-                    params=[("message", str)], returns=str)
-        def echo(message):
-            return message
+
+class WireDaemon(EchoDaemon):
+    def setup(self):
+        super().setup()
+        rpc = self.rpc
 
         @rpc.method("test.fail", description="always fails")
         def fail():
@@ -101,26 +90,6 @@ class WireDaemon(Daemon):
 
 WireDaemon({"description": "Wire Test Daemon", "socketmaxconnections": 256}).init()
 """
-
-
-def write_script(directory, body, name="mydaemon.py"):
-    path = os.path.join(directory, name)
-    with open(path, "w") as f:
-        f.write(SCRIPT_HEAD + textwrap.dedent(body))
-    return path
-
-
-def simple_script(config):
-    """An exec script: ``examples.echo`` plus the given config dict (Python source)."""
-    return """
-class D(Daemon):
-    def setup(self):
-        @self.rpc.method("examples.echo", params=[("message", str)], returns=str)
-        def echo(message):
-            return message
-
-D(%s).init()
-""" % config
 
 
 @pytest.fixture(scope="module")
@@ -486,7 +455,7 @@ def test_200_concurrent_connections_are_all_answered(server):
 
 
 def test_incomplete_request_is_closed_after_sockettimeout(workdir, spawn):
-    script = write_script(workdir, simple_script('{"description": "T", "sockettimeout": 0.5}'))
+    script = write_script(workdir, echo_daemon({"description": "T", "sockettimeout": 0.5}))
     proc = spawn([sys.executable, script, "-f"])
     idle = proc.connect()
     half = proc.connect()
@@ -513,7 +482,7 @@ def test_incomplete_request_is_closed_after_sockettimeout(workdir, spawn):
 
 def test_sockettimeout_counts_from_the_first_byte(workdir, spawn):
     """A request trickled byte by byte must still be complete within sockettimeout."""
-    script = write_script(workdir, simple_script('{"description": "T", "sockettimeout": 0.5}'))
+    script = write_script(workdir, echo_daemon({"description": "T", "sockettimeout": 0.5}))
     proc = spawn([sys.executable, script, "-f"])
     data = line(request("examples.echo", ["slow"], id=1))
     with proc.connect() as slow:
@@ -544,7 +513,7 @@ def test_sockettimeout_counts_from_the_first_byte(workdir, spawn):
 
 
 def test_idle_connections_are_closed_after_socketidle(workdir, spawn):
-    script = write_script(workdir, simple_script('{"description": "I", "socketidle": 0.5}'))
+    script = write_script(workdir, echo_daemon({"description": "I", "socketidle": 0.5}))
     proc = spawn([sys.executable, script, "-f"])
     with proc.connect() as idle, proc.connect() as busy:
         start = time.monotonic()
@@ -560,7 +529,7 @@ def test_idle_connections_are_closed_after_socketidle(workdir, spawn):
 
 
 def test_socketmaxmessage_is_honoured(workdir, spawn):
-    script = write_script(workdir, simple_script('{"description": "S", "socketmaxmessage": 300}'))
+    script = write_script(workdir, echo_daemon({"description": "S", "socketmaxmessage": 300}))
     proc = spawn([sys.executable, script, "-f"])
     with proc.connect() as c:
         assert c.result("examples.echo", ["x" * 150]) == "x" * 150
@@ -580,7 +549,7 @@ def test_crlf_terminated_requests(conn):
 
 
 def test_too_many_connections(workdir, spawn):
-    script = write_script(workdir, simple_script('{"description": "M", "socketmaxconnections": 3}'))
+    script = write_script(workdir, echo_daemon({"description": "M", "socketmaxconnections": 3}))
     proc = spawn([sys.executable, script, "-f"])
 
     def open_served():
@@ -711,7 +680,7 @@ def test_worker_methods_without_workers(conn):
 @pytest.fixture(scope="module")
 def token_server():
     path = short_tmpdir()
-    script = write_script(path, simple_script('{"description": "Auth", "token": "s3cret-token"}'))
+    script = write_script(path, echo_daemon({"description": "Auth", "token": "s3cret-token"}))
     proc = DaemonProcess([sys.executable, script, "-f"], path)
     try:
         proc.start(wait=False)
@@ -871,16 +840,16 @@ def test_non_loopback_tcp_without_token_refuses_to_start(workdir):
 
 def test_non_loopback_tcp_allowed_with_insecure(workdir, spawn):
     port = free_port()
-    script = write_script(workdir, simple_script(
-        '{"description": "I", "sockethandler": "tcp://0.0.0.0:%d", "insecure": True}' % port))
+    script = write_script(workdir, echo_daemon(
+        {"description": "I", "sockethandler": "tcp://0.0.0.0:%d" % port, "insecure": True}))
     spawn([sys.executable, script, "-f"], address="tcp://127.0.0.1:%d" % port)
     assert rpc("tcp://127.0.0.1:%d" % port, "examples.echo", ["open"])["result"] == "open"
 
 
 def test_non_loopback_tcp_allowed_with_a_token(workdir, spawn):
     port = free_port()
-    script = write_script(workdir, simple_script(
-        '{"description": "K", "sockethandler": "tcp://0.0.0.0:%d", "token": "tok"}' % port))
+    script = write_script(workdir, echo_daemon(
+        {"description": "K", "sockethandler": "tcp://0.0.0.0:%d" % port, "token": "tok"}))
     addr = "tcp://127.0.0.1:%d" % port
     proc = spawn([sys.executable, script, "-f"], address=addr, wait=False)
     wait_until(lambda: rpc(addr, "system.listMethods", timeout=2)["error"]["code"] == -32001, 15,
@@ -909,7 +878,7 @@ def test_unix_socket_mode_defaults_to_0600(echo, workdir):
 
 
 def test_unix_socket_mode_is_honoured(workdir, spawn):
-    script = write_script(workdir, simple_script('{"description": "Mode", "socketmode": 0o660}'))
+    script = write_script(workdir, echo_daemon({"description": "Mode", "socketmode": 0o660}))
     spawn([sys.executable, script, "-f"])
     assert stat.S_IMODE(os.stat(os.path.join(workdir, "daemon.sock")).st_mode) == 0o660
 

@@ -9,43 +9,30 @@ import os
 import random
 import signal
 import sys
-import textwrap
 import time
 
 import pytest
 
 from support import wait_until
+from support.scripts import write_script
 
-SCRIPT_HEAD = """\
-from gevent import monkey
-monkey.patch_all()
-import os
+#: The top of every script body here: ``append(text)`` writes a line to events.txt.
+SIGNAL_DAEMON = """
 import socket
-import sys
-import gevent
-import gdaemon
-import gdaemon.listeners
-from gdaemon import Daemon
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import gdaemon.listeners
+
 LOG = os.path.join(HERE, "events.txt")
 
 
 def append(text):
     with open(LOG, "a") as f:
         f.write(text + "\\n")
-
-
-class SignalDaemon(Daemon):
-    def setup(self):
-        @self.rpc.method("examples.echo", params=[("message", str)], returns=str)
-        def echo(message):
-            return message
 """
 
 #: Receivers for the common tests.
 RECEIVERS_SCRIPT = """
-daemon = SignalDaemon({"description": "Signal Daemon"})
+daemon = EchoDaemon({"description": "Signal Daemon"})
 
 
 @daemon.on("posix.sigusr1")
@@ -102,11 +89,8 @@ daemon.init()
 """
 
 
-def write_script(directory, body):
-    path = os.path.join(directory, "sigdaemon.py")
-    with open(path, "w") as f:
-        f.write(SCRIPT_HEAD + textwrap.dedent(body))
-    return path
+def write_sigdaemon(directory, body):
+    return write_script(directory, SIGNAL_DAEMON + body, name="sigdaemon.py")
 
 
 def lines(workdir):
@@ -124,7 +108,7 @@ def wait_line(workdir, predicate, timeout=5, message="a line in events.txt"):
 
 @pytest.fixture
 def sigdaemon(workdir, spawn):
-    script = write_script(workdir, RECEIVERS_SCRIPT)
+    script = write_sigdaemon(workdir, RECEIVERS_SCRIPT)
     return spawn([sys.executable, script, "-f"])
 
 
@@ -224,7 +208,7 @@ def test_signal_storm(sigdaemon, workdir):
 
 
 DISCONNECT_SCRIPT = """
-daemon = SignalDaemon({"description": "Stubborn Daemon"})
+daemon = EchoDaemon({"description": "Stubborn Daemon"})
 # SPEC 5.2: the default listeners are ordinary receivers a user can disconnect.
 daemon.events.signal("posix.sigterm").disconnect(gdaemon.listeners.stop_daemon)
 
@@ -235,7 +219,7 @@ def noted(sender, **kw):
 
 
 # Also from setup(), in case the defaults are connected after construction.
-_original_setup = SignalDaemon.setup
+_original_setup = EchoDaemon.setup
 
 
 def setup(self):
@@ -243,13 +227,13 @@ def setup(self):
     self.events.signal("posix.sigterm").disconnect(gdaemon.listeners.stop_daemon)
 
 
-SignalDaemon.setup = setup
+EchoDaemon.setup = setup
 daemon.init()
 """
 
 
 def test_disconnecting_the_default_sigterm_listener(workdir, spawn):
-    script = write_script(workdir, DISCONNECT_SCRIPT)
+    script = write_sigdaemon(workdir, DISCONNECT_SCRIPT)
     proc = spawn([sys.executable, script, "-f"])
     proc.signal(signal.SIGTERM)
     wait_line(workdir, lambda l: l == "sigterm noted")

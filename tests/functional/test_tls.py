@@ -52,7 +52,7 @@ def start(spawn, workdir, certs, **config):
 def test_tls_socket(spawn, workdir):
     certs = make_certs(workdir)
     port = free_port()
-    proc = start(spawn, workdir, certs, sockethandler="tls://127.0.0.1:%d" % port)
+    start(spawn, workdir, certs, sockethandler="tls://127.0.0.1:%d" % port)
     wait_until(lambda: tls_call(port, certs.cafile, "test.ping"), 15, message="TLS socket up")
     assert tls_call(port, certs.cafile, "test.ping")["result"] == "pong"
 

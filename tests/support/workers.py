@@ -1,8 +1,9 @@
 """Helpers for worker tests: daemon scripts with workers, /proc inspection.
 
 A test writes a small exec script into its work directory with
-:func:`write_daemon` (the common worker classes of :data:`HEAD` plus its own
-``install`` lines) and starts it with ``spawn([sys.executable, path, "-f"])``.
+:func:`write_daemon` (a :func:`support.scripts.write_script` script holding
+the common worker classes of :data:`HEAD` plus its own ``install`` lines) and
+starts it with ``spawn([sys.executable, path, "-f"])``.
 The workers leave marker lines in ``<name>.log`` files (``spinup PID``,
 ``loop N PID``, ``spindown PID``...) and the daemon appends every ``worker.*``
 event to ``events.jsonl``, so tests can check what happened from outside.
@@ -16,24 +17,12 @@ import time
 import psutil
 
 from . import wait_until
+from .scripts import write_script
 
-#: The top of every worker test daemon: imports, marker helpers, worker classes.
+#: The worker library of every worker test daemon (after the
+#: :data:`support.scripts.PRELUDE`): marker helpers, worker classes,
+#: ``TestDaemon`` and the event recorder.
 HEAD = '''\
-from gevent import monkey
-monkey.patch_all()
-
-import json
-import os
-import sys
-import time
-
-import gevent
-
-from gdaemon import Daemon, GreenletWorker, RpcError, Worker, exposed
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
 def mark(name, text):
     with open(os.path.join(HERE, name + ".log"), "a") as f:
         f.write(text + "\\n")
@@ -142,16 +131,13 @@ class GHanger(GreenletWorker):
             gevent.sleep(3600)
 
 
-class TestDaemon(Daemon):
+class TestDaemon(EchoDaemon):
     def setup(self):
+        super().setup()
+
         @self.rpc.method("test.ping", returns=str)
         def ping():
             return "pong"
-
-        @self.rpc.method("examples.echo", description="I'm here to reply your data",
-                         params=[("message", str)], returns=str)
-        def echo(message):
-            return message
 
 
 def record(name, data, when):
@@ -182,13 +168,9 @@ def write_daemon(workdir, install, extra="", config=None, name="workerd.py", pat
         (``False``: the same script unpatched).
     """
     body = textwrap.indent(textwrap.dedent(install).strip(), "    ")
-    head = HEAD if patched else HEAD.replace("from gevent import monkey\nmonkey.patch_all()\n", "")
-    source = (head + textwrap.dedent(extra) + "\n\nCONFIG = %r\n\n\ndef install(daemon):\n%s\n"
+    source = (HEAD + textwrap.dedent(extra) + "\n\nCONFIG = %r\n\n\ndef install(daemon):\n%s\n"
               % (config or {}, body) + TAIL)
-    path = os.path.join(workdir, name)
-    with open(path, "w") as f:
-        f.write(source)
-    return path
+    return write_script(workdir, source, patched=patched, name=name)
 
 
 # -- reading what the daemon and its workers did ---------------------------------
