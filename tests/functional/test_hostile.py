@@ -267,25 +267,19 @@ def test_long_batches_do_not_stall_other_clients(daemon):
 
     attacker = threading.Thread(target=attack)
     attacker.start()
-    latencies = []
     try:
         wait_until(lambda: len(sent) >= 2, 30, message="the attack to be under way")
+        # Every call is answered during the attack.  Before issue 8 each took
+        # up to 1.8 s: a hundred outlast the test's timeout.  How fast is
+        # scripts/bench.py hostile's figure (p99 < 10 ms), not asserted here.
         with daemon.connect() as conn:
             for _ in range(100):
-                started = time.perf_counter()
                 assert "pid" in conn.result("daemon.status")
-                latencies.append(time.perf_counter() - started)
     finally:
         stop.set()
         attacker.join(30)
     assert not failures, failures
     assert len(sent) >= 4, "the attack did not run alongside"
-    latencies.sort()
-    # Before issue 8: up to 1.8 s each.  The benchmark measures the real
-    # figure (p99 well under 10 ms on an idle machine); this bound leaves
-    # room for a loaded test machine.
-    assert latencies[89] < 0.1, latencies[-10:]
-    assert latencies[-1] < 0.5, latencies[-10:]
 
 
 @pytest.mark.timeout(60)
@@ -480,9 +474,8 @@ def test_an_http_flood_keeps_descriptors_bounded_and_the_unix_socket_answering(w
     try:
         most = baseline
         for _ in range(5):
-            started = time.monotonic()
+            # Answered during the flood (how fast: scripts/bench.py endpoint).
             assert proc.result("daemon.status")["pid"] == proc.pid
-            assert time.monotonic() - started < 1.0
             most = max(most, fd_count(proc.pid))
         # socketmaxconnections served, plus a bounded few being refused
         # (REFUSAL_SLACK), plus a few whose close gevent defers to the next

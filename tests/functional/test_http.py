@@ -118,21 +118,6 @@ def test_post_rpc_errors(daemon):
     status, _, _ = request(daemon.port, "POST", "/rpc", b"{}", {"Content-Type": "text/plain"})
     assert status == 415
 
-    # A refused request announcing a huge body: answered, then closed at once
-    # (not kept open while the server swallows the announced gigabytes).
-    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
-        sock.sendall(b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
-                     b"Content-Length: 10000000000\r\n\r\n" + b"x" * 1000)
-        started = time.monotonic()
-        reply = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
-        assert reply.startswith(b"HTTP/1.1 415")
-        assert time.monotonic() - started < 1.5
-
     # A browser page of another origin.
     status, _, body = post_json(daemon.port, {"jsonrpc": "2.0", "method": "daemon.stop", "id": 1},
                                 headers={"Origin": "http://evil.example"})
@@ -142,6 +127,27 @@ def test_post_rpc_errors(daemon):
                                               "id": 1}, headers={"Origin": "http://127.0.0.1:%d" % daemon.port})
     assert status == 200 and body["result"] == "o"
     assert daemon.result("examples.echo", ["still here"]) == "still here"
+
+
+def test_a_refused_request_announcing_a_huge_body_is_closed_at_once(workdir):
+    """Answered, then closed: not kept open while the server swallows the
+    announced gigabytes.  With sockettimeout at 60 s, only a close at once
+    comes within the 10 s our socket waits."""
+    proc = make_daemon(workdir, sockettimeout=60)
+    try:
+        proc.start()
+        with socket.create_connection(("127.0.0.1", proc.port), timeout=10) as sock:
+            sock.sendall(b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                         b"Content-Length: 10000000000\r\n\r\n" + b"x" * 1000)
+            reply = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+            assert reply.startswith(b"HTTP/1.1 415")
+    finally:
+        proc.stop()
 
 
 def test_routes_and_methods(daemon):
@@ -284,15 +290,13 @@ def test_stop_over_http(workdir):
         conn = http.client.HTTPConnection("127.0.0.1", proc.port, timeout=10)
         conn.request("POST", "/rpc", json.dumps({"jsonrpc": "2.0", "method": "daemon.stop", "id": 1}),
                      {"Content-Type": "application/json"})
-        started = time.monotonic()
         assert json.loads(conn.getresponse().read())["result"] is True
-        # The keep-alive connection we leave open does not hold the stop up.
+        # The keep-alive connection we leave open does not hold the stop up
+        # (how long the stop takes: scripts/bench.py endpoint, about 0.1 s; it
+        # was 1 s more while idle keep-alive connections were waited for).
         assert proc.wait(15) == 0
         assert conn.sock.recv(1) == b""
         conn.close()
-        # (about 0.1 s; it was 1 s more while idle keep-alive connections were
-        # waited for like busy ones)
-        assert time.monotonic() - started < 0.8
         assert "Traceback" not in proc.output()
     finally:
         proc.stop()

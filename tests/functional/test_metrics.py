@@ -7,14 +7,11 @@ daemon says over RPC.
 
 import http.client
 import sys
-import time
 
-import pytest
+from prometheus_client import parser
 
 from support import free_port, wait_until
 from support.workers import wait_looping, write_daemon
-
-parser = pytest.importorskip("prometheus_client.parser")
 
 WORKERS = '''
 daemon.workers.install(Counter("alpha"), looptime=0.05, forever=True)
@@ -186,23 +183,21 @@ def test_other_methods_are_refused(spawn, workdir):
         conn.close()
 
 
-def test_scrape_with_many_workers_is_fast(spawn, workdir):
+def test_scrape_with_many_workers(spawn, workdir):
+    """20 scrapes on one keep-alive connection, each with all 64 workers.
+
+    How fast is scripts/bench.py metrics' figure (GET /metrics with 64
+    workers, target p50 < 5 ms), not an assertion here.
+    """
     install = ('for i in range(64):\n'
                '    daemon.workers.install(GCounter("g%d" % i), looptime=1, forever=True)\n')
     proc = start(spawn, workdir, install=install)
     wait_until(lambda: set(proc.result("worker.status").values()) == {1}, 30, message="64 workers LOOPING")
-    scrape(proc.port)  # the first one imports prometheus_client
     conn = http.client.HTTPConnection("127.0.0.1", proc.port, timeout=10)
     try:
-        times = []
         for _ in range(20):
-            start_time = time.perf_counter()
             status, _, body = get(proc.port, "/metrics", conn=conn)
-            times.append(time.perf_counter() - start_time)
             assert status == 200
+            assert body.count("gdaemon_worker_status{") == 64
     finally:
         conn.close()
-    assert body.count("gdaemon_worker_status{") == 64
-    times.sort()
-    # Generous for a shared CI machine; scripts/bench.py metrics measures it properly.
-    assert times[len(times) // 2] < 0.05, times

@@ -161,7 +161,7 @@ def test_events_of_a_worker_are_pushed_to_subscribers(start, workdir):
 
 def test_pause_reaches_a_long_looptime_worker_at_once_and_stops_its_loop(start, workdir):
     proc = start("""
-        daemon.workers.install(Counter("slow"), looptime=10, forever=True)
+        daemon.workers.install(Counter("slow"), looptime=3600, forever=True)
         daemon.workers.install(Counter("fast"), looptime=0.02, forever=True)
         daemon.workers.install(GCounter("green"), looptime=0.02, forever=True)
     """)
@@ -169,11 +169,10 @@ def test_pause_reaches_a_long_looptime_worker_at_once_and_stops_its_loop(start, 
         wait_looping(proc, name)
     wait_until(lambda: "loop 1 %d" % info(proc, "slow")["pid"] in marks(workdir, "slow"), 5)
 
-    # A worker waiting out a 10 s looptime gets the command within milliseconds.
-    sent = time.monotonic()
+    # A worker waiting out an hour-long looptime gets the command at once
+    # (in milliseconds: scripts/bench.py workers, "pause acknowledged").
     assert proc.result("worker.pause", ["slow"]) is True
-    wait_status(proc, "slow", PAUSED, timeout=2)
-    assert time.monotonic() - sent < 2
+    wait_status(proc, "slow", PAUSED, timeout=10)
     assert proc.result("worker.status", ["fast"]) == LOOPING
 
     # All of them: no loop runs while paused.
