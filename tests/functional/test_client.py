@@ -2,7 +2,6 @@
 
 import base64
 import hashlib
-import importlib.util
 import json
 import os
 import socket
@@ -17,29 +16,18 @@ from gdaemon.client import Client, connect_unix, decode, encode
 from gdaemon.errors import (ConnectionLost, InvalidParams, MethodNotFound, RpcError,
                             Unauthorized, UnknownWorker)
 from support import RawConnection, command, free_port, wait_until
-
-HAS_WEBSOCKET_ENDPOINT = importlib.util.find_spec("gdaemon.rpc.http") is not None
-
-SCRIPT_DAEMON = """
-import sys
-from gdaemon import Daemon
-
-class ScriptDaemon(Daemon):
-    def setup(self):
-        @self.rpc.method("examples.echo", params=[("message", str)], returns=str)
-        def echo(message):
-            return message
-
-ScriptDaemon({CONFIG!r}).init(sys.argv[1:])
-"""
+from support.certs import make_certs
+from support.scripts import echo_daemon, write_script
 
 
-def script_daemon(spawn, workdir, config, address=None):
-    """Start a small daemon script (``examples.echo`` only) with ``config``, in the foreground."""
-    path = os.path.join(workdir, "daemon_script.py")
-    with open(path, "w") as f:
-        f.write(SCRIPT_DAEMON.replace("{CONFIG!r}", repr(config)))
-    return spawn([sys.executable, path, "-f"], address=address)
+def script_daemon(spawn, workdir, config, address=None, wait=True):
+    """Start a small daemon script (``examples.echo`` only) with ``config``, in the foreground.
+
+    Unpatched, as it always was here: the client is also tested against a
+    daemon that did not monkey-patch.
+    """
+    path = write_script(workdir, echo_daemon(config), patched=False, name="daemon_script.py")
+    return spawn([sys.executable, path, "-f"], address=address, wait=wait)
 
 
 @pytest.fixture
@@ -260,24 +248,16 @@ def test_subscription_stops_quietly_after_close(client):
 # -- authentication ------------------------------------------------------------------
 
 @pytest.fixture
-def token_daemon(workdir):
+def token_daemon(spawn, workdir):
     """A daemon with ``token``; readiness checked with an authenticated raw call."""
-    from support import DaemonProcess
-    path = os.path.join(workdir, "token_daemon.py")
-    with open(path, "w") as f:
-        f.write(SCRIPT_DAEMON.replace("{CONFIG!r}", repr({"token": "s3cret"})))
-    proc = DaemonProcess([sys.executable, path, "-f"], workdir)
-    proc.start(wait=False)
+    proc = script_daemon(spawn, workdir, {"token": "s3cret"}, wait=False)
 
     def ready():
         assert proc.proc.poll() is None, proc.output()
         with RawConnection(proc.address, timeout=2) as conn:
             return conn.call("system.auth", {"token": "s3cret"}).get("result") is True
-    try:
-        wait_until(ready, 15, message="token daemon")
-        yield proc
-    finally:
-        proc.stop()
+    wait_until(ready, 15, message="token daemon")
+    return proc
 
 
 def test_token_is_sent_first_on_every_connection(token_daemon):
@@ -299,38 +279,26 @@ def test_missing_or_wrong_token_is_unauthorized(token_daemon):
 # -- TLS -------------------------------------------------------------------------
 
 @pytest.fixture
-def tls_daemon(workdir):
-    from support import DaemonProcess
-    cert, key = os.path.join(workdir, "cert.pem"), os.path.join(workdir, "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
-                    "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=30)
+def tls_daemon(spawn, workdir):
+    """A daemon on ``tls://``, its certificate signed by a throw-away CA; ``(proc, cafile)``."""
+    certs = make_certs(workdir)
     address = "tls://127.0.0.1:%d" % free_port()
-    path = os.path.join(workdir, "tls_daemon.py")
-    with open(path, "w") as f:
-        f.write(SCRIPT_DAEMON.replace("{CONFIG!r}", repr(
-            {"sockethandler": address, "certfile": cert, "keyfile": key})))
-    proc = DaemonProcess([sys.executable, path, "-f"], workdir, address=address)
-    proc.start(wait=False)
+    proc = script_daemon(spawn, workdir, {"sockethandler": address, "certfile": certs.certfile,
+                                          "keyfile": certs.keyfile}, address=address, wait=False)
 
     def ready():
         assert proc.proc.poll() is None, proc.output()
-        with Client(address, cafile=cert, timeout=2) as c:
+        with Client(address, cafile=certs.cafile, timeout=2) as c:
             return c.system.listMethods()
-    try:
-        wait_until(ready, 15, message="tls daemon")
-        yield proc, cert
-    finally:
-        proc.stop()
+    wait_until(ready, 15, message="tls daemon")
+    return proc, certs.cafile
 
 
-@pytest.mark.skipif(not os.path.exists("/usr/bin/openssl"), reason="needs the openssl command")
 def test_tls_verifies_the_daemon_certificate(tls_daemon):
-    proc, cert = tls_daemon
-    with Client(proc.address, cafile=cert) as c:
+    proc, cafile = tls_daemon
+    with Client(proc.address, cafile=cafile) as c:
         assert c.examples.echo("over tls") == "over tls"
-    # Without the CA the self-signed certificate is refused.
+    # Without the CA the daemon's certificate is refused.
     with pytest.raises(ConnectionLost) as info:
         Client(proc.address, timeout=5).connect()
     assert "certificate" in str(info.value).lower()
@@ -338,7 +306,6 @@ def test_tls_verifies_the_daemon_certificate(tls_daemon):
 
 # -- websocket -----------------------------------------------------------------------
 
-@pytest.mark.skipif(not HAS_WEBSOCKET_ENDPOINT, reason="gdaemon.rpc.http (websocket endpoint) not written yet")
 def test_websocket_endpoint_calls_batches_and_events(workdir, spawn):
     port = free_port()
     proc = script_daemon(spawn, workdir, {"websockethandler": "tcp://127.0.0.1:%d" % port})

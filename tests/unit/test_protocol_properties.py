@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from gdaemon.errors import RpcError
+from gdaemon.rpc.builtin import register_builtins
 from gdaemon.rpc.methods import MethodRegistry
-from gdaemon.rpc.protocol import Engine, Session
+from gdaemon.rpc.protocol import Engine, Session, Subscribers
 
 #: SPEC 4.2: standard and server codes, plus what our handler raises on purpose.
 STANDARD_CODES = {-32700, -32600, -32601, -32602, -32603}
@@ -105,12 +106,7 @@ def make_engine(token=None):
     registry = make_registry()
     daemon = StubDaemon(registry)
     engine = Engine(registry, token=token, injected={"daemon": daemon})
-    try:
-        from gdaemon.rpc.builtin import register_builtins
-        from gdaemon.rpc.protocol import Subscribers
-        register_builtins(daemon, engine, Subscribers())
-    except ImportError:  # the built-ins are an optional extra here
-        pass
+    register_builtins(daemon, engine, Subscribers())
     return engine
 
 
