@@ -16,9 +16,10 @@ from ..errors import ChannelClosed, ChannelFull, WorkerUnavailable
 from .handle import Mode
 from .messages import CMD, encode
 from .pool import start_layers
+from .watchdog import describe_exit
 from .worker import WorkerKind, WorkerStatus
 
-__all__ = ["start_pools", "stop_pools", "reload_pools", "grow", "shrink"]
+__all__ = ["start_pools", "stop_pools", "reload_pools", "grow", "shrink", "restart_instance"]
 
 
 def _looping(handles):
@@ -153,3 +154,59 @@ def shrink(manager, handles, timeout):
     deadline = time.monotonic() + timeout
     for handle in sorted(handles, key=lambda h: h.instance, reverse=True):
         stop_handles(manager, [handle], max(0.0, deadline - time.monotonic()), timeout)
+
+
+def restart_instance(manager, handle, grace, timeout):
+    """Restart ``handle``'s instance gracefully; True once the new one is LOOPING.
+
+    A graceful ``stop`` first (SIGKILL after ``grace`` seconds), then the
+    watchdog starts the new instance (:attr:`Mode.RESTART`: not a failure).
+    An instance that crashed just before is counted as the crash it is, and
+    the respawn the watchdog makes is the restart asked for.
+
+    :raises WorkerUnavailable: the daemon is stopping, the new instance died,
+        or it was not LOOPING within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    with handle._restart_lock:
+        first = handle.generation
+        respawned = False
+        if handle.alive and not manager.spawner.owns_live_instance(handle):
+            # It died and its exit waits in the watchdog's queue: let the
+            # watchdog count that as the crash it is (backoff,
+            # worker.failed); a respawn it makes is the restart asked for.
+            handle._wait(lambda: handle.generation > first or not handle.alive
+                         or manager.stopping, min(grace, timeout))
+            respawned = handle.generation > first
+        if respawned:
+            pass
+        elif handle.alive:
+            handle.mode = Mode.RESTART
+            try:
+                handle._send(encode(CMD, "stop", None))
+            except (ChannelFull, ChannelClosed):
+                manager.kill(handle)
+            if not handle._wait(lambda: handle.generation > first or manager.stopping,
+                                min(grace, timeout)):
+                if handle.generation == first and handle.alive:
+                    manager.logger.warning("worker %r did not stop within %gs: killing it",
+                                        handle.name, grace)
+                    manager.kill(handle)
+        else:
+            manager.watchdog.cancel_respawn(handle)
+            manager.spawn(handle, respawn=True)
+        # LOOPING as emitted (worker.state sent), not only as written in
+        # the status block: whoever waits on restart() sees the event first.
+        looping = handle._wait(
+            lambda: manager.stopping or (handle.generation > first and (
+                not handle.alive or handle.emitted is WorkerStatus.LOOPING)),
+            max(0.0, deadline - time.monotonic()))
+    if manager.stopping:
+        raise WorkerUnavailable("the daemon is stopping")
+    if looping and not handle.alive:
+        raise WorkerUnavailable("worker %r %s during its restart"
+                                % (handle.name, describe_exit(handle.last_exit)))
+    if not looping:
+        raise WorkerUnavailable("worker %r is not LOOPING %gs after its restart (%s)"
+                                % (handle.name, timeout, handle.status.name))
+    return True

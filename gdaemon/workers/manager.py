@@ -25,25 +25,22 @@ which the watchdog greenlet empties in order.
 import contextlib
 import itertools
 import logging
-import math
-import os
 import time
 
 import gevent
 from gevent.lock import Semaphore
 
-from ..config import parse_address
-from ..errors import ChannelClosed, ChannelFull, ConfigError, UnknownWorker, WorkerError, WorkerUnavailable
+from ..errors import ChannelClosed, ChannelFull, UnknownWorker, WorkerError, WorkerUnavailable
 from ..forking import ForkRegistry
 from .channel import DEFAULT_CAPACITY
 from .handle import Mode, OutputChannel, WorkerHandle
-from .lifecycle import grow, reload_pools, shrink, start_pools, stop_pools
-from .messages import CMD, LOG, MSG, REOPEN, REPLY, STATE, decode, encode
-from .pool import Pool, check_after, instance_name, start_layers
+from .lifecycle import grow, reload_pools, restart_instance, shrink, start_pools, stop_pools
+from .messages import LOG, MSG, REOPEN, REPLY, STATE, decode, encode
+from .pool import Pool, check_after, check_install, instance_name, listen_address, start_layers
 from .spawn import Spawner
 from .standby import StandbyPool
-from .watchdog import RestartPolicy, Watchdog, describe_exit
-from .worker import Worker, WorkerKind, WorkerStatus
+from .watchdog import RestartPolicy, Watchdog
+from .worker import WorkerKind, WorkerStatus
 
 __all__ = ["WorkerManager", "WorkerHandle", "OutputChannel"]
 
@@ -129,9 +126,9 @@ class WorkerManager:
         :raises WorkerError: the name is taken, it starts after itself, or
             its ``after=`` makes a cycle.
         """
-        _check_install(worker, looptime, forever, timeout, instances)
+        check_install(worker, looptime, forever, timeout, instances)
         after = check_after(after, worker.name)
-        listen = self._listen_address(listen, worker)
+        listen = listen_address(listen, worker, getattr(self.daemon, "config", None) or {})
         plain = instances == 1
         names = [instance_name(worker.name, i, plain) for i in range(max(instances, 1))]
         for name in [worker.name] + names:
@@ -155,19 +152,6 @@ class WorkerManager:
                 self.spawn(handle)
             self.refresh_standby()
         return handles[0] if handles else None
-
-    def _listen_address(self, listen, worker):
-        if listen is None:
-            return None
-        address = parse_address(listen, key="listen of worker %r" % worker.name, schemes=("tcp", "unix"))
-        config = getattr(self.daemon, "config", None) or {}
-        if address.scheme == "unix" and not os.path.isabs(address.path):
-            address.path = os.path.join(config.get("basepath") or os.getcwd(), address.path)
-        if not config.get("insecure") and not address.is_loopback:
-            raise ConfigError("refusing listen=%s for worker %r on a non-loopback address: the "
-                              "daemon cannot authenticate the worker's own protocol (set "
-                              "'insecure': True)" % (listen, worker.name))
-        return address
 
     def _add_instances(self, pool, count):
         handles = []
@@ -309,54 +293,12 @@ class WorkerManager:
             ``shutdowntimeout`` + :attr:`restart_timeout`).
         """
         handle = name if isinstance(name, WorkerHandle) else self.get(name)
-        if not self._started or self._stopping:
+        if not self.running:
             raise WorkerUnavailable("workers are not running")
         grace = self._config("shutdowntimeout", 10)
         if timeout is None:
             timeout = grace + self.restart_timeout
-        deadline = time.monotonic() + timeout
-        with handle._restart_lock:
-            first = handle.generation
-            respawned = False
-            if handle.alive and not self.spawner.owns_live_instance(handle):
-                # It died and its exit waits in the watchdog's queue: let the
-                # watchdog count that as the crash it is (backoff,
-                # worker.failed); a respawn it makes is the restart asked for.
-                handle._wait(lambda: handle.generation > first or not handle.alive
-                             or self._stopping, min(grace, timeout))
-                respawned = handle.generation > first
-            if respawned:
-                pass
-            elif handle.alive:
-                handle.mode = Mode.RESTART
-                try:
-                    handle._send(encode(CMD, "stop", None))
-                except (ChannelFull, ChannelClosed):
-                    self.kill(handle)
-                if not handle._wait(lambda: handle.generation > first or self._stopping,
-                                    min(grace, timeout)):
-                    if handle.generation == first and handle.alive:
-                        self.logger.warning("worker %r did not stop within %gs: killing it",
-                                            handle.name, grace)
-                        self.kill(handle)
-            else:
-                self.watchdog.cancel_respawn(handle)
-                self.spawn(handle, respawn=True)
-            # LOOPING as emitted (worker.state sent), not only as written in
-            # the status block: whoever waits on restart() sees the event first.
-            looping = handle._wait(
-                lambda: self._stopping or (handle.generation > first and (
-                    not handle.alive or handle.emitted is WorkerStatus.LOOPING)),
-                max(0.0, deadline - time.monotonic()))
-        if self._stopping:
-            raise WorkerUnavailable("the daemon is stopping")
-        if looping and not handle.alive:
-            raise WorkerUnavailable("worker %r %s during its restart"
-                                    % (handle.name, describe_exit(handle.last_exit)))
-        if not looping:
-            raise WorkerUnavailable("worker %r is not LOOPING %gs after its restart (%s)"
-                                    % (handle.name, timeout, handle.status.name))
-        return True
+        return restart_instance(self, handle, grace, timeout)
 
     def wake(self):
         """Have the watchdog look at every worker now (``posix.sigchld``)."""
@@ -580,24 +522,3 @@ def _lookup(mapping, name, what):
         return mapping[name]
     except (KeyError, TypeError):  # TypeError: an unhashable name from RPC
         raise UnknownWorker("unknown %s %r" % (what, name)) from None
-
-
-def _check_install(worker, looptime, forever, timeout, instances):
-    if not isinstance(worker, Worker):
-        raise ConfigError("install() takes a gdaemon.Worker, got %r" % (worker,))
-    if not _positive_number(looptime):
-        raise ConfigError("invalid looptime %r for worker %r: expected a positive number"
-                          % (looptime, worker.name))
-    if not isinstance(forever, bool):
-        raise ConfigError("invalid forever %r for worker %r: expected a bool" % (forever, worker.name))
-    if timeout is not None and not _positive_number(timeout):
-        raise ConfigError("invalid timeout %r for worker %r: expected None or a positive number"
-                          % (timeout, worker.name))
-    if not isinstance(instances, int) or isinstance(instances, bool) or instances < 0:
-        raise ConfigError("invalid instances %r for worker %r: expected an integer >= 0"
-                          % (instances, worker.name))
-
-
-def _positive_number(value):
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and value > 0)

@@ -20,6 +20,7 @@ while an instance crashes, respawns or restarts wait in the backlog.
 """
 
 import copy
+import math
 import os
 import socket
 import stat
@@ -27,10 +28,13 @@ import stat
 from gevent import socket as gsocket
 from gevent.lock import Semaphore
 
+from ..config import parse_address
 from ..errors import ConfigError, WorkerError
 from ..events import EventBus
+from .worker import Worker
 
-__all__ = ["Pool", "instance_name", "start_layers", "bind_listener"]
+__all__ = ["Pool", "instance_name", "start_layers", "bind_listener", "check_after", "check_install",
+           "listen_address"]
 
 #: Backlog of a pool's listening socket.
 LISTEN_BACKLOG = 1024
@@ -219,3 +223,39 @@ def check_after(after, name):
     if name in after:
         raise WorkerError("worker %r cannot start after itself" % (name,))
     return after
+
+
+def check_install(worker, looptime, forever, timeout, instances):
+    """Validate the arguments of ``install()``; the ConfigError names the bad one."""
+    if not isinstance(worker, Worker):
+        raise ConfigError("install() takes a gdaemon.Worker, got %r" % (worker,))
+    if not _positive_number(looptime):
+        raise ConfigError("invalid looptime %r for worker %r: expected a positive number"
+                          % (looptime, worker.name))
+    if not isinstance(forever, bool):
+        raise ConfigError("invalid forever %r for worker %r: expected a bool" % (forever, worker.name))
+    if timeout is not None and not _positive_number(timeout):
+        raise ConfigError("invalid timeout %r for worker %r: expected None or a positive number"
+                          % (timeout, worker.name))
+    if not isinstance(instances, int) or isinstance(instances, bool) or instances < 0:
+        raise ConfigError("invalid instances %r for worker %r: expected an integer >= 0"
+                          % (instances, worker.name))
+
+
+def listen_address(listen, worker, config):
+    """Parse and check ``install(..., listen=...)``; ``None`` without one."""
+    if listen is None:
+        return None
+    address = parse_address(listen, key="listen of worker %r" % worker.name, schemes=("tcp", "unix"))
+    if address.scheme == "unix" and not os.path.isabs(address.path):
+        address.path = os.path.join(config.get("basepath") or os.getcwd(), address.path)
+    if not config.get("insecure") and not address.is_loopback:
+        raise ConfigError("refusing listen=%s for worker %r on a non-loopback address: the "
+                          "daemon cannot authenticate the worker's own protocol (set "
+                          "'insecure': True)" % (listen, worker.name))
+    return address
+
+
+def _positive_number(value):
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
