@@ -11,21 +11,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 from support import DaemonProcess, command, kill_pidfile_daemon, short_tmpdir  # noqa: E402
 
 
-@pytest.fixture
-def workdir():
-    """A short temporary directory (unix socket paths must stay under 108 bytes).
-
-    Any daemon started there with ``-d`` is killed at teardown.
-    """
+def _fresh_workdir():
     path = short_tmpdir()
     yield path
     kill_pidfile_daemon(path)
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def spawn(workdir):
-    """``spawn(argv, **kw)`` starts a daemon in ``workdir``; all are stopped at teardown."""
+def _spawner(workdir):
     started = []
 
     def _spawn(argv, wait=True, env=None, address=None, cwd=None):
@@ -36,6 +29,33 @@ def spawn(workdir):
     yield _spawn
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def workdir():
+    """A short temporary directory (unix socket paths must stay under 108 bytes).
+
+    Any daemon started there with ``-d`` is killed at teardown.
+    """
+    yield from _fresh_workdir()
+
+
+@pytest.fixture
+def spawn(workdir):
+    """``spawn(argv, **kw)`` starts a daemon in ``workdir``; all are stopped at teardown."""
+    yield from _spawner(workdir)
+
+
+@pytest.fixture(scope="module")
+def module_workdir():
+    """:func:`workdir` for the daemons a whole test module shares."""
+    yield from _fresh_workdir()
+
+
+@pytest.fixture(scope="module")
+def module_spawn(module_workdir):
+    """:func:`spawn` in ``module_workdir``: its daemons are stopped after the module's last test."""
+    yield from _spawner(module_workdir)
 
 
 @pytest.fixture

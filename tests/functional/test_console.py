@@ -36,6 +36,14 @@ LoggingDaemon({"description": "Logging Daemon"}).init()
 """
 
 
+def log_to_daemon_log(workdir, text):
+    """``test.log(text)`` on the LOGGING_SCRIPT daemon in ``workdir``; wait for its line in daemon.log."""
+    assert rpc(address(workdir), "test.log", {"text": text})["result"] is True
+    path = os.path.join(workdir, "daemon.log")
+    wait_until(lambda: "warning-marker-" + text in open(path).read(), 5,
+               message="warning-marker-%s in daemon.log" % text)
+
+
 def output(completed):
     return (completed.stdout or "") + (completed.stderr or "")
 
@@ -174,9 +182,7 @@ def test_daemon_mode_logs_to_the_logfile_and_foreground_to_stderr(workdir, spawn
     pid = start_daemon_mode(workdir, [sys.executable, script])
     logfile = os.path.join(workdir, "daemon.log")
     try:
-        assert rpc(address(workdir), "test.log", {"text": "dmode"})["result"] is True
-        wait_until(lambda: "warning-marker-dmode" in open(logfile).read(), 5,
-                   message="the log line in daemon.log")
+        log_to_daemon_log(workdir, "dmode")
     finally:
         stop_by_signal(pid)
     os.rename(logfile, logfile + ".old")
@@ -194,14 +200,11 @@ def test_signal_reopens_the_logfile(workdir, signum):
     pid = start_daemon_mode(workdir, [sys.executable, script])
     logfile = os.path.join(workdir, "daemon.log")
     try:
-        assert rpc(address(workdir), "test.log", {"text": "before"})["result"] is True
-        wait_until(lambda: "warning-marker-before" in open(logfile).read(), 5)
+        log_to_daemon_log(workdir, "before")
         os.rename(logfile, logfile + ".1")
         os.kill(pid, signum)
         wait_until(lambda: os.path.exists(logfile), 5, message="a new daemon.log after the signal")
-        assert rpc(address(workdir), "test.log", {"text": "after"})["result"] is True
-        wait_until(lambda: "warning-marker-after" in open(logfile).read(), 5,
-                   message="the new log line in the new daemon.log")
+        log_to_daemon_log(workdir, "after")
         assert "warning-marker-after" not in open(logfile + ".1").read()
         assert not gone(pid)
     finally:
@@ -446,8 +449,21 @@ def test_echo_gdaemon_socket_environment(spawn):
 # ---------------------------------------------------------------------------
 # Exec scripts: arguments, niceness, config errors, paths
 
-ARGS_SCRIPT = '''
-USAGE = """Args Daemon.
+def arguments_script(description, usage):
+    """A daemon whose own ``usage`` replaces the console; ``test.arguments`` returns what was parsed."""
+    return '''
+class ArgsDaemon(Daemon):
+    def setup(self):
+        @self.rpc.method("test.arguments", returns=dict)
+        def arguments():
+            return dict(self.arguments)
+
+
+ArgsDaemon({"description": %r, "arguments": %r}).init()
+''' % (description, usage)
+
+
+ARGS_SCRIPT = arguments_script("Args Daemon", """Args Daemon.
 
 Usage:
   mydaemon.py [-d | -f] [-s] [-v] [--name=NAME]
@@ -460,16 +476,7 @@ Options:
   -v --verbose      debug logging
   --name=NAME       a name for this daemon [default: anonymous]
   -h --help         print this
-"""
-
-class ArgsDaemon(Daemon):
-    def setup(self):
-        @self.rpc.method("test.arguments", returns=dict)
-        def arguments():
-            return dict(self.arguments)
-
-ArgsDaemon({"description": "Args Daemon", "arguments": USAGE}).init()
-'''
+""")
 
 
 def test_custom_arguments_replace_the_console(workdir, spawn):
@@ -593,8 +600,7 @@ def test_exec_script_usage_error_names_the_option(workdir):
     assert "mydaemon.py [-d | -f]" in completed.stderr
 
 
-SHORT_ONLY_SCRIPT = '''
-USAGE = """Short Daemon.
+SHORT_ONLY_SCRIPT = arguments_script("Short Daemon", """Short Daemon.
 
 Usage:
   short.py [-d | -f] [--name NAME]
@@ -607,16 +613,7 @@ Options:
   --name NAME  a name [default: anonymous]
   --stop       stop it
   -h           help
-"""
-
-class ShortDaemon(Daemon):
-    def setup(self):
-        @self.rpc.method("test.arguments", returns=dict)
-        def arguments():
-            return dict(self.arguments)
-
-ShortDaemon({"description": "Short Daemon", "arguments": USAGE}).init()
-'''
+""")
 
 
 def test_custom_usage_with_short_only_d_and_f(workdir, spawn):

@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import selectors
-import shutil
 import socket
 import struct
 import sys
@@ -21,7 +20,7 @@ import time
 import pytest
 import websocket
 
-from support import DaemonProcess, RawConnection, free_port, rpc, run, short_tmpdir, wait_until
+from support import RawConnection, free_port, recv_until_closed, rpc, run, wait_until
 from support.scripts import write_script
 
 SCRIPT = """
@@ -73,7 +72,7 @@ def write_hostile(workdir, config, interval=60.0, nofile=0):
                         name="hostiled.py")
 
 
-def start(workdir, spawn=None, interval=60.0, nofile=0, http=True, **config):
+def start(workdir, spawn, interval=60.0, nofile=0, http=True, **config):
     """A HostileDaemon in ``workdir``; ``proc.port`` is its HTTP port (or None)."""
     port = free_port() if http else None
     cfg = {"description": "Hostile Test Daemon"}
@@ -84,28 +83,16 @@ def start(workdir, spawn=None, interval=60.0, nofile=0, http=True, **config):
     address = None
     if cfg.get("sockethandler", "").startswith("tcp://"):
         address = cfg["sockethandler"]
-    argv = [sys.executable, path, "-f"]
-    if spawn is not None:
-        proc = spawn(argv, address=address, wait=not cfg.get("token"))
-    else:
-        proc = DaemonProcess(argv, workdir, address=address).start()
+    proc = spawn([sys.executable, path, "-f"], address=address, wait=not cfg.get("token"))
     proc.port = port
     proc.url = "ws://127.0.0.1:%d/rpc" % port if http else None
     return proc
 
 
 @pytest.fixture(scope="module")
-def daemon():
+def daemon(module_workdir, module_spawn):
     """One shared daemon with default limits, a unix socket and the HTTP endpoint."""
-    workdir = short_tmpdir()
-    proc = None
-    try:
-        proc = start(workdir)
-        yield proc
-    finally:
-        if proc is not None:
-            proc.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    return start(module_workdir, module_spawn)
 
 
 # -- /proc ------------------------------------------------------------------------------
@@ -178,6 +165,17 @@ def http_exchange(proc, data):
     return status, json.loads(body)
 
 
+#: The ways in for a request: the raw socket, the websocket, HTTP POST.
+TRANSPORTS = ["socket", "websocket", "http"]
+
+
+def exchange(proc, transport, data):
+    """``(HTTP status, decoded reply)`` of ``data`` sent over ``transport``; no status but over HTTP."""
+    if transport == "http":
+        return http_exchange(proc, data)
+    return None, (raw_exchange if transport == "socket" else ws_exchange)(proc, data)
+
+
 def calls(proc):
     return proc.result("test.calls")
 
@@ -202,28 +200,18 @@ def assert_batch_refused(response, limit=1000):
 # == socketmaxbatch ===================================================================
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("transport", ["socket", "websocket", "http"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_long_batch_is_one_error_and_nothing_of_it_runs(daemon, transport):
     before = calls(daemon)
     long_batch = json.dumps([request("test.count", id=i) for i in range(1001)]).encode()
-    if transport == "socket":
-        response = raw_exchange(daemon, long_batch)
-    elif transport == "websocket":
-        response = ws_exchange(daemon, long_batch)
-    else:
-        status, response = http_exchange(daemon, long_batch)
-        assert status == 400
+    status, response = exchange(daemon, transport, long_batch)
+    assert status == (400 if transport == "http" else None)
     assert_batch_refused(response)
     assert calls(daemon) == before, "part of a refused batch ran"
     # Exactly socketmaxbatch requests is a batch like any other.
     fits = json.dumps([request("test.count", id=i) for i in range(1000)]).encode()
-    if transport == "socket":
-        response = raw_exchange(daemon, fits)
-    elif transport == "websocket":
-        response = ws_exchange(daemon, fits)
-    else:
-        status, response = http_exchange(daemon, fits)
-        assert status == 200
+    status, response = exchange(daemon, transport, fits)
+    assert status == (200 if transport == "http" else None)
     assert [r["id"] for r in response] == list(range(1000))
     assert calls(daemon) == before + 1000
 
@@ -232,16 +220,15 @@ def test_a_long_batch_is_one_error_and_nothing_of_it_runs(daemon, transport):
 def test_one_megabyte_batches_do_not_grow_peak_memory(daemon):
     """Before issue 8 one ``[1,1,...]`` line raised VmHWM from 36 MB to 285 MB."""
     # Warm every path up with small requests, so that their first use is not counted.
-    assert raw_exchange(daemon, json.dumps(request("examples.echo", ["warm"])).encode())["result"] == "warm"
-    assert ws_exchange(daemon, json.dumps(request("examples.echo", ["warm"])).encode())["result"] == "warm"
-    assert http_exchange(daemon, json.dumps(request("examples.echo", ["warm"])).encode())[0] == 200
+    warm = json.dumps(request("examples.echo", ["warm"])).encode()
+    for transport in TRANSPORTS:
+        assert exchange(daemon, transport, warm)[1]["result"] == "warm"
     before = peak_kb(daemon.pid)
-    for name, line in WORST_LINES.items():
-        assert_batch_refused(raw_exchange(daemon, line))
-        assert_batch_refused(ws_exchange(daemon, line))
-        status, response = http_exchange(daemon, line)
-        assert status == 400
-        assert_batch_refused(response)
+    for line in WORST_LINES.values():
+        for transport in TRANSPORTS:
+            status, response = exchange(daemon, transport, line)
+            assert status == (400 if transport == "http" else None)
+            assert_batch_refused(response)
     grown = peak_kb(daemon.pid) - before
     # Reading the line itself needs a copy or two of it: a few MB, never its objects.
     assert grown < 6 * 1024, "peak memory grew by %d kB" % grown
@@ -355,20 +342,6 @@ def test_end_of_input_ends_the_last_line(family, workdir, spawn):
 
 # == socketauthtimeout ===================================================================
 
-def closed_by_peer(sock, timeout=10.0):
-    """Everything ``sock`` receives until the daemon closes it."""
-    sock.settimeout(timeout)
-    data = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            return data
-        if not chunk:
-            return data
-        data += chunk
-
-
 @pytest.fixture
 def token_daemon(workdir, spawn):
     proc = start(workdir, spawn, token="s3cret", socketauthtimeout=0.5, socketmaxconnections=8,
@@ -387,7 +360,7 @@ def test_unauthenticated_connections_are_closed_after_socketauthtimeout(token_da
     with RawConnection(proc.address) as idle, RawConnection(proc.address) as admin:
         assert admin.result("system.auth", ["s3cret"]) is True
         started = time.monotonic()
-        data = closed_by_peer(idle.sock)
+        data = recv_until_closed(idle.sock)
         elapsed = time.monotonic() - started
         assert 0.3 < elapsed < 5, elapsed
         # One -32001 line says why, then the connection is closed.
@@ -398,7 +371,7 @@ def test_unauthenticated_connections_are_closed_after_socketauthtimeout(token_da
     # A request started but not finished does not extend the deadline.
     with RawConnection(proc.address) as slow:
         slow.send_raw(b'{"jsonrpc":"2.0","method":"system.au')
-        assert json.loads(closed_by_peer(slow.sock))["error"]["code"] == -32001
+        assert json.loads(recv_until_closed(slow.sock))["error"]["code"] == -32001
 
 
 @pytest.mark.timeout(60)
@@ -485,7 +458,7 @@ def test_an_http_flood_keeps_descriptors_bounded_and_the_unix_socket_answering(w
         # quietly once sockettimeout passed without a request.
         refused = 0
         for sock in socks:
-            data = closed_by_peer(sock)
+            data = recv_until_closed(sock)
             if data:
                 assert data.startswith(b"HTTP/1.1 503 "), data[:100]
                 assert json.loads(data.split(b"\r\n\r\n", 1)[1])["error"]["code"] == -32004
@@ -569,7 +542,7 @@ def test_client_errors_are_logged_once_per_kind_then_counted(workdir, spawn):
         # Garbage instead of HTTP.
         with socket.create_connection(("127.0.0.1", proc.port), timeout=10) as sock:
             sock.sendall(b"NONSENSE\r\n\r\n")
-            assert closed_by_peer(sock).startswith(b"HTTP/1.1 400")
+            assert recv_until_closed(sock).startswith(b"HTTP/1.1 400")
         # An oversized line on the raw socket.
         with proc.connect() as conn:
             conn.send_raw(b"[" + b" " * 70000 + b"]\n")

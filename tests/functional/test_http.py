@@ -7,7 +7,6 @@ Requests are made with the standard library (``http.client``,
 
 import http.client
 import json
-import shutil
 import socket
 import sys
 import time
@@ -15,7 +14,7 @@ import xmlrpc.client
 
 import pytest
 
-from support import DaemonProcess, free_port, short_tmpdir, wait_until
+from support import DaemonProcess, free_port, recv_until_closed, wait_until
 from support.workers import write_daemon
 
 #: A few result shapes, on top of the worker test daemon (which has examples.echo).
@@ -31,26 +30,22 @@ class TestDaemon(TestDaemon):
 '''
 
 
-def make_daemon(workdir, **config):
+def make_daemon(workdir, spawn=None, **config):
+    """A daemon with an HTTP endpoint on ``proc.port``: started by ``spawn``
+    (which stops it), or not started yet (the caller stops it)."""
     port = free_port()
     cfg = {"websockethandler": "tcp://127.0.0.1:%d" % port}
     cfg.update(config)
     path = write_daemon(workdir, "pass", extra=METHODS, config=cfg)
-    proc = DaemonProcess([sys.executable, path, "-f"], workdir)
+    argv = [sys.executable, path, "-f"]
+    proc = spawn(argv) if spawn is not None else DaemonProcess(argv, workdir)
     proc.port = port
     return proc
 
 
 @pytest.fixture(scope="module")
-def daemon():
-    workdir = short_tmpdir()
-    proc = make_daemon(workdir, socketmaxmessage=65536)
-    try:
-        proc.start()
-        yield proc
-    finally:
-        proc.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+def daemon(module_workdir, module_spawn):
+    return make_daemon(module_workdir, module_spawn, socketmaxmessage=65536)
 
 
 def request(port, method, path, body=None, headers=None):
@@ -139,13 +134,7 @@ def test_a_refused_request_announcing_a_huge_body_is_closed_at_once(workdir):
         with socket.create_connection(("127.0.0.1", proc.port), timeout=10) as sock:
             sock.sendall(b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
                          b"Content-Length: 10000000000\r\n\r\n" + b"x" * 1000)
-            reply = b""
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                reply += chunk
-            assert reply.startswith(b"HTTP/1.1 415")
+            assert recv_until_closed(sock).startswith(b"HTTP/1.1 415")
     finally:
         proc.stop()
 

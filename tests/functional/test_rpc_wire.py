@@ -8,7 +8,6 @@ of ``gdaemon.client``.  Written from SPEC.md alone.
 
 import json
 import os
-import shutil
 import socket
 import stat
 import sys
@@ -17,8 +16,7 @@ import time
 
 import pytest
 
-from support import (DaemonProcess, RawConnection, command, free_port, rpc, run,
-                     short_tmpdir, wait_until)
+from support import RawConnection, command, free_port, recv_until_closed, rpc, run, wait_until
 from support.scripts import echo_daemon, write_script
 
 ECHO = command("gdaemon-echo")
@@ -93,17 +91,9 @@ WireDaemon({"description": "Wire Test Daemon", "socketmaxconnections": 256}).ini
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(module_workdir, module_spawn):
     """One shared foreground daemon running WIRE_SCRIPT."""
-    path = short_tmpdir()
-    script = write_script(path, WIRE_SCRIPT)
-    proc = DaemonProcess([sys.executable, script, "-f"], path)
-    try:
-        proc.start()
-        yield proc
-    finally:
-        proc.stop()
-        shutil.rmtree(path, ignore_errors=True)
+    return module_spawn([sys.executable, write_script(module_workdir, WIRE_SCRIPT), "-f"])
 
 
 @pytest.fixture
@@ -678,19 +668,15 @@ def test_worker_methods_without_workers(conn):
 # 4.4 authentication
 
 @pytest.fixture(scope="module")
-def token_server():
-    path = short_tmpdir()
+def token_server(module_workdir, module_spawn):
+    path = os.path.join(module_workdir, "auth")   # beside the shared server's daemon.sock
+    os.mkdir(path)
     script = write_script(path, echo_daemon({"description": "Auth", "token": "s3cret-token"}))
-    proc = DaemonProcess([sys.executable, script, "-f"], path)
-    try:
-        proc.start(wait=False)
-        # is_serving() cannot authenticate: wait for the socket to answer -32001.
-        wait_until(lambda: rpc(proc.address, "system.listMethods", timeout=2)["error"]["code"] == -32001,
-                   15, message="the token daemon to serve")
-        yield proc
-    finally:
-        proc.stop()
-        shutil.rmtree(path, ignore_errors=True)
+    proc = module_spawn([sys.executable, script, "-f"], wait=False, cwd=path)
+    # is_serving() cannot authenticate: wait for the socket to answer -32001.
+    wait_until(lambda: rpc(proc.address, "system.listMethods", timeout=2)["error"]["code"] == -32001,
+               15, message="the token daemon to serve")
+    return proc
 
 
 def _closed(c):
@@ -883,43 +869,15 @@ def test_unix_socket_mode_is_honoured(workdir, spawn):
     assert stat.S_IMODE(os.stat(os.path.join(workdir, "daemon.sock")).st_mode) == 0o660
 
 
-def test_nc_style_one_shot_request(echo):
-    """SPEC 4.1: a request written then half-closed (like ``nc -U``) is answered."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    try:
-        s.connect(echo.address[len("unix://"):])
-        s.sendall(b'{"jsonrpc":"2.0","method":"examples.echo","params":{"message":"hi"},"id":1}\n')
-        s.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        s.close()
-    assert data == b'{"jsonrpc":"2.0","result":"hi","id":1}\n' or \
-        json.loads(data) == {"jsonrpc": "2.0", "result": "hi", "id": 1}
-    assert data.endswith(b"\n") and data.count(b"\n") == 1
-
-
-def test_end_of_input_ends_the_last_line(echo):
-    """SPEC 4.1: ``printf '{...}' | nc -U daemon.sock``, no trailing newline, is answered."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    try:
-        s.connect(echo.address[len("unix://"):])
-        s.sendall(b'{"jsonrpc":"2.0","method":"examples.echo","params":{"message":"hi"},"id":1}')
-        s.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        s.close()
+@pytest.mark.parametrize("end", [b"\n", b""], ids=["newline", "end-of-input"])
+def test_nc_style_one_shot_request(echo, end):
+    """SPEC 4.1: a request written then half-closed (like ``nc -U``) is answered;
+    without its newline too (``printf '{...}' | nc -U daemon.sock``): the end
+    of input ends the last line."""
+    with RawConnection(echo.address) as conn:
+        conn.send_raw(b'{"jsonrpc":"2.0","method":"examples.echo","params":{"message":"hi"},"id":1}' + end)
+        conn.sock.shutdown(socket.SHUT_WR)
+        data = recv_until_closed(conn.sock)
     assert data == b'{"jsonrpc":"2.0","result":"hi","id":1}\n'
 
 

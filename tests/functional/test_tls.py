@@ -42,6 +42,17 @@ def tls_call(port, cafile, method, params=None):
             return json.loads(data)
 
 
+def plain_reply(port, data):
+    """What a plain-text client sending ``data`` to a TLS port reads first (``b""`` if reset)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(data)
+        raw.settimeout(5)
+        try:
+            return raw.recv(4096)
+        except ConnectionResetError:
+            return b""
+
+
 def start(spawn, workdir, certs, **config):
     cfg = {"certfile": certs.certfile, "keyfile": certs.keyfile}
     cfg.update(config)
@@ -66,14 +77,7 @@ def test_tls_socket(spawn, workdir):
         with pytest.raises(ssl.SSLError):
             ssl.create_default_context().wrap_socket(raw, server_hostname="127.0.0.1")
     # ... plain text gets nowhere...
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        raw.sendall(b'{"jsonrpc":"2.0","method":"test.ping","id":1}\n')
-        raw.settimeout(5)
-        try:
-            reply = raw.recv(4096)
-        except ConnectionResetError:
-            reply = b""
-        assert b"pong" not in reply
+    assert b"pong" not in plain_reply(port, b'{"jsonrpc":"2.0","method":"test.ping","id":1}\n')
     # ... and the daemon serves on.
     assert tls_call(port, certs.cafile, "test.ping")["result"] == "pong"
 
@@ -115,14 +119,7 @@ def test_https_and_wss_endpoint(spawn, workdir):
         assert client.test.ping() == "pong"
 
     # Plain HTTP on the HTTPS port gets no answer, and breaks nothing.
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        raw.settimeout(5)
-        try:
-            reply = raw.recv(4096)
-        except ConnectionResetError:
-            reply = b""
-        assert b"dashboard" not in reply
+    assert b"dashboard" not in plain_reply(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(base + "/", timeout=10)  # system CAs do not know ours
     assert post({"jsonrpc": "2.0", "method": "test.ping", "id": 2})[1]["result"] == "pong"

@@ -8,7 +8,6 @@ start their own.
 
 import json
 import os
-import shutil
 import signal
 import socket
 import struct
@@ -18,7 +17,7 @@ import time
 import pytest
 import websocket
 
-from support import DaemonProcess, RawConnection, free_port, short_tmpdir, wait_until
+from support import RawConnection, free_port, wait_until
 from support.workers import (fd_targets, kinds, live_children, standby_pids, wait_looping,
                              wait_status, write_daemon)
 
@@ -37,22 +36,13 @@ def start(spawn, workdir, install="pass", wait=True, **config):
 
 
 @pytest.fixture(scope="module")
-def daemon():
+def daemon(module_spawn, module_workdir):
     """One shared daemon: worker ``alpha`` (forked, forever), default limits."""
-    workdir = short_tmpdir()
-    port = free_port()
-    path = write_daemon(workdir, 'daemon.workers.install(Counter("alpha"), looptime=0.05, forever=True)',
-                        config={"websockethandler": "tcp://127.0.0.1:%d" % port})
-    proc = DaemonProcess([sys.executable, path, "-f"], workdir)
-    try:
-        proc.start()
-        proc.url = "ws://127.0.0.1:%d/rpc" % port
-        proc.origin = "http://127.0.0.1:%d" % port
-        wait_looping(proc, "alpha")
-        yield proc
-    finally:
-        proc.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    proc = start(module_spawn, module_workdir,
+                 'daemon.workers.install(Counter("alpha"), looptime=0.05, forever=True)')
+    proc.origin = proc.url[:-len("/rpc")].replace("ws://", "http://")
+    wait_looping(proc, "alpha")
+    return proc
 
 
 def connect(url, **kw):

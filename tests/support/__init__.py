@@ -135,6 +135,24 @@ class RawConnection:
         self.close()
 
 
+def recv_until_closed(sock, timeout=10.0):
+    """Everything ``sock`` receives until the peer closes it (or resets it).
+
+    ``socket.timeout`` after ``timeout`` seconds without a byte: the peer
+    kept the connection open.
+    """
+    sock.settimeout(timeout)
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
 def rpc(address, method, params=None, timeout=10.0, **named):
     """One request on a fresh connection; return the response object."""
     with RawConnection(address, timeout=timeout) as conn:
