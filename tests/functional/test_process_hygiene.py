@@ -463,7 +463,7 @@ def _is_echo_in(proc, workdir):
     try:
         cmdline = proc.info["cmdline"] or []
         return (any(part.endswith("gdaemon-echo") for part in cmdline) and "-d" in cmdline
-                and proc.status() != psutil.STATUS_ZOMBIE and proc.ppid() == 1
+                and not gone(proc) and proc.ppid() == 1
                 and os.path.exists(os.path.join(workdir, "daemon.pid")) and _holds(proc, workdir))
     except psutil.Error:
         return False
