@@ -77,14 +77,16 @@ a websocket busy with a request gets :attr:`HttpEndpoint.stop_grace`
 seconds to answer it, then each websocket is sent its queued events and a
 close frame with code 1001 (going away).
 
+The WSGI application (routes, the dashboard's files, POST handling) is in
+:mod:`gdaemon.rpc.routes`; this module is the server: its handler, limits,
+connections and websockets.
+
 Fork safety: a forked worker calls :meth:`HttpEndpoint.close_in_child`,
 which closes the listener's and every client connection's descriptor without
 shutting the sockets down (that would cut the daemon's copies too).
 """
 
-import base64
 import logging
-import os
 import socket
 import time
 
@@ -92,39 +94,22 @@ import gevent
 from gevent.pywsgi import Input, LoggingLogAdapter, WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 
-from ..errors import MessageTooLarge, RpcError, TooManyConnections, Unauthorized
+from ..errors import TooManyConnections
 from ..process import close_fd
 from ..ratelimit import RateLimitedLog
 from ..tls import BoundedHandshake
-from ..wire import codec
 from ..wire.websocket import CloseCode
 from .endpoint import Transport, bind_listener, connection_pool, refuse_connection
-from .protocol import Session
+from .routes import BODY_READ, DEADLINE, JSON, HttpApplication
+from .routes import peer as peer_of
 from .websocket import Refuse, WebSocketConnection, error_message
 
 __all__ = ["HttpEndpoint"]
 
 log = logging.getLogger("gdaemon.http")
 
-STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
-_STATIC_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
-                 ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml",
-                 ".png": "image/png", ".ico": "image/x-icon"}
-_JSON = "application/json"
-_BODY_READ = "gdaemon.body_read"   # environ key: the application consumed the request body
-_DEADLINE = "gdaemon.deadline"     # environ key: time.monotonic() by which the body must be in
 _BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n"
                 b"Connection: close\r\n\r\nbad request\n")
-_SECURITY_HEADERS = [
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
-    ("X-Frame-Options", "DENY"),
-    ("Cache-Control", "no-store"),
-]
-# The dashboard loads nothing from anywhere else (no CDN, no fonts).
-_PAGE_POLICY = ("default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
-                "style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-                "form-action 'none'")
 
 class _HeadTimeout(BaseException):
     """The request line and headers did not arrive within ``sockettimeout``.
@@ -132,10 +117,6 @@ class _HeadTimeout(BaseException):
     A BaseException, so that pywsgi's ``except Exception`` (which answers 400
     and logs) lets it through to :meth:`_Handler.handle`, which closes quietly.
     """
-
-
-class _BodyTimeout(Exception):
-    """The request body did not arrive by the request's deadline."""
 
 
 class _Handler(WebSocketHandler):
@@ -220,7 +201,7 @@ class _Handler(WebSocketHandler):
 
     def get_environ(self):
         environ = super().get_environ()
-        environ[_DEADLINE] = self.deadline
+        environ[DEADLINE] = self.deadline
         return environ
 
     def _handle_client_error(self, ex):
@@ -236,7 +217,7 @@ class _Handler(WebSocketHandler):
             super().run_application()
         finally:
             body = self.wsgi_input
-            if (body is not None and not self.environ.get(_BODY_READ)
+            if (body is not None and not self.environ.get(BODY_READ)
                     and (body.position < (body.content_length or 0) or body.chunked_input)):
                 # pywsgi would read and discard the whole unread body (of any
                 # size) to keep the connection alive; close it instead.
@@ -332,7 +313,7 @@ class HttpEndpoint(Transport):
         self.closing = False
         self._server = None
         self._handlers = set()  # every connection's pywsgi handler (stop, close_in_child, admit)
-        self._static = {}
+        self.application = HttpApplication(self)
         #: Errors clients cause (timeouts, bad requests, refusals), logged
         #: once per kind per interval (:class:`~gdaemon.ratelimit.RateLimitedLog`).
         self.client_errors = RateLimitedLog(log)
@@ -373,7 +354,7 @@ class HttpEndpoint(Transport):
             self.bind()
         kwargs = {"ssl_context": self.ssl_context} if self.ssl_context is not None else {}
         client_log = _ClientErrorLog(self.client_errors)
-        server = _Server(self.listener, self._application, spawn=connection_pool(self.config),
+        server = _Server(self.listener, self.application, spawn=connection_pool(self.config),
                          handler_class=_Handler,
                          log=LoggingLogAdapter(log, logging.DEBUG), error_log=client_log,
                          # given, so pywsgi does not resolve the host name (a DNS lookup)
@@ -412,7 +393,7 @@ class HttpEndpoint(Transport):
                                _peer_of(address), limit)
         body = error_message(TooManyConnections("too many connections (limit %d)" % limit))
         head = ("HTTP/1.1 503 Service Unavailable\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-                "Retry-After: 1\r\nConnection: close\r\n\r\n" % (_JSON, len(body)))
+                "Retry-After: 1\r\nConnection: close\r\n\r\n" % (JSON, len(body)))
         refuse_connection(sock, head.encode("ascii") + body)
         return False
 
@@ -454,169 +435,15 @@ class HttpEndpoint(Transport):
         self._handlers = set()
         self.connections = set()
 
-    # -- WSGI -----------------------------------------------------------------
-
-    def _application(self, environ, start_response):
-        try:
-            if environ.get("wsgi.websocket") is not None:
-                self._serve_websocket(environ)
-                return []
-            return self._route(environ, start_response)
-        except Exception:
-            # A bug, not the client's fault: log it, answer 500 if we still can.
-            log.exception("error handling %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
-            if environ.get("wsgi.websocket") is not None:
-                return []
-            return _respond(start_response, "500 Internal Server Error", b"internal error\n", "text/plain",
-                            [("Connection", "close")])
-
-    def _route(self, environ, start_response):
-        method = environ["REQUEST_METHOD"]
-        path = environ.get("PATH_INFO") or "/"
-        if path in ("/metrics", "/healthz"):  # SPEC 10: see gdaemon.rpc.metrics
-            return self.daemon.metrics.serve(self, environ, start_response, path)
-        if path in ("/rpc", "/RPC2"):
-            if path == "/rpc" and method == "GET":
-                return _respond(start_response, "426 Upgrade Required",
-                                b"GET /rpc is a websocket: send the Upgrade headers\n", "text/plain",
-                                [("Upgrade", "websocket"), ("Connection", "Upgrade")])
-            if method != "POST":
-                allow = "GET, POST" if path == "/rpc" else "POST"
-                return _respond(start_response, "405 Method Not Allowed", b"", "text/plain", [("Allow", allow)])
-            return self._serve_post(environ, start_response, xml=path == "/RPC2")
-        if path == "/":
-            name = "dashboard.html"
-        elif path.startswith("/static/"):
-            name = path[len("/static/"):]
-        else:
-            return _respond(start_response, "404 Not Found", b"not found\n", "text/plain")
-        asset = self._asset(name)
-        if asset is None:
-            return _respond(start_response, "404 Not Found", b"not found\n", "text/plain")
-        if method not in ("GET", "HEAD"):
-            return _respond(start_response, "405 Method Not Allowed", b"", "text/plain", [("Allow", "GET, HEAD")])
-        body, content_type = asset
-        extra = [("Content-Security-Policy", _PAGE_POLICY)] if name.endswith(".html") else []
-        return _respond(start_response, "200 OK", b"" if method == "HEAD" else body, content_type, extra,
-                        length=len(body))
-
-    def _asset(self, name):
-        """``(bytes, content type)`` of a file of the static directory, or ``None``."""
-        if name in self._static:
-            return self._static[name]
-        ext = os.path.splitext(name)[1]
-        # Only plain names of known types: no path traversal, no hidden files.
-        if "/" in name or "\\" in name or name.startswith(".") or ext not in _STATIC_TYPES:
-            return None
-        try:
-            with open(os.path.join(STATIC_DIR, name), "rb") as f:
-                found = (f.read(), _STATIC_TYPES[ext])
-        except OSError:
-            return None
-        self._static[name] = found
-        return found
-
-    # -- POST /rpc and /RPC2 --------------------------------------------------
-
-    def _serve_post(self, environ, start_response, xml):
-        kind = "text/xml; charset=utf-8" if xml else _JSON
-        if xml:
-            # Imported on first use: xmlrpc.client costs most daemons memory for nothing.
-            from . import xmlrpc
-
-        def error(status, exc):
-            body = xmlrpc.fault_body(exc) if xml else error_message(exc)
-            return _respond(start_response, status, body, kind, extra)
-
-        extra = []
-        if not self.origin_allowed(environ.get("HTTP_ORIGIN")):
-            self.client_errors.log("origin", logging.WARNING, "refused a POST from %s: origin %r not allowed",
-                                   environ.get("REMOTE_ADDR"), environ.get("HTTP_ORIGIN"))
-            return error("403 Forbidden", RpcError(-32600, "origin not allowed"))
-        media = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-        expected = ("text/xml", "application/xml") if xml else (_JSON,)
-        if media not in expected:
-            return error("415 Unsupported Media Type",
-                         RpcError(-32600, "Content-Type must be %s" % " or ".join(expected)))
-        session = Session(peer=_peer(environ), transport="http", max_batch=self.config["socketmaxbatch"])
-        if self.engine.token is not None:
-            given = _token_from(environ.get("HTTP_AUTHORIZATION", ""))
-            if given is None or not self.engine.check_token(given):
-                # Closed after the answer: a connection that never
-                # authenticates holds no slot (SPEC 4.4, socketauthtimeout).
-                extra.extend([("WWW-Authenticate", 'Bearer realm="gdaemon"'), ("Connection", "close")])
-                return error("401 Unauthorized", Unauthorized(
-                    "authentication required: send 'Authorization: Bearer TOKEN'" if given is None
-                    else "invalid token"))
-            session.authenticated = True
-        try:
-            body = self._read_body(environ)
-        except _BodyTimeout:
-            self.client_errors.log("body-timeout", logging.INFO, "closing %s: request body incomplete after %ss",
-                                   session.peer, self.config["sockettimeout"])
-            return _respond(start_response, "408 Request Timeout", b"", None, [("Connection", "close")])
-        if body is None:
-            extra.append(("Connection", "close"))
-            return error("413 Payload Too Large", MessageTooLarge(
-                "request body exceeds %d bytes" % self.config["socketmaxmessage"]))
-        if xml:
-            return _respond(start_response, "200 OK", xmlrpc.handle_body(self.engine, body, session), kind)
-        payload, refusal = self.engine.decode(body, session)
-        if refusal is not None:
-            # A parse error or an over-long batch: nothing ran.
-            return _respond(start_response, "400 Bad Request", codec.dumps(refusal), _JSON)
-        response = self.engine.handle_payload(payload, session)
-        if response is None:
-            return _respond(start_response, "204 No Content", b"", None)
-        return _respond(start_response, "200 OK", self.engine.encode(response, session), _JSON)
-
-    def _read_body(self, environ):
-        """The request body, or ``None`` (after discarding it) when it exceeds socketmaxmessage.
-
-        It must be in by the request's deadline (``sockettimeout`` from its
-        first byte, like a raw socket's line), however slowly it trickles:
-        :class:`_BodyTimeout` otherwise.
-        """
-        limit = self.config["socketmaxmessage"]
-        stream = environ["wsgi.input"]
-        try:
-            declared = int(environ.get("CONTENT_LENGTH") or -1)
-        except ValueError:
-            declared = -1
-        if declared > limit:
-            self._discard(stream)
-            return None
-        deadline = environ.get(_DEADLINE) or time.monotonic() + self.config["sockettimeout"]
-        try:
-            with gevent.Timeout(max(0.0, deadline - time.monotonic()), _BodyTimeout):
-                body = stream.read(declared if declared >= 0 else limit + 1)
-        except _BodyTimeout:
-            environ[_BODY_READ] = False
-            raise
-        if len(body) > limit:
-            self._discard(stream)
-            return None
-        environ[_BODY_READ] = True
-        return body
-
-    def _discard(self, stream):
-        # Read what the client insists on sending (for at most sockettimeout
-        # seconds) so that it gets to read our 413 instead of a reset.
-        deadline = time.monotonic() + self.config["sockettimeout"]
-        try:
-            while time.monotonic() < deadline and stream.read(65536):
-                pass
-        except (OSError, ValueError):
-            pass  # the client gave up: the connection is closed after the 413 anyway
-
     # -- websockets -----------------------------------------------------------
 
-    def _serve_websocket(self, environ):
+    def serve_websocket(self, environ):
+        """Serve the frames of an upgraded websocket connection until it closes."""
         ws = environ["wsgi.websocket"]
         # From here on we speak the frames ourselves; this keeps gevent-websocket
         # from writing a close frame of its own when the request ends.
         ws.closed = True
-        peer = _peer(environ)
+        peer = peer_of(environ)
         conn = WebSocketConnection(self, ws.handler, peer)
         self.connections.add(conn)
         self.events.emit("rpc.connect", peer=peer, transport="websocket")
@@ -644,37 +471,7 @@ class HttpEndpoint(Transport):
             self.events.emit("rpc.disconnect", peer=peer, transport="websocket")
 
 
-def _respond(start_response, status, body, content_type, extra=(), length=None):
-    headers = list(_SECURITY_HEADERS)
-    if content_type:
-        headers.append(("Content-Type", content_type))
-    if not status.startswith("204"):
-        headers.append(("Content-Length", str(len(body) if length is None else length)))
-    headers.extend(extra)
-    start_response(status, headers)
-    return [body] if body else []
-
-
-def _peer(environ):
-    return "%s:%s" % (environ.get("REMOTE_ADDR", "?"), environ.get("REMOTE_PORT", "?"))
-
-
 def _peer_of(address):
     if isinstance(address, tuple) and len(address) >= 2:
         return "%s:%s" % (address[0], address[1])
     return str(address)
-
-
-def _token_from(header):
-    """The token of an ``Authorization`` header (Bearer, or Basic's password), else ``None``."""
-    scheme, _, value = header.strip().partition(" ")
-    scheme = scheme.lower()
-    if scheme == "bearer":
-        return value.strip() or None
-    if scheme == "basic":
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
-            return None
-        return decoded.partition(":")[2]
-    return None

@@ -112,7 +112,8 @@ class Metrics:
     def serve(self, endpoint, environ, start_response, path):
         """Answer ``GET /metrics`` or ``GET /healthz`` on the HTTP ``endpoint``."""
         from ..errors import Unauthorized
-        from .http import _respond, _token_from
+        from .routes import respond as _respond
+        from .routes import token_from as _token_from
         from .websocket import error_message
 
         method = environ["REQUEST_METHOD"]
