@@ -31,6 +31,7 @@ from gevent.lock import Semaphore
 from ..config import parse_address
 from ..errors import ConfigError, WorkerError
 from ..events import EventBus
+from ..wire.unix import unix_socket_is_live
 from .worker import Worker
 
 __all__ = ["Pool", "instance_name", "start_layers", "bind_listener", "check_after", "check_install",
@@ -141,21 +142,12 @@ def bind_listener(address):
 
 
 def _remove_stale_unix_socket(path):
-    """Remove a socket file nobody listens on (a daemon that was SIGKILLed)."""
+    """Remove a socket file nobody listens on (left by a daemon that was SIGKILLed)."""
     try:
-        if not stat.S_ISSOCK(os.stat(path).st_mode):
-            return
+        if stat.S_ISSOCK(os.stat(path).st_mode) and not unix_socket_is_live(path):
+            os.unlink(path)
     except FileNotFoundError:
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except ConnectionRefusedError:
-        os.unlink(path)
-    except OSError:
         pass
-    finally:
-        probe.close()
 
 
 def start_layers(pools, known_only=False):
