@@ -383,9 +383,10 @@ def test_logrotate_moves_daemon_and_worker_lines_to_the_new_file(workdir, how):
     wait_until(lambda: all("says hello-%s" % n in read(log) for n in ("t1", "t2", "daemon")), 10,
                message="new lines in the new file")
     # The workers' records also reach the daemon's in-memory log (forwarded over their channel).
-    tail = "\n".join(rpc(sock, "daemon.logtail", [50])["result"])
-    for name in ("t1", "t2"):
-        assert "worker says hello-%s" % name in tail, tail
+    def tail():
+        return "\n".join(rpc(sock, "daemon.logtail", [50])["result"])
+    wait_until(lambda: all("worker says hello-%s" % n in tail() for n in ("t1", "t2")), 10,
+               message="the workers' lines in daemon.logtail")
     # A respawn after the rotation writes to the new file too (the standby was replaced).
     old = info_of(sock, "t1")["pid"]
     os.kill(old, signal.SIGKILL)
