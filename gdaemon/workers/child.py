@@ -164,13 +164,19 @@ def _close_other_listeners(worker, workers):  # pragma: no cover - runs in a sta
 def _forward_logs(logring, end):  # pragma: no cover - runs in forked children
     """Have the (inherited) log ring ship this worker's records to the daemon.
 
-    Best effort by design: a full channel drops the record here rather than
-    ever blocking the worker; the worker still writes its own log file.
+    Best effort by design: a record is dropped here rather than ever
+    blocking the worker (the worker still writes its own log file), and it
+    is dropped already once the channel to the daemon is half full, so that
+    a flood of log lines never takes the room of the messages the daemon
+    must get (states, ``worker.call`` replies, ``self.send``).
     """
+    room = end.max_message_size // 2
+
     def forward(fields):
         try:
-            end.send(encode(LOG, fields))
-        except Exception:  # full, closed, or unpicklable: the file has the line anyway
+            if end.free() >= room:
+                end.send(encode(LOG, fields))
+        except Exception:  # closed, or unpicklable: the file has the line anyway
             pass
     logring.forward = forward
 

@@ -107,3 +107,27 @@ def test_a_pipelined_burst_is_taken(proc, name):
         responses = [conn.read() for _ in range(count)]
         sender.join(10)
     check_burst(proc, name, responses)
+
+
+FLOODER = '''
+class Flooder(Counter):
+    @exposed
+    def flood(self, lines):
+        for i in range(lines):
+            self.logger.warning("flood %d %s", i, "x" * 2000)
+        return "done"
+'''
+
+
+def test_a_log_flood_never_takes_the_room_of_a_reply(spawn, workdir):
+    script = write_daemon(workdir, 'daemon.workers.install(Flooder("f"), looptime=0.5, forever=True)',
+                          extra=FLOODER, name="flood.py")
+    proc = spawn([sys.executable, script, "-f"])
+    wait_looping(proc, "f")
+    # 1,000 lines of 2 kB: eight times what the channel to the daemon holds.
+    for _ in range(3):
+        assert proc.result("worker.call", ["f", "flood", [1000]]) == "done"
+    assert proc.result("worker.call", ["f", "add", [1, 2]]) == 3
+    # Forwarding is best effort: some of the lines reached the daemon's log ring.
+    wait_until(lambda: any("flood" in line for line in proc.result("daemon.logtail", [100])), 10,
+               message="forwarded lines")
