@@ -10,6 +10,7 @@ import errno
 import socket
 import time
 
+import gevent
 from gevent.pool import Pool
 
 from ..errors import ProcessError
@@ -39,6 +40,19 @@ class Transport:
         elif self.listener is not None:
             self.listener.close()
         self.listener = None
+
+    def drain_connections(self, grace):
+        """End every connection: idle ones at once, busy ones once their request is
+        answered, or after ``grace`` seconds whatever they do."""
+        for conn in list(self.connections):
+            conn.closing = True
+            if not conn.busy:
+                conn.greenlet.kill(block=False)
+        deadline = time.monotonic() + grace
+        while self.connections and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        for conn in list(self.connections):
+            conn.greenlet.kill(block=False)
 
 
 def bind_listener(address, mode=0o600, backlog=1024):

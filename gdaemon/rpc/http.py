@@ -405,15 +405,7 @@ class HttpEndpoint(Transport):
             if handler.waiting:  # an idle keep-alive connection: nothing to finish
                 handler.greenlet.kill(block=False)
         grace = self.stop_grace if timeout is None else timeout
-        for conn in list(self.connections):
-            conn.closing = True
-            if not conn.busy:
-                conn.greenlet.kill(block=False)
-        deadline = time.monotonic() + grace
-        while self.connections and time.monotonic() < deadline:
-            gevent.sleep(0.01)
-        for conn in list(self.connections):
-            conn.greenlet.kill(block=False)
+        self.drain_connections(grace)
         if self._server is not None:
             # Plain HTTP requests still running get a short grace, then are killed.
             self._server.stop(timeout=min(grace, 1.0))

@@ -358,15 +358,7 @@ class RpcServer(Transport):
         """Close the listener, let busy connections finish, close all, unlink the socket file."""
         self.close_listener()
         grace = self.stop_grace if timeout is None else timeout
-        for conn in list(self.connections):
-            conn.closing = True
-            if not conn.busy:
-                conn.greenlet.kill(block=False)
-        deadline = time.monotonic() + grace
-        while self.connections and time.monotonic() < deadline:
-            gevent.sleep(0.01)
-        for conn in list(self.connections):
-            conn.greenlet.kill(block=False)
+        self.drain_connections(grace)
         self.remove_socket_file()
         self.client_errors.flush()
 
