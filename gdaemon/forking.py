@@ -77,15 +77,8 @@ class ForkRegistry:
         self._fds.pop(fd, None)
 
     def add_closer(self, closer, what):
-        """Run ``closer()`` in every child, after the fresh hub exists."""
+        """Run ``closer()`` in every child, before it drops the daemon's loop."""
         self._closers.append((closer, what))
-
-    def discard_closer(self, closer):
-        self._closers = [(c, w) for c, w in self._closers if c is not closer]
-
-    def registered(self):
-        """``{fd: what}`` of the plain descriptors registered now (for tests and debugging)."""
-        return dict(self._fds)
 
     def fork(self, keep=()):
         """Fork; in the child, drop everything registered except ``keep``.
