@@ -31,6 +31,7 @@ _SCHEMA = {
     "socketidle": (300, _NUMBER, "positive"),
     "socketmaxconnections": (64, (int,), "positive"),
     "socketmaxbatch": (1000, (int,), "positive"),
+    "socketmaxreply": (16777216, (int,), "positive"),
     "socketauthtimeout": (5, _NUMBER, "positive"),
     "websockethandler": (None, _OPT_STR, "address"),
     "websocketorigins": (None, (list, tuple, type(None)), "strings"),
@@ -46,6 +47,7 @@ _SCHEMA = {
     "shutdowntimeout": (10, _NUMBER, "nonnegative"),
     "restartintensity": (5, (int,), "nonnegative"),
     "restartperiod": (10, _NUMBER, "positive"),
+    "workerlimit": (1024, (int,), "nonnegative"),
     "basepath": (None, _OPT_STR, None),
 }
 

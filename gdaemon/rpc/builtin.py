@@ -11,7 +11,9 @@ import typing
 from ..errors import InvalidParams, MethodNotFound, RpcError, Unauthorized
 from ..logring import DEFAULT_LINES, MAX_LINES
 from ..version import __version__
-from .methods import RpcMethod
+from ..wire import codec
+from .methods import Param, RpcMethod
+from .protocol import ReplyBudget
 
 __all__ = ["register_builtins", "CAPABILITIES"]
 
@@ -37,6 +39,7 @@ def register_builtins(daemon, engine, subscribers):
     does not pay for metrics nobody can read.
     """
     registry = daemon.rpc
+    engine.max_reply = daemon.config.get("socketmaxreply", engine.max_reply)
     if daemon.config["websockethandler"]:
         from .metrics import Metrics
         daemon.metrics = Metrics(daemon)
@@ -89,9 +92,19 @@ def register_builtins(daemon, engine, subscribers):
     def multicall(calls, session):
         """Call several methods in one request: CALLS is a list of
         {"methodName": ..., "params": [...]}; returns a list of [result] or
-        {"faultCode": ..., "faultString": ...} for each."""
+        {"faultCode": ..., "faultString": ...} for each.  The results take at
+        most socketmaxreply bytes: the call whose result would pass it and
+        those after it get fault -32003 (and those after it are not run)."""
+        # Measured as JSON, the results are encoded twice; but never more
+        # than socketmaxreply of them at once, whatever the calls return.
+        stand_in = max(len(codec.dumps(_too_large_fault(engine, ran))) for ran in (False, True)) + 1
+        budget = ReplyBudget(engine.max_reply - _MULTICALL_ENVELOPE, stand_in * len(calls))
         results = []
         for call in calls:
+            if budget.over:
+                budget.take(0, stand_in)
+                results.append(_too_large_fault(engine, False))
+                continue
             try:
                 if not isinstance(call, dict) or not isinstance(call.get("methodName"), str):
                     raise InvalidParams("each call needs a string methodName")
@@ -100,16 +113,20 @@ def register_builtins(daemon, engine, subscribers):
                 params = call.get("params", [])
                 if not isinstance(params, (list, dict)):
                     raise InvalidParams("params of %s must be an array or an object" % call["methodName"])
-                results.append([engine.call(call["methodName"], params, session)])
+                result = [engine.call(call["methodName"], params, session)]
             except RpcError as exc:
-                results.append({"faultCode": exc.code, "faultString": exc.message})
+                result = {"faultCode": exc.code, "faultString": exc.message}
+            if not budget.take(len(codec.dumps(result)) + 1, stand_in):
+                result = _too_large_fault(engine, True)
+            results.append(result)
         return results
 
-    @method("system.auth", [("token", str)], returns=bool)
+    @method("system.auth", [_AnyToken("token", str)], returns=bool)
     def auth(token, session):
         """Authenticate this connection with the daemon's shared TOKEN."""
         if engine.token is None:
             return True
+        # Anything but the token, a string or not, is -32001 (SPEC 4.6).
         if engine.check_token(token):
             session.authenticated = True
             return True
@@ -152,9 +169,9 @@ def register_builtins(daemon, engine, subscribers):
     @method("events.subscribe", [("patterns", list)], returns=bool)
     def subscribe(patterns, session):
         """Push the events whose names match any of the glob PATTERNS
-        (e.g. ["worker.*", "posix.*"]) to this connection as "event" notifications."""
-        if not all(isinstance(p, str) for p in patterns):
-            raise InvalidParams("invalid param 'patterns': expected a list of strings")
+        (e.g. ["worker.*", "posix.*"]) to this connection as "event" notifications.
+        A connection holds at most 64 distinct patterns of at most 256 characters."""
+        _check_patterns(patterns)
         if session.transport == "http":
             raise RpcError(-32000, "events need a persistent connection (socket or websocket)")
         subscribers.subscribe(session, patterns)
@@ -163,8 +180,36 @@ def register_builtins(daemon, engine, subscribers):
     @method("events.unsubscribe", [("patterns", typing.Optional[list], None)], returns=bool)
     def unsubscribe(patterns, session):
         """Stop pushing events matching PATTERNS (all events when omitted)."""
+        if patterns is not None:
+            _check_patterns(patterns)
         subscribers.unsubscribe(session, patterns)
         return True
+
+
+#: Bytes of a multicall's response around its results (``{"jsonrpc":"2.0",
+#: "result":[...],"id":...}``), with room for a long id.
+_MULTICALL_ENVELOPE = 1024
+
+
+class _AnyToken(Param):
+    """``system.auth``'s token: declared a string, but a value of any other
+    type is a wrong token (``-32001``), not a bad param (SPEC 4.6)."""
+
+    __slots__ = ()
+
+    def check(self, value):
+        return value
+
+
+def _too_large_fault(engine, ran):
+    """The fault standing in for a multicall result past socketmaxreply."""
+    error = engine.too_large_response(None, ran)["error"]
+    return {"faultCode": error["code"], "faultString": error["message"]}
+
+
+def _check_patterns(patterns):
+    if not all(isinstance(p, str) for p in patterns):
+        raise InvalidParams("invalid param 'patterns': expected a list of strings")
 
 
 def status_dict(daemon):

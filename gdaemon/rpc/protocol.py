@@ -22,6 +22,27 @@ become half a million Python objects and a 47 MB reply.  The same limit
 bounds the calls of one ``system.multicall`` (``-32602``).  Before a session
 authenticated, a batch is refused without being decoded at all.
 
+Bounded replies (SPEC 4.6, ``socketmaxreply``; issue 14): a reply, one
+response or all the responses of one batch, is at most
+:attr:`Engine.max_reply` bytes.  :meth:`Engine.reply` encodes a batch's
+responses one at a time as they come, never all of them first, and keeps
+room for the small ``-32003`` error each call still to come may need
+(:class:`ReplyBudget`).  Once a response does not fit, it is replaced by
+that error (its call ran, its result is dropped); the batch's later calls
+with an id are not run and get the same error, its notifications still run
+(they add nothing to the reply).  A single response over the limit is
+replaced by the error too.  So a batch of a hundred ``daemon.logtail(10000)``
+costs the daemon at most about twice ``socketmaxreply`` in memory, not the
+658 MB it used to.  ``system.multicall`` applies the same budget to its
+results (:mod:`gdaemon.rpc.builtin`), and the XML-RPC bridge checks the size
+of its document (:mod:`gdaemon.rpc.xmlrpc`).
+
+Subscriptions (SPEC 4.6): at most :attr:`Subscribers.max_patterns`
+distinct patterns per session, each at most
+:attr:`Subscribers.max_pattern_length` characters, compiled once when
+subscribed; an event costs one regular-expression match per pattern of
+each subscriber, never a quadratic de-duplication.
+
 The engine owns no socket: transports (:mod:`gdaemon.rpc.server`, the HTTP
 endpoint) feed it lines and write what it returns.  That keeps it fuzzable
 (see tests/unit/test_protocol_properties.py).  Handlers may block
@@ -30,14 +51,17 @@ calls the engine from the connection's own greenlet.
 """
 
 import collections
-from fnmatch import fnmatchcase
+from fnmatch import translate as _glob_to_regex
+import functools
 import json
 import logging
 import re
 from time import perf_counter
 
-from ..errors import (InternalError, InvalidParams, InvalidRequest, MethodNotFound, RpcError,
-                      Unauthorized)
+from gevent import sleep as _cooperate
+
+from ..errors import (InternalError, InvalidParams, InvalidRequest, MessageTooLarge,
+                      MethodNotFound, ParseError, RpcError, Unauthorized)
 from ..ratelimit import RateLimitedLog
 from ..wire import codec
 
@@ -48,11 +72,14 @@ try:
 except ImportError:  # pragma: no cover - other interpreters
     from hmac import compare_digest
 
-__all__ = ["Engine", "Session", "EventQueue", "Subscribers", "batch_exceeds"]
+__all__ = ["Engine", "Session", "EventQueue", "Subscribers", "ReplyBudget", "batch_exceeds",
+           "DEFAULT_MAX_REPLY"]
 
 log = logging.getLogger("gdaemon.rpc")
 
 _PARSE_ERROR = {"code": -32700, "message": "Parse error"}
+#: ``socketmaxreply``'s default: 16 MiB.
+DEFAULT_MAX_REPLY = 16 * 1024 * 1024
 _ID_TYPES = (str, int, float, type(None))
 _MISSING = object()
 _MULTICALL = "system.multicall"
@@ -209,6 +236,45 @@ def event_notification(event):
     return codec.dumps({"jsonrpc": "2.0", "method": "event", "params": event})
 
 
+class ReplyBudget:
+    """The bytes one reply may still take (SPEC 4.6, ``socketmaxreply``).
+
+    A reply is made of parts (a batch's responses, a multicall's results),
+    each of which may have to be replaced by a small stand-in error when it
+    does not fit.  Room for every part's stand-in is reserved up front, so
+    the stand-ins always fit and the whole reply never passes ``limit``.
+
+    :param limit: bytes the parts may take in all.
+    :param reserved: bytes kept for the stand-ins of all the parts to come.
+    """
+
+    def __init__(self, limit, reserved=0):
+        self.limit = limit
+        self.used = 0
+        self.reserved = reserved
+        #: True once a part did not fit: the parts after it are not even made.
+        self.over = False
+
+    def take(self, size, reserve=0):
+        """Count a part of ``size`` bytes; True when it fits.
+
+        ``reserve`` is this part's share of the reserved room: released when
+        the part fits, spent on its stand-in when it does not (then nothing
+        else is counted and :attr:`over` is set).
+        """
+        self.reserved -= reserve
+        if not self.over and self.used + size + self.reserved <= self.limit:
+            self.used += size
+            return True
+        self.over = True
+        self.used += reserve
+        return False
+
+    def release(self, reserve):
+        """A part that adds nothing (a notification) gives its reserve back."""
+        self.reserved -= reserve
+
+
 class Engine:
     """Dispatches JSON-RPC requests to a :class:`~gdaemon.rpc.methods.MethodRegistry`.
 
@@ -224,6 +290,10 @@ class Engine:
         #: Where errors a client caused are logged, once per kind per interval.
         self.client_errors = RateLimitedLog(log)
 
+    #: Largest reply in bytes (``socketmaxreply``; set by
+    #: :func:`~gdaemon.rpc.builtin.register_builtins` from the daemon's config).
+    max_reply = DEFAULT_MAX_REPLY
+
     # -- entry points -------------------------------------------------------
 
     def handle_line(self, line, session):
@@ -235,10 +305,32 @@ class Engine:
         payload, refusal = self.decode(line, session)
         if refusal is not None:
             return codec.dumps(refusal)
-        response = self.handle_payload(payload, session)
+        return self.reply(payload, session)
+
+    def reply(self, payload, session):
+        """Handle a decoded request or batch; return the encoded reply (bytes) or ``None``.
+
+        The reply is at most :attr:`max_reply` bytes (see the module docstring).
+        """
+        if self.token is not None and not session.authenticated:
+            response = self._authenticate(payload, session)
+            return None if response is None else self.encode(response, session)
+        if isinstance(payload, list):
+            if not payload:
+                return codec.dumps(_error_response(InvalidRequest("empty batch"), None))
+            if len(payload) > session.max_batch:  # decoded elsewhere (XML-RPC, a caller)
+                return codec.dumps(_error_response(InvalidRequest(
+                    "batch of more than %d requests (socketmaxbatch): nothing was run"
+                    % session.max_batch), None))
+            return self._reply_batch(payload, session)
+        response = self._handle_one(payload, session)
         if response is None:
             return None
-        return self.encode(response, session)
+        data = self.encode(response, session)
+        if len(data) > self.max_reply:
+            self._log_too_large(session)
+            data = codec.dumps(self.too_large_response(response.get("id"), ran=True))
+        return data
 
     def encode(self, response, session):
         """The wire bytes of a response object (never raises)."""
@@ -268,26 +360,23 @@ class Engine:
                 % session.max_batch), None)
         try:
             return codec.loads(line), None
+        except codec.IntegerTooLong as exc:
+            # SPEC 4.1: say which limit, not just "Parse error".
+            if unauthenticated:
+                return None, self._refuse(session, None, "authentication required")
+            return None, _error_response(ParseError("Parse error: %s" % exc), None)
         except ValueError:
             if unauthenticated:
                 return None, self._refuse(session, None, "authentication required")
             return None, {"jsonrpc": "2.0", "error": _PARSE_ERROR, "id": None}
 
-    def handle_payload(self, payload, session):
-        """Handle a decoded request or batch; return the response object or ``None``."""
-        if self.token is not None and not session.authenticated:
-            return self._authenticate(payload, session)
-        if isinstance(payload, list):
-            if not payload:
-                return _error_response(InvalidRequest("empty batch"), None)
-            if len(payload) > session.max_batch:  # decoded elsewhere (XML-RPC, a caller)
-                return _error_response(InvalidRequest(
-                    "batch of more than %d requests (socketmaxbatch): nothing was run"
-                    % session.max_batch), None)
-            responses = [r for r in (self._handle_one(item, session) for item in payload)
-                         if r is not None]
-            return responses or None
-        return self._handle_one(payload, session)
+    def too_large_response(self, req_id, ran):
+        """The ``-32003`` response standing in for a call whose reply does not fit
+        in :attr:`max_reply` (``ran``: the call ran and its result was dropped;
+        else it was not run)."""
+        return _error_response(MessageTooLarge(
+            "reply would exceed %d bytes (socketmaxreply): %s"
+            % (self.max_reply, "result dropped" if ran else "call not run")), _valid_id(req_id))
 
     #: Optional ``observer(method, seconds, ok)``, called after each call of a
     #: registered method with its duration (``ok`` False when it answered an
@@ -357,6 +446,43 @@ class Engine:
             return None
         return {"jsonrpc": "2.0", "result": result, "id": req_id}
 
+    def _reply_batch(self, payload, session):
+        """The encoded reply to a batch, encoded one response at a time within
+        :attr:`max_reply` (see the module docstring)."""
+        # Room for the -32003 error each request may need instead of its
+        # response, and its comma.
+        base = max(len(codec.dumps(self.too_large_response(None, ran))) for ran in (False, True)) + 1
+        reserves = [base + (len(codec.dumps(item["id"])) - 4 if isinstance(item, dict)
+                            and _valid_id(item.get("id")) is not None else 0)
+                    for item in payload]
+        budget = ReplyBudget(self.max_reply - 2, sum(reserves))  # 2: the brackets
+        parts = []
+        for item, reserve in zip(payload, reserves):
+            if budget.over and isinstance(item, dict) and "id" in item and "method" in item:
+                # Past the limit, a call is not run at all.
+                budget.take(0, reserve)
+                parts.append(codec.dumps(self.too_large_response(item["id"], ran=False)))
+                continue
+            response = self._handle_one(item, session)
+            if response is None:  # a notification adds nothing to the reply
+                budget.release(reserve)
+                continue
+            data = self.encode(response, session)
+            was_over = budget.over
+            if not budget.take(len(data) + 1, reserve):
+                if not was_over:
+                    self._log_too_large(session)
+                data = codec.dumps(self.too_large_response(response.get("id"), ran=True))
+            parts.append(data)
+        if not parts:
+            return None
+        return b"[" + b",".join(parts) + b"]"
+
+    def _log_too_large(self, session):
+        self.client_errors.log("reply-too-large", logging.INFO,
+                               "reply to %s would exceed %d bytes (socketmaxreply): "
+                               "answered -32003 instead", session.peer, self.max_reply)
+
     def _authenticate(self, payload, session):
         if (isinstance(payload, dict) and payload.get("method") == "system.auth"
                 and payload.get("jsonrpc") == "2.0"):
@@ -383,8 +509,15 @@ class Engine:
         return _error_response(Unauthorized(reason), req_id)
 
     def check_token(self, given):
-        """Constant-time comparison with the configured token."""
-        return self.token is not None and compare_digest(given.encode(), self.token.encode())
+        """Constant-time comparison with the configured token.
+
+        Anything but a string is never the token; nor is a string that is not
+        it, lone surrogates (``"\\ud800"``, which JSON allows) included.
+        """
+        if self.token is None or not isinstance(given, str):
+            return False
+        return compare_digest(given.encode("utf-8", "surrogatepass"),
+                              self.token.encode("utf-8", "surrogatepass"))
 
 
 def _check_multicall(params, limit):
@@ -414,28 +547,71 @@ class Subscribers:
     :meth:`publish` is installed as a tap on the daemon's event bus: it never
     blocks (each session queues into its own bounded :class:`EventQueue`), so a
     slow subscriber cannot slow the daemon down.
+
+    Bounded work (SPEC 4.6): a session holds at most :attr:`max_patterns`
+    distinct patterns of at most :attr:`max_pattern_length` characters; each
+    is compiled once, when subscribed, so an event costs one match per
+    pattern of each subscriber.  (Issue 14: 60,000 patterns were
+    de-duplicated in quadratic time, 12 s of a blocked hub, then matched
+    with :func:`fnmatch.fnmatchcase` through its bounded cache, seconds per
+    event.)
     """
+
+    #: Most distinct patterns one session may hold (SPEC 4.6).
+    max_patterns = 64
+    #: Longest pattern accepted, in characters: compiling a glob costs time
+    #: in its length (a 200 KB one, seconds), and event names are short.
+    max_pattern_length = 256
 
     def __init__(self):
         self._sessions = set()
+        self._matchers = {}  # session -> {pattern: compiled match}
 
     def subscribe(self, session, patterns):
-        for pattern in patterns:
-            if pattern not in session.patterns:
-                session.patterns.append(pattern)
-        self._sessions.add(session)
+        """Add ``patterns`` (a list of strings) to ``session``'s.
+
+        :raises InvalidParams: past :attr:`max_patterns` distinct patterns in
+            all, or a pattern longer than :attr:`max_pattern_length`; the
+            session's patterns are then left as they were.
+        """
+        matchers = self._matchers.get(session, {})
+        new = [p for p in dict.fromkeys(patterns) if p not in matchers]
+        if len(matchers) + len(new) > self.max_patterns:
+            raise InvalidParams("invalid param 'patterns': more than %d distinct patterns per "
+                                "connection (%d asked)" % (self.max_patterns, len(matchers) + len(new)))
+        for pattern in new:
+            if len(pattern) > self.max_pattern_length:
+                raise InvalidParams("invalid param 'patterns': a pattern longer than %d characters"
+                                    % self.max_pattern_length)
+        compiled = {}
+        for pattern in new:
+            compiled[pattern] = _compile_glob(pattern)
+            # A compile costs up to a few ms: let the others run in between.
+            # (Only this session's own greenlet adds to or discards it, so
+            # it cannot be discarded meanwhile; killed, it adds nothing.)
+            _cooperate(0)
+        matchers = self._matchers.setdefault(session, {})
+        matchers.update(compiled)
+        session.patterns[:] = list(matchers)
+        if matchers:
+            self._sessions.add(session)
 
     def unsubscribe(self, session, patterns=None):
+        """Drop ``patterns`` (all when ``None``) from ``session``'s."""
+        matchers = self._matchers.get(session, {})
         if patterns is None:
-            session.patterns.clear()
+            matchers.clear()
         else:
-            session.patterns[:] = [p for p in session.patterns if p not in patterns]
-        if not session.patterns:
-            self._sessions.discard(session)
+            for pattern in patterns:
+                matchers.pop(pattern, None)
+        session.patterns[:] = list(matchers)
+        if not matchers:
+            self.discard(session)
 
     def discard(self, session):
         """Forget a closed session."""
         self._sessions.discard(session)
+        self._matchers.pop(session, None)
 
     def publish(self, name, data, when):
         """Queue event ``name`` for every session with a matching pattern."""
@@ -443,8 +619,8 @@ class Subscribers:
             return
         event = None
         for session in list(self._sessions):
-            for pattern in session.patterns:
-                if fnmatchcase(name, pattern):
+            for match in self._matchers.get(session, {}).values():
+                if match(name) is not None:
                     if event is None:
                         event = {"name": name, "data": data, "time": when}
                     session.offer(event)
@@ -452,3 +628,9 @@ class Subscribers:
 
     def __len__(self):
         return len(self._sessions)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile_glob(pattern):
+    """The ``match`` of glob ``pattern`` (:func:`fnmatch.fnmatchcase`'s semantics)."""
+    return re.compile(_glob_to_regex(pattern)).match

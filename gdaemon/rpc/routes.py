@@ -9,6 +9,7 @@ serves its frames.
 import base64
 import logging
 import os
+import re
 import time
 
 import gevent
@@ -40,6 +41,11 @@ _SECURITY_HEADERS = [
 _PAGE_POLICY = ("default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
                 "style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
                 "form-action 'none'")
+
+
+# A static file's name: printable ASCII (PATH_INFO is the path's bytes as
+# latin-1, so anything beyond ASCII was not a name we ship either).
+_PLAIN_NAME = re.compile(r"[\x21-\x7e]+")
 
 
 class _BodyTimeout(Exception):
@@ -109,13 +115,17 @@ class HttpApplication:
         if name in self._static:
             return self._static[name]
         ext = os.path.splitext(name)[1]
-        # Only plain names of known types: no path traversal, no hidden files.
-        if "/" in name or "\\" in name or name.startswith(".") or ext not in _STATIC_TYPES:
+        # Only plain names of known types: no path traversal, no hidden files,
+        # and nothing open() would refuse (a NUL) or that names no file of
+        # ours (a control character, a byte that is not UTF-8): those are a
+        # 404 like any other unknown name, never a traceback (issue 14).
+        if ("/" in name or "\\" in name or name.startswith(".") or ext not in _STATIC_TYPES
+                or not _PLAIN_NAME.fullmatch(name)):
             return None
         try:
             with open(os.path.join(STATIC_DIR, name), "rb") as f:
                 found = (f.read(), _STATIC_TYPES[ext])
-        except OSError:
+        except (OSError, ValueError):
             return None
         self._static[name] = found
         return found
@@ -169,10 +179,10 @@ class HttpApplication:
         if refusal is not None:
             # A parse error or an over-long batch: nothing ran.
             return respond(start_response, "400 Bad Request", codec.dumps(refusal), JSON)
-        response = self.engine.handle_payload(payload, session)
-        if response is None:
+        reply = self.engine.reply(payload, session)  # at most socketmaxreply bytes
+        if reply is None:
             return respond(start_response, "204 No Content", b"", None)
-        return respond(start_response, "200 OK", self.engine.encode(response, session), JSON)
+        return respond(start_response, "200 OK", reply, JSON)
 
     def _read_body(self, environ):
         """The request body, or ``None`` (after discarding it) when it exceeds socketmaxmessage.

@@ -25,7 +25,8 @@ Mapping between the two protocols:
   ``<fault>`` with ``faultCode`` = its JSON-RPC code and ``faultString`` = its
   message (``-32601`` for an unknown method, ``-32602`` for bad params...);
   an undecodable body is fault ``-32700``, a body that is not a
-  ``<methodCall>`` fault ``-32600``.
+  ``<methodCall>`` fault ``-32600``, a response document that would pass
+  ``socketmaxreply`` bytes fault ``-32003`` (SPEC 4.6).
 
 This module does no I/O: :func:`handle_body` turns request bytes into
 response bytes, the HTTP endpoint (:mod:`gdaemon.rpc.http`) does the rest
@@ -72,8 +73,8 @@ def handle_body(engine, body, session):
     except RpcError as exc:
         return fault_body(exc)
     try:
-        return xmlrpc.client.dumps((to_xmlrpc(result),), methodresponse=True,
-                                   allow_none=True, encoding="utf-8").encode("utf-8")
+        document = xmlrpc.client.dumps((to_xmlrpc(result),), methodresponse=True,
+                                       allow_none=True, encoding="utf-8").encode("utf-8")
     except RecursionError:
         # Nesting deeper than the marshaller goes: a client echoing a bomb,
         # typically.  A traceback here would be a thousand frames long, per
@@ -85,6 +86,14 @@ def handle_body(engine, body, session):
     except Exception:  # a result we failed to make representable: a bug worth a traceback
         log.exception("cannot encode the XML-RPC result of %s", method)
         return fault_body(RpcError(-32603, "result cannot be represented in XML-RPC"))
+    if len(document) > engine.max_reply:
+        # SPEC 4.6: a reply is at most socketmaxreply bytes, here too.
+        engine.client_errors.log("reply-too-large", logging.INFO,
+                                 "XML-RPC reply to %s would exceed %d bytes (socketmaxreply): "
+                                 "answered -32003 instead", session.peer, engine.max_reply)
+        error = engine.too_large_response(None, ran=True)["error"]
+        return fault_body(RpcError(error["code"], error["message"]))
+    return document
 
 
 def _short(exc):

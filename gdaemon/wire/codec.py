@@ -12,8 +12,12 @@ value JSON cannot represent:
   a ``set`` among a request's params is the caller's mistake, and guessing
   would send something the caller did not mean.
 
-Integers of any size round-trip exactly (SPEC 4.1).  orjson reads an integer
-beyond 64 bits as a float and refuses to write one, so:
+Integers round-trip exactly up to :data:`MAX_INT_DIGITS` (4,300) digits
+(SPEC 4.1), Python's own limit against quadratic int/str conversion
+(``sys.get_int_max_str_digits``); :func:`loads` refuses a longer integer
+literal with :class:`IntegerTooLong` (a ``ValueError`` naming the limit: the
+daemon answers it ``-32700``), whatever the interpreter's setting.  orjson
+reads an integer beyond 64 bits as a float and refuses to write one, so:
 
 - :func:`loads` hands a text to the standard library's parser when it holds
   a run of 19 or more digits (the shortest integer that can overflow:
@@ -32,13 +36,15 @@ module usable where the wheel cannot be installed.
 import json
 import math
 
-__all__ = ["dumps", "dumps_strict", "loads", "BACKEND"]
+__all__ = ["dumps", "dumps_strict", "loads", "BACKEND", "MAX_INT_DIGITS", "IntegerTooLong"]
 
 try:
     import orjson
 except ImportError:  # pragma: no cover - no wheel for this platform
     orjson = None
 
+#: Most digits of an integer literal :func:`loads` accepts (SPEC 4.1).
+MAX_INT_DIGITS = 4300
 #: Shortest digit run that may be an integer orjson cannot hold.
 _BIG_DIGITS = 19
 # Every ASCII digit becomes "0", everything else a space.
@@ -66,7 +72,22 @@ def _finite_float(text):
     return value
 
 
-_decoder = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+class IntegerTooLong(ValueError):
+    """An integer literal of more than :data:`MAX_INT_DIGITS` digits."""
+
+
+def _bounded_int(text):
+    # Checked here rather than left to int(), whose limit a program may have
+    # raised or lifted (sys.set_int_max_str_digits(0)): converting a long
+    # literal costs time quadratic in its length.
+    if len(text) - text.startswith("-") > MAX_INT_DIGITS:
+        raise IntegerTooLong("integer literal of more than %d digits (the limit of SPEC 4.1)"
+                             % MAX_INT_DIGITS)
+    return int(text)
+
+
+_decoder = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float,
+                            parse_int=_bounded_int)
 _LENIENT = (json.JSONEncoder(default=_fallback, separators=(",", ":"), ensure_ascii=False).encode,
             json.JSONEncoder(default=_fallback, separators=(",", ":")).encode)
 _STRICT = (json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode,
