@@ -30,7 +30,8 @@ import time
 import gevent
 from gevent.lock import Semaphore
 
-from ..errors import ChannelClosed, ChannelFull, UnknownWorker, WorkerError, WorkerUnavailable
+from ..errors import (ChannelClosed, ChannelFull, InvalidParams, UnknownWorker, WorkerError,
+                      WorkerUnavailable)
 from ..forking import ForkRegistry
 from .channel import DEFAULT_CAPACITY
 from .handle import Mode, OutputChannel, WorkerHandle
@@ -123,10 +124,16 @@ class WorkerManager:
         :returns: the :class:`WorkerHandle` of its first instance (``None``
             for a pool of 0 instances; see :meth:`pool`).
         :raises ConfigError: a bad argument (the message names it).
-        :raises WorkerError: the name is taken, it starts after itself, or
-            its ``after=`` makes a cycle.
+        :raises WorkerError: the name is taken, it starts after itself, its
+            ``after=`` makes a cycle, or the daemon would run more than
+            ``workerlimit`` instances in all.
         """
         check_install(worker, looptime, forever, timeout, instances)
+        limit = self._config("workerlimit", 1024)
+        if len(self._handles) + instances > limit:
+            # Before anything is allocated (issue 14: 10**30 instances).
+            raise WorkerError("cannot install %d instances of worker %r: %d are installed and "
+                              "workerlimit is %d" % (instances, worker.name, len(self._handles), limit))
         after = check_after(after, worker.name)
         listen = listen_address(listen, worker, getattr(self.daemon, "config", None) or {})
         plain = instances == 1
@@ -260,15 +267,22 @@ class WorkerManager:
 
         :raises UnknownWorker: no such pool.
         :raises ValueError: ``instances`` is not an int >= 0.
+        :raises InvalidParams: the daemon would run more than ``workerlimit``
+            instances in all.
         :raises WorkerUnavailable: a new instance did not reach LOOPING.
         """
         pool = self.pool(name)
         if not isinstance(instances, int) or isinstance(instances, bool) or instances < 0:
             raise ValueError("instances must be an integer >= 0, got %r" % (instances,))
+        # Refused at once, before anything is allocated (issue 14: worker.scale
+        # to 10**30 allocated until the kernel killed the daemon); checked
+        # again once the pool is ours, with nothing in between that yields.
+        self._check_scale_limit(pool, instances)
         grace = self._config("shutdowntimeout", 10)
         with pool.lock:
             current = len(pool.handles)
             if instances > current:
+                self._check_scale_limit(pool, instances)
                 handles = self._add_instances(pool, instances - current)
                 if self.running:
                     self.refresh_standby()
@@ -282,6 +296,14 @@ class WorkerManager:
                     shrink(self, surplus, grace)
                     self.refresh_standby()
         return pool.names()
+
+    def _check_scale_limit(self, pool, instances):
+        """:class:`InvalidParams` when ``pool`` at ``instances`` passes ``workerlimit``."""
+        limit = self._config("workerlimit", 1024)
+        total = len(self._handles) - len(pool.handles) + instances
+        if instances > len(pool.handles) and total > limit:
+            raise InvalidParams("invalid param 'instances': %d instances of %r would make %d "
+                                "workers in all, past workerlimit %d" % (instances, pool.name, total, limit))
 
     def restart(self, name, timeout=None):
         """Restart worker ``name`` (or a handle) gracefully; return once the new
