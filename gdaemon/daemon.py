@@ -32,7 +32,7 @@ from gevent.event import Event
 
 from . import listeners, process
 from .forking import ForkRegistry
-from .logfiles import reopen_file_handlers
+from .logfiles import LogFormatter, reopen_file_handlers
 from .config import Config, slugify
 from .errors import GDaemonError
 from .events import EventBus, SignalRouter
@@ -345,7 +345,7 @@ class Daemon:
             handler = logging.StreamHandler(sys.stderr)
         else:
             handler = logging.FileHandler(self.config["logfile"], mode="a", encoding="utf-8")
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.setFormatter(LogFormatter(LOG_FORMAT))  # one record, one line (SPEC 4.6)
         root.addHandler(handler)
         root.setLevel(logging.DEBUG if self.verbose else logging.INFO)
         self._log_handler = handler

@@ -90,21 +90,32 @@ class HubMonitor:
             if blocked_since is None:
                 blocked_since, next_report = now - period, now
             if now >= next_report:
-                self._report(now - blocked_since)
+                self._safe_report(now - blocked_since)
                 next_report = now + (now - blocked_since)
             # Wait for the answer rather than pile up pings.
             while self._running and self._answered < self._sent:
                 _sleep(min(period, 0.1))
                 now = time.monotonic()
                 if now >= next_report:
-                    self._report(now - blocked_since)
+                    self._safe_report(now - blocked_since)
                     next_report = now + (now - blocked_since)
             blocked_since = next_report = None
 
+    def _safe_report(self, blocked_for):
+        try:
+            self._report(blocked_for)
+        except Exception:  # pragma: no cover - _report guards itself; this is the last line
+            pass  # nowhere to report to: the thread must outlive any report
+
     def _report(self, blocked_for):
         self.reports += 1
-        frame = sys._current_frames().get(self._thread_ident)
-        where, worker = _where(frame)
+        try:
+            frame = sys._current_frames().get(self._thread_ident)
+            where, worker = _where(frame)
+        except Exception:  # whatever the stack holds, the monitor reports and lives on
+            where, worker = None, None
+        finally:
+            frame = None  # no reference cycle through the blocked stack
         try:
             self.logger.error("the hub has been blocked for %.1fs%s%s: every RPC connection, the "
                               "watchdog and greenlet workers wait (use gevent-cooperative calls, "
@@ -122,14 +133,22 @@ def _where(frame):
     worker = None
     depth = 0
     while frame is not None and depth < 200:
-        code = frame.f_code
-        if where is None and "/gevent/" not in code.co_filename:
-            line = linecache.getline(code.co_filename, frame.f_lineno).strip()
-            where = "%s:%d in %s%s" % (code.co_filename, frame.f_lineno, code.co_name,
-                                       ": " + line if line else "")
-        owner = frame.f_locals.get("self") if code.co_name in ("_run_loop", "_serve") else None
-        if owner is not None and worker is None:
-            worker = getattr(getattr(owner, "worker", None), "name", None)
+        # Each frame on its own: one that cannot be described (f_lineno is
+        # None in some frames, a file may be unreadable, an owner's attribute
+        # may raise) is skipped, never the end of the monitor thread (issue 14).
+        try:
+            code = frame.f_code
+            if where is None and "/gevent/" not in code.co_filename:
+                lineno = frame.f_lineno
+                line = linecache.getline(code.co_filename, lineno).strip() if lineno else ""
+                where = "%s:%s in %s%s" % (code.co_filename, lineno if lineno else "?", code.co_name,
+                                           ": " + line if line else "")
+            if worker is None and code.co_name in ("_run_loop", "_serve"):
+                owner = frame.f_locals.get("self")
+                name = getattr(getattr(owner, "worker", None), "name", None)
+                worker = name if isinstance(name, str) else None
+        except Exception:
+            pass  # see above: this frame stays undescribed
         frame = frame.f_back
         depth += 1
     return where, worker

@@ -1,6 +1,20 @@
-"""Log files across logrotate: reopen every file handler of the process.
+"""Log files: one line per record, and reopening across logrotate.
 
-logrotate renames ``daemon.log`` away and signals the daemon (SIGUSR1, or
+**One record, one line** (SPEC 4.6).  Much of what the daemon logs came from
+a client: a path, a method name, a header, a param.  :class:`LogFormatter`,
+the daemon's formatter (its file or stderr, the ring of ``daemon.logtail``
+and ``log.record`` events, and every forked worker, which inherits it),
+escapes control characters in the formatted record with
+:func:`escape_control`: a newline becomes ``\\n``, any other control
+character ``\\xNN`` (``\\uNNNN`` for the Unicode line separators and lone
+surrogates, which the log file could not even encode).  So a client cannot
+forge a line of the log (``GET /static/x%0aFORGED-LINE.css``, issue 14) nor
+write a terminal escape into it.  A traceback appended to a record keeps its
+lines; in it, a line that starts at the margin and is neither a header of
+the traceback nor an exception's ``Name: message`` line (a message that
+itself held a newline) is indented, so it can never pass for a record.
+
+**logrotate** renames ``daemon.log`` away and signals the daemon (SIGUSR1, or
 SIGHUP); every process that writes the file, the daemon and each forked
 worker, must then reopen it by name, or it goes on writing to the renamed
 file forever.  Workers inherit the daemon's handlers when forked, so one
@@ -8,8 +22,60 @@ function serves both.
 """
 
 import logging
+import re
 
-__all__ = ["reopen_file_handlers"]
+__all__ = ["reopen_file_handlers", "LogFormatter", "escape_control"]
+
+# C0 controls, DEL, C1 controls (NEL among them), the Unicode line and
+# paragraph separators, and lone surrogates.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# What may start a line of a traceback at the margin.
+_TRACEBACK_MARGIN = re.compile(r"(Traceback \(most recent call last\):|During handling of the above "
+                               r"exception, another exception occurred:|The above exception was the "
+                               r"direct cause of the following exception:|Stack \(most recent call "
+                               r"last\):|[A-Za-z_][\w.]*(: .*)?|\s.*|)$")
+
+
+def _escape_one(match):
+    char = match.group()
+    if char == "\n":
+        return "\\n"
+    code = ord(char)
+    return "\\x%02x" % code if code < 0x100 else "\\u%04x" % code
+
+
+def escape_control(text):
+    """``text`` on one line: ``\\n`` for a newline, ``\\xNN`` (``\\uNNNN``)
+    for any other control character, line separator or lone surrogate."""
+    if _CONTROL.search(text) is None:
+        return text
+    return _CONTROL.sub(_escape_one, text)
+
+
+def _escape_block(text):
+    """A traceback or stack: its lines kept, each escaped, and a line that could
+    pass for a record indented (see the module docstring)."""
+    lines = []
+    for line in text.split("\n"):
+        line = escape_control(line)
+        if not _TRACEBACK_MARGIN.match(line):
+            line = "  " + line
+        lines.append(line)
+    return "\n".join(lines)
+
+
+class LogFormatter(logging.Formatter):
+    """A :class:`logging.Formatter` that writes each record on one line (see
+    the module docstring); an exception's traceback follows on lines of its own."""
+
+    def formatMessage(self, record):
+        return escape_control(super().formatMessage(record))
+
+    def formatException(self, ei):
+        return _escape_block(super().formatException(ei))
+
+    def formatStack(self, stack_info):
+        return _escape_block(super().formatStack(stack_info))
 
 
 def reopen_file_handlers():

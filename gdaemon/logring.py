@@ -7,6 +7,9 @@ line exactly as the log file has it, in a bounded ring that
 bus with ``level``, ``logger``, ``message``, ``pid``, ``time`` and ``line``,
 so ``events.subscribe(["log.*"])`` follows the log without a shell on the
 host (in ``-f`` mode under systemd or in a container the log is no file).
+Like the file's, the ring's lines and the events' ``message`` hold one line
+of text per record (:class:`~gdaemon.logfiles.LogFormatter`): control
+characters a client sent are escaped.
 
 Forked workers' records reach the daemon through :meth:`LogRing.ingest`
 (called by the worker manager with what a worker forwarded over its
@@ -40,6 +43,8 @@ import os
 import gevent
 from greenlet import getcurrent
 
+from .logfiles import LogFormatter, escape_control
+
 try:
     from gevent.monkey import get_original as _get_original
     _thread_ident = _get_original("_thread", "get_ident")
@@ -72,6 +77,9 @@ class LogRing(logging.Handler):
 
     def __init__(self, bus=None, capacity=MAX_LINES, level=logging.NOTSET):
         super().__init__(level)
+        # One record, one line, as in the log file (the daemon gives the ring
+        # its file's formatter, a LogFormatter too).
+        self.setFormatter(LogFormatter())
         self.bus = bus
         self.capacity = capacity
         self._lines = collections.deque()
@@ -106,7 +114,8 @@ class LogRing(logging.Handler):
 
     def emit(self, record):
         line = self.format(record)
-        fields = {"level": record.levelname, "logger": record.name, "message": record.getMessage(),
+        fields = {"level": record.levelname, "logger": record.name,
+                  "message": escape_control(record.getMessage()),
                   "pid": record.process, "time": record.created, "line": line}
         if os.getpid() != self._pid:
             forward = self.forward
@@ -132,8 +141,9 @@ class LogRing(logging.Handler):
             return
         line = fields.get("line")
         if not isinstance(line, str):
-            line = "%s %s %s[%s]: %s" % (fields.get("time"), fields.get("level"), fields.get("logger"),
-                                         fields.get("pid"), fields.get("message"))
+            line = escape_control("%s %s %s[%s]: %s" % (fields.get("time"), fields.get("level"),
+                                                        fields.get("logger"), fields.get("pid"),
+                                                        fields.get("message")))
         self._add(dict(fields, line=line))
 
     def attach(self, logger=None):
