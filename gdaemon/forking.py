@@ -31,7 +31,8 @@ import gevent
 
 from .process import close_fd, closing_at_once
 
-__all__ = ["ForkRegistry", "fresh_default_hub", "raw_fork", "unblock_child_signals", "CHILD_SIGNALS"]
+__all__ = ["ForkRegistry", "fresh_default_hub", "abandon_hub", "run_fenced", "raw_fork",
+           "unblock_child_signals", "CHILD_SIGNALS", "CHILD_FAILED"]
 
 log = logging.getLogger("gdaemon.forking")
 
@@ -40,6 +41,10 @@ try:
     raw_fork = get_original("os", "fork")
 except (ImportError, AttributeError):  # pragma: no cover - older gevent
     raw_fork = os.fork
+
+#: Exit status of a child whose fenced code raised (the same as a worker's
+#: ``WorkerExit.BOOT_FAILED``: it never got to run what it was forked for).
+CHILD_FAILED = 4
 
 #: Signals a child handles itself (SPEC 5.3); blocked from the fork until it does.
 CHILD_SIGNALS = frozenset((signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH,
@@ -80,18 +85,29 @@ class ForkRegistry:
         """Run ``closer()`` in every child, before it drops the daemon's loop."""
         self._closers.append((closer, what))
 
-    def fork(self, keep=()):
-        """Fork; in the child, drop everything registered except ``keep``.
+    def fork(self, child, what, keep=(), fresh_hub=True):
+        """Fork; the child drops everything registered except ``keep``, then runs ``child()``.
+
+        The child side is fenced (SPEC 5.3): ``child()`` runs under
+        :func:`run_fenced`, so whatever it raises, it ends in ``os._exit``
+        after one log line naming ``what`` and the failure; it can never
+        unwind into the daemon's own code (which would, for instance, remove
+        the live daemon's pid file on its way out).
 
         The signals of :data:`CHILD_SIGNALS` stay blocked in the child until
         it calls :func:`unblock_child_signals`, once its own handlers are in
         place: a ``kill -HUP -PGID`` landing during a fork must neither kill
         the new child (default action) nor run the daemon's handler there.
 
+        :param child: what the child runs; it should end with ``os._exit``
+            itself (returning exits with status 0).
+        :param what: names the child in the log line of a failure.
         :param keep: descriptors the child must keep although registered
             (its own channel, for example).
-        :returns: the child's pid in the daemon, 0 in the child (which runs on
-            a fresh default hub, with the daemon's descriptors closed).
+        :param fresh_hub: start a fresh default gevent hub in the child
+            (``False`` for a child that never runs gevent, the fork server:
+            it only abandons the daemon's hub).
+        :returns: the child's pid (only ever in the daemon).
         :raises OSError: the fork failed.
         """
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, CHILD_SIGNALS)
@@ -101,12 +117,11 @@ class ForkRegistry:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
             raise
         if pid == 0:  # pragma: no cover - runs in the child
-            self.in_child(keep)
-            return 0
+            run_fenced(what, lambda: (self.in_child(keep, fresh_hub), child()))
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         return pid
 
-    def in_child(self, keep=()):  # pragma: no cover - runs in the child
+    def in_child(self, keep=(), fresh_hub=True):  # pragma: no cover - runs in the child
         """What a child does first: close and reset what is registered, then a fresh hub."""
         # Our collections must not dirty the pages we share with the daemon,
         # nor ever collect (and so resume) the daemon's copied greenlets.
@@ -126,12 +141,64 @@ class ForkRegistry:
                 except OSError:
                     pass
         self._fds.clear()
-        fresh_default_hub()
+        if fresh_hub:
+            fresh_default_hub()
+        else:
+            abandon_hub()
+
+
+def run_fenced(what, body):  # pragma: no cover - runs in forked children
+    """Run ``body()`` in a forked child; always end the process with ``os._exit``.
+
+    A child must never return into, or unwind through, the code of the
+    process it was forked from.  Whatever ``body`` raises is logged as one
+    line naming ``what`` (no traceback: a child failing at every fork must
+    not flood the log), and the child exits with :data:`CHILD_FAILED`;
+    ``SystemExit`` keeps its code.
+    """
+    code = 0
+    try:
+        body()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException as exc:  # noqa: B036 - the fence: nothing may pass it
+        code = CHILD_FAILED
+        try:
+            log.critical("%s (pid %d) failed before it could run: %s: %s",
+                         what, os.getpid(), type(exc).__name__, exc)
+        except BaseException:  # noqa: B036 - nothing left to report it with
+            pass
+    finally:
+        try:
+            logging.shutdown()
+        except BaseException:  # noqa: B036 - leaving anyway
+            pass
+        os._exit(code)
 
 
 def unblock_child_signals():
     """In a child, once it handles :data:`CHILD_SIGNALS` itself: let them in."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_SIGNALS)
+
+
+def abandon_hub():  # pragma: no cover - runs in forked children
+    """In a forked child: destroy the inherited default loop, start none.
+
+    See :func:`fresh_default_hub`, which calls this first.  A child that
+    never runs gevent (the fork server) stops here: its own children then
+    start their fresh hub from nothing.
+    """
+    from gevent import _hub_local
+    old_hub = _hub_local.get_hub_if_exists()
+    if old_hub is not None:
+        _ABANDONED.append(old_hub)
+        if old_hub.loop is not None:
+            old_hub.loop.destroy()
+    # A child's hub must not start a monitoring thread like the daemon's
+    # (gevent.config is process-wide); workers are watched by heartbeat.
+    gevent.config.monitor_thread = False
+    _hub_local.set_hub(None)
+    _hub_local.set_loop(None)
 
 
 def fresh_default_hub():  # pragma: no cover - runs in forked children
@@ -155,15 +222,5 @@ def fresh_default_hub():  # pragma: no cover - runs in forked children
     Forgetting the hub uses ``gevent._hub_local``: gevent has no public call
     to drop a hub without switching into it (``Hub.destroy`` switches).
     """
-    from gevent import _hub_local
-    old_hub = _hub_local.get_hub_if_exists()
-    if old_hub is not None:
-        _ABANDONED.append(old_hub)
-        # The new hub must not start a monitoring thread like the daemon's
-        # (gevent.config is process-wide); workers are watched by heartbeat.
-        gevent.config.monitor_thread = False
-        if old_hub.loop is not None:
-            old_hub.loop.destroy()
-    _hub_local.set_hub(None)
-    _hub_local.set_loop(None)
+    abandon_hub()
     return gevent.get_hub()

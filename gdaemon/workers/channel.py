@@ -127,6 +127,7 @@ from gevent import Timeout, get_hub
 from gevent.exceptions import ConcurrentObjectUseError
 
 from ..errors import ChannelClosed, ChannelMessageTooLarge
+from ..process import close_fd as _raw_close
 
 __all__ = ["Channel", "Endpoint", "StatusBlock", "ChannelMessageTooLarge",
            "DEFAULT_CAPACITY", "HEADER_SIZE", "RECORD_HEADER_SIZE"]
@@ -137,7 +138,7 @@ from .shm import (DEFAULT_CAPACITY, HEADER_SIZE, MAGIC_VALUE, MAX_CAPACITY, RECO
                   _W2D_HEAD, _W2D_TAIL, _WORKER_CLOSED)
 
 # Indexes into Channel._fds.
-_D2W_R, _D2W_W, _W2D_R, _W2D_W = 0, 1, 2, 3
+_D2W_R, _D2W_W, _W2D_R, _W2D_W, _MEMFD = 0, 1, 2, 3, 4
 
 DAEMON = "daemon"
 WORKER = "worker"
@@ -149,6 +150,33 @@ _SIDES = {
 }
 
 _BELL = b"\0"
+
+
+def _map_fd(fd, size):
+    """Map ``fd`` shared; ``(mmap, the descriptor mmap keeps)``.
+
+    CPython's ``mmap`` keeps a private dup of the file's descriptor for its
+    whole life (3.13's ``trackfd=False`` is not there before), and that dup
+    is inherited by every child forked meanwhile.  It is the lowest free
+    descriptor when the mapping is made: found out here (and checked) so
+    that the fork registry can close it in children.
+    """
+    candidate = os.dup(fd)
+    _raw_close(candidate)
+    mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    try:
+        if os.path.samestat(os.fstat(candidate), os.fstat(fd)):
+            return mm, candidate
+    except OSError:
+        pass
+    for name in os.listdir("/proc/self/fd"):  # someone took the candidate meanwhile
+        other = int(name)
+        try:
+            if other != fd and os.path.samestat(os.fstat(other), os.fstat(fd)):
+                return mm, other
+        except OSError:
+            continue
+    return mm, None
 
 
 def _pipe():
@@ -433,17 +461,40 @@ class Channel:
     :raises ValueError: bad capacity.
     """
 
-    def __init__(self, capacity=DEFAULT_CAPACITY):
+    def __init__(self, capacity=DEFAULT_CAPACITY, shareable=False):
         if not isinstance(capacity, int) or isinstance(capacity, bool):
             raise ValueError("capacity must be an int, got %r" % (capacity,))
         if capacity < 8 or capacity % 4 or capacity > MAX_CAPACITY:
             raise ValueError("capacity must be a multiple of 4 between 8 and %d, got %d"
                              % (MAX_CAPACITY, capacity))
+        self._blank(capacity)
+        try:
+            size = HEADER_SIZE + 2 * capacity
+            if shareable:
+                # A memfd, not an anonymous mapping: the worker is forked by
+                # the fork server, a process that did not exist when this
+                # channel was made; it maps the memfd it is sent.
+                fd = self._fds[_MEMFD] = os.memfd_create("gdaemon-channel", os.MFD_CLOEXEC)
+                os.ftruncate(fd, size)
+                mm, self.mapping_fd = _map_fd(fd, size)
+            else:
+                flags = mmap.MAP_SHARED | getattr(mmap, "MAP_ANONYMOUS", getattr(mmap, "MAP_ANON", 0))
+                mm = mmap.mmap(-1, size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+            self._map(mm)
+            self._words[_MAGIC] = MAGIC_VALUE
+            self._words[_CAPACITY] = capacity
+            self._fds[_D2W_R], self._fds[_D2W_W] = _pipe()
+            self._fds[_W2D_R], self._fds[_W2D_W] = _pipe()
+        except BaseException:
+            self.close()
+            raise
+
+    def _blank(self, capacity):
         #: Bytes of each ring.
         self.capacity = capacity
         #: Largest message :meth:`Endpoint.send` accepts, in bytes.
         self.max_message_size = capacity - RECORD_HEADER_SIZE
-        self._fds = [-1, -1, -1, -1]
+        self._fds = [-1, -1, -1, -1, -1]
         self._ends = {}
         self._closed = False
         self._closed_mapping = True
@@ -451,26 +502,58 @@ class Channel:
         self._words = None
         self._rings = ()
         self.status = None
+        #: The descriptor ``mmap`` keeps (a dup of the memfd) while mapped;
+        #: ``None`` for an anonymous mapping.  Children must not inherit it.
+        self.mapping_fd = None
+
+    def _map(self, mm):
+        capacity = self.capacity
+        self._mm = mm
+        self._closed_mapping = False
+        self._words = memoryview(mm)[:HEADER_SIZE].cast("q")
+        self._rings = (
+            Ring(mm, self._words, HEADER_SIZE, capacity, _D2W_HEAD, _D2W_TAIL),
+            Ring(mm, self._words, HEADER_SIZE + capacity, capacity, _W2D_HEAD, _W2D_TAIL),
+        )
+        #: The shared :class:`StatusBlock`.
+        self.status = StatusBlock(self._words)
+
+    def worker_fds(self):
+        """What a worker forked elsewhere needs: ``[memfd, its read fd, its write fd]``.
+
+        Only for a ``shareable`` channel, before :meth:`daemon_end`; the
+        worker rebuilds its side with :meth:`attach`.
+        """
+        if self._fds[_MEMFD] < 0:
+            raise ValueError("not a shareable channel (or its memfd is closed)")
+        return [self._fds[_MEMFD], self._fds[_D2W_R], self._fds[_W2D_W]]
+
+    @classmethod
+    def attach(cls, memfd, rfd, wfd):
+        """In a worker: the channel whose :meth:`worker_fds` were sent to it.
+
+        Takes ownership of the three descriptors; call :meth:`worker_end` next.
+
+        :raises ValueError: the memfd does not hold a channel.
+        """
+        size = os.fstat(memfd).st_size
+        if size < HEADER_SIZE:
+            raise ValueError("the memfd is too small for a channel (%d bytes)" % size)
+        mm, mapping_fd = _map_fd(memfd, size)
+        words = memoryview(mm)[:HEADER_SIZE].cast("q")
         try:
-            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_ANONYMOUS", getattr(mmap, "MAP_ANON", 0))
-            self._mm = mmap.mmap(-1, HEADER_SIZE + 2 * capacity, flags=flags,
-                                 prot=mmap.PROT_READ | mmap.PROT_WRITE)
-            self._closed_mapping = False
-            self._words = memoryview(self._mm)[:HEADER_SIZE].cast("q")
-            self._words[_MAGIC] = MAGIC_VALUE
-            self._words[_CAPACITY] = capacity
-            self._rings = (
-                Ring(self._mm, self._words, HEADER_SIZE, capacity, _D2W_HEAD, _D2W_TAIL),
-                Ring(self._mm, self._words, HEADER_SIZE + capacity, capacity,
-                      _W2D_HEAD, _W2D_TAIL),
-            )
-            #: The shared :class:`StatusBlock`.
-            self.status = StatusBlock(self._words)
-            self._fds[_D2W_R], self._fds[_D2W_W] = _pipe()
-            self._fds[_W2D_R], self._fds[_W2D_W] = _pipe()
-        except BaseException:
-            self.close()
-            raise
+            magic, capacity = words[_MAGIC], words[_CAPACITY]
+        finally:
+            words.release()
+        if magic != MAGIC_VALUE or size != HEADER_SIZE + 2 * capacity:
+            mm.close()
+            raise ValueError("the memfd does not hold a gdaemon channel")
+        self = cls.__new__(cls)
+        self._blank(capacity)
+        self.mapping_fd = mapping_fd
+        self._map(mm)
+        self._fds[_D2W_R], self._fds[_W2D_W], self._fds[_MEMFD] = rfd, wfd, memfd
+        return self
 
     def __repr__(self):
         return "<Channel capacity=%d fds=%r%s>" % (
@@ -512,6 +595,7 @@ class Channel:
             _, _, peer_rfd, peer_wfd, _, _ = _SIDES[other]
             self._close_fd(peer_rfd)
             self._close_fd(peer_wfd)
+            self._close_fd(_MEMFD)  # the mapping stays; nobody needs the fd any more
         end = self._ends[side] = Endpoint(self, side)
         return end
 

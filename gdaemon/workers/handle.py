@@ -88,6 +88,8 @@ class WorkerHandle:
         self.last_exit = None
         self.pid = None
         self.alive = False
+        #: True while a new instance is being forked (by the fork server).
+        self.spawning = False
         self.generation = 0
         self._state = WorkerStatus.STOPPED
         self.emitted = None

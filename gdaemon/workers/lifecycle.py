@@ -198,7 +198,7 @@ def restart_instance(manager, handle, grace, timeout):
         # LOOPING as emitted (worker.state sent), not only as written in
         # the status block: whoever waits on restart() sees the event first.
         looping = handle._wait(
-            lambda: manager.stopping or (handle.generation > first and (
+            lambda: manager.stopping or (handle.generation > first and not handle.spawning and (
                 not handle.alive or handle.emitted is WorkerStatus.LOOPING)),
             max(0.0, deadline - time.monotonic()))
     if manager.stopping:

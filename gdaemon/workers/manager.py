@@ -66,6 +66,9 @@ class WorkerManager:
     standby = True
     #: Seconds after a standby was used before the next one is forked.
     standby_delay = 0.1
+    #: Fork workers and standbys in a fork server, never in the daemon's hub
+    #: (Linux; see :mod:`gdaemon.workers.forkserver`).
+    use_forkserver = True
     #: Consecutive failed activations after which no more standby is forked.
     standby_failures_max = 3
     #: Longest wait in seconds before re-forking a standby that keeps dying.
@@ -246,6 +249,7 @@ class WorkerManager:
             while standby in self.spawner.children and time.monotonic() < deadline:
                 gevent.sleep(0.005)  # its child watcher reaps it
         self.watchdog.stop()
+        self.spawner.stop_forkserver()
         for pool in self._pools.values():
             pool.close(self.forking)
         self._started = False
@@ -354,7 +358,7 @@ class WorkerManager:
 
     def spawn(self, handle, respawn=False):
         """Start a new instance of ``handle``'s worker (a process or a greenlet)."""
-        if self._stopping:
+        if self._stopping or handle.spawning:
             return
         handle.generation += 1
         handle.killed = None
@@ -366,7 +370,13 @@ class WorkerManager:
             if handle.kind == WorkerKind.GREENLET:
                 self.spawner.spawn_greenlet(handle)
             elif not self.standbys.activate(handle):
-                self.spawner.spawn_process(handle)
+                # This greenlet may wait for the fork server (the hub does not):
+                # no second spawn of this worker meanwhile.
+                handle.spawning = True
+                try:
+                    self.spawner.spawn_process(handle)
+                finally:
+                    handle.spawning = False
         except OSError as exc:
             handle._exited.set()
             reason = "cannot start: %s" % (exc,)
@@ -386,6 +396,8 @@ class WorkerManager:
             self.emit("worker.respawned", name=handle.name, pid=handle.pid)
         self.set_state(handle, WorkerStatus.SPINUP)
         handle._notify()
+        if self._stopping or handle.mode == Mode.STOP:
+            self.kill(handle)  # stopped while the fork server forked it
 
     def kill(self, handle):
         """SIGKILL the current instance (greenlet: kill it); the exit is reaped as usual."""

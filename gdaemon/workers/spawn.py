@@ -27,6 +27,7 @@ import gevent
 from ..process import closing_at_once
 from .channel import Channel
 from .child import run_forked
+from .forkserver import ForkServer, supported as forkserver_supported
 from .local import LocalLink, LocalStatus
 from .runtime import WorkerRuntime
 from .worker import WorkerStatus
@@ -46,6 +47,9 @@ class Spawner:
         self.manager = manager
         #: pid -> [handle, generation] of every unreaped child; [None, 0] for the standby.
         self.children = {}
+        #: The :class:`~gdaemon.workers.forkserver.ForkServer` that forks
+        #: children, or ``None`` where the daemon forks them itself.
+        self.forkserver = None
         self._prctl = None
         self._comm = None
         self._prepared = False
@@ -72,43 +76,85 @@ class Spawner:
                     self._comm = f.read().strip()[:15]
             except OSError:
                 self._comm = None
+        if self._prctl is not None and self.manager.use_forkserver and forkserver_supported():
+            self.forkserver = ForkServer(self.manager, self._prctl)
 
-    def fork_child(self, what, keep=(), **kwargs):
-        """Fork a child with a new channel; ``(channel, daemon end, pid)`` in the daemon.
+    def stop_forkserver(self):
+        """The daemon stops: let the fork server go."""
+        if self.forkserver is not None:
+            self.forkserver.retire()
 
-        The child runs :func:`~gdaemon.workers.child.run_forked` with
-        ``kwargs`` and never returns.  The channel's descriptors are
-        registered on the fork registry first, so every later child closes
-        them; the child keeps its own, and ``keep`` (its pool's listener).
+    def fork_child(self, what, keep=(), worker=None, workers=None):
+        """A new child with a new channel: ``(channel, daemon end, pid)`` in the daemon.
+
+        The child runs :func:`~gdaemon.workers.child.run_forked` for
+        ``worker`` (or, a standby, for whichever of ``workers`` it is told)
+        and never returns.  Where a :class:`~gdaemon.workers.forkserver.ForkServer`
+        can be used, it forks the child (this greenlet waits, the hub does
+        not); the child's exit is watched (:meth:`watch`, with ``worker``'s
+        handle) before it is let run.  Elsewhere the daemon forks it here.
+        The channel's descriptors are registered on the fork registry first,
+        so every later child closes them; the child keeps its own, and
+        ``keep`` (its pool's listener).
         """
         self.prepare()
+        if self.forkserver is not None:
+            return self._fork_by_server(what, worker, workers)
         forking = self.manager.forking
         channel = Channel(self.manager.channel_capacity)
         try:
-            status = channel.status
-            status.state = WorkerStatus.SPINUP
-            status.loops = 0
-            status.beat()
+            self._reset_status(channel)
             for fd in channel.fds():
                 forking.add_fd(fd, "channel of " + what)
             parent = os.getpid()
-            pid = forking.fork(keep=channel.fds() + list(keep))
+            prctl, comm, daemon = self._prctl, self._comm, self.manager.daemon
+            pid = forking.fork(lambda: run_forked(daemon, channel, parent, prctl, comm=comm,
+                                                  worker=worker, workers=workers),
+                               what, keep=channel.fds() + list(keep))
         except BaseException:
             self.close_channel(channel)
             raise
-        if pid == 0:  # pragma: no cover - runs in the child
-            run_forked(self.manager.daemon, channel, parent, self._prctl, comm=self._comm, **kwargs)
-        before = channel.fds()
+        self._take_daemon_end(channel, what)
+        return channel, channel.daemon_end(), pid
+
+    def _fork_by_server(self, what, worker, workers):
+        channel = Channel(self.manager.channel_capacity, shareable=True)
+        try:
+            self._reset_status(channel)
+            for fd in channel.fds() + [channel.mapping_fd]:  # a fork server started now
+                if fd is not None:                               # must not inherit them
+                    self.manager.forking.add_fd(fd, "channel of " + what)
+            pid, gate = self.forkserver.spawn(channel, "worker" if worker is not None else "standby",
+                                              worker.name if worker is not None else "")
+        except BaseException:
+            self.close_channel(channel)
+            raise
+        self._take_daemon_end(channel, what)
+        return channel, channel.daemon_end(), (pid, gate)
+
+    @staticmethod
+    def _reset_status(channel):
+        status = channel.status
+        status.state = WorkerStatus.SPINUP
+        status.loops = 0
+        status.beat()
+
+    def _take_daemon_end(self, channel, what):
+        """Close the child's ends here; register the daemon's (later children close them)."""
+        forking = self.manager.forking
+        before = set(channel.fds())
         with closing_at_once():
-            end = channel.daemon_end()  # closes the child's pipe ends here
-        for fd in set(before) - set(channel.fds()):
+            channel.daemon_end()  # closes the child's pipe ends (and the memfd) here
+        for fd in before - set(channel.fds()):
             forking.discard_fd(fd)
-        return channel, end, pid
+        for fd in channel.fds():
+            forking.add_fd(fd, "channel of " + what)
 
     def close_channel(self, channel):
         """Close a channel the daemon holds (no watcher on it any more)."""
-        for fd in channel.fds():
-            self.manager.forking.discard_fd(fd)
+        for fd in channel.fds() + [channel.mapping_fd]:
+            if fd is not None:
+                self.manager.forking.discard_fd(fd)
         with closing_at_once():
             channel.close()
 
@@ -118,9 +164,29 @@ class Spawner:
         """Fork a new instance of ``handle`` (the standby is tried first by the caller)."""
         listener = handle.worker.listener
         keep = (listener.fileno(),) if listener is not None else ()
+        generation = handle.generation
         channel, end, pid = self.fork_child("worker %r" % handle.name, keep=keep, worker=handle.worker)
-        self.watch(pid, handle, handle.generation)
-        self.bind(handle, pid, channel, end)
+        self.started(pid, handle, generation)
+        self.bind(handle, self.pid_of(pid), channel, end)
+
+    def fork_standby(self, workers, keep):
+        """Fork a standby for ``workers``: ``(pid, channel, daemon end)``, watched already."""
+        channel, end, pid = self.fork_child("the standby", keep=keep, workers=workers)
+        self.started(pid, None, 0)
+        return self.pid_of(pid), channel, end
+
+    def started(self, pid, handle, generation):
+        """Watch a new child's exit; let it run if the fork server made it."""
+        if isinstance(pid, tuple):
+            pid, gate = pid
+            self.watch(pid, handle, generation)
+            self.forkserver.open_gate(gate)
+        else:
+            self.watch(pid, handle, generation)
+
+    @staticmethod
+    def pid_of(pid):
+        return pid[0] if isinstance(pid, tuple) else pid
 
     def spawn_greenlet(self, handle):
         """Start a new instance of a greenlet worker."""

@@ -58,13 +58,14 @@ class StandbyPool:
         #: Bumped whenever the daemon's state that children inherit changes.
         self.epoch = 0
         self.failures = 0
+        self._forking = False
         self._delay = manager.standby_delay
 
     def ensure(self):
         """Fork a standby if one is wanted and there is none."""
         manager = self.manager
         if (not manager.standby or not manager.running or self.current is not None
-                or self.failures >= manager.standby_failures_max):
+                or self._forking or self.failures >= manager.standby_failures_max):
             return
         handles = [h for h in manager if h.kind == WorkerKind.PROCESS]
         if not any(h.forever for h in handles):
@@ -72,14 +73,23 @@ class StandbyPool:
         workers = {h.name: h.worker for h in handles}
         # It may become any of them: it keeps every listener until it knows which.
         keep = {w.listener.fileno() for w in workers.values() if w.listener is not None}
+        epoch = self.epoch
+        self._forking = True  # this greenlet may wait for the fork server
         try:
-            channel, end, pid = self.spawner.fork_child("the standby", keep=keep, workers=workers)
+            pid, channel, end = self.spawner.fork_standby(workers, keep)
         except OSError as exc:
             manager.logger.warning("cannot fork a standby process: %s", exc)
             self._retry()
             return
-        self.spawner.watch(pid, None, 0)
-        self.current = _Standby(pid, channel, end, frozenset(workers), self.epoch)
+        finally:
+            self._forking = False
+        standby = _Standby(pid, channel, end, frozenset(workers), epoch)
+        if not manager.running or epoch != self.epoch:
+            self._discard(standby)  # stopped or refreshed while it was forked
+            if manager.running:
+                self.manager.watchdog.schedule_standby(0)
+            return
+        self.current = standby
 
     def refresh(self):
         """Retire the standby; a new one, forked from the daemon as it is now, follows."""

@@ -150,10 +150,24 @@ def _free_port():
 
 # -- descriptors: a child holds only what it should ------------------------------------------
 
+def _memfd_inodes(pid):
+    inodes = {}
+    for fd, target in fd_targets(pid).items():
+        if target.startswith("/memfd:"):
+            try:
+                inodes[fd] = os.stat("/proc/%d/fd/%d" % (pid, fd)).st_ino
+            except OSError:
+                pass
+    return inodes
+
+
 def allowed_fds(pid, daemon_pid):
-    """The child's fds that are not stdio, the log file, its event loop or its channel."""
+    """The child's fds that are not stdio, the log file, its event loop or its channel
+    (two doorbell pipes and, forked by the fork server, the shared memory it maps)."""
     targets = fd_targets(pid)
     daemon_pipes = {t for t in fd_targets(daemon_pid).values() if t.startswith("pipe:")}
+    daemon_memfds = set(_memfd_inodes(daemon_pid).values())
+    own_memfds = _memfd_inodes(pid)
     unexpected = {}
     pipes = []
     for fd, target in targets.items():
@@ -162,6 +176,8 @@ def allowed_fds(pid, daemon_pid):
         if target.startswith("pipe:") and target in daemon_pipes:
             pipes.append(target)  # its channel's doorbells: the daemon holds the other ends
             continue
+        if len(own_memfds) == 1 and own_memfds.get(fd) in daemon_memfds:
+            continue  # its channel's shared memory, which the daemon maps too
         unexpected[fd] = target
     return unexpected, pipes
 

@@ -259,10 +259,13 @@ def kinds(targets, kind):
 
 #: ``/proc/PID/comm`` of the daemon's pre-forked standby process.
 STANDBY_COMM = "gdaemon-standby"
+#: ``/proc/PID/comm`` of the fork server (gdaemon.workers.forkserver.FORKSERVER_COMM).
+FORKSERVER_COMM = "gdaemon-forksrv"
 
 
-def live_children(pid, standby=False):
-    """Children of ``pid`` that are not zombies (the standby too if ``standby``)."""
+def live_children(pid, standby=False, forkserver=False):
+    """Children of ``pid`` that are not zombies: its workers, plus the standby if
+    ``standby`` and the fork server if ``forkserver``."""
     try:
         children = psutil.Process(pid).children()
     except psutil.Error:
@@ -270,7 +273,9 @@ def live_children(pid, standby=False):
     alive = []
     for child in children:
         try:
-            if child.status() != psutil.STATUS_ZOMBIE and (standby or child.name() != STANDBY_COMM):
+            name = child.name()
+            if (child.status() != psutil.STATUS_ZOMBIE and (standby or name != STANDBY_COMM)
+                    and (forkserver or name != FORKSERVER_COMM)):
                 alive.append(child)
         except psutil.Error:
             pass
@@ -280,6 +285,11 @@ def live_children(pid, standby=False):
 def standby_pids(pid):
     """Pids of the daemon's standby process(es): 0 or 1 of them."""
     return [child.pid for child in live_children(pid, standby=True) if child.name() == STANDBY_COMM]
+
+
+def forkserver_pids(pid):
+    """Pids of the daemon's fork server: 0 or 1 of them."""
+    return [child.pid for child in live_children(pid, forkserver=True) if child.name() == FORKSERVER_COMM]
 
 
 def zombies(pid):

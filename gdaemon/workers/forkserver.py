@@ -1,0 +1,338 @@
+"""The fork server: forks workers and standbys so that the daemon's hub never does.
+
+A ``fork()`` blocks the process that calls it for as long as the kernel
+copies its page tables, and the daemon's hub serves every RPC connection:
+forking workers from it (at every respawn of a crash-looping worker, a pool
+scaled to 64, a rolling reload) stalls the control plane in bursts.  So the
+daemon forks one small helper instead, the *fork server*, and asks it for
+every worker and standby process.
+
+How a worker is made (Linux)::
+
+    daemon ──request + channel fds (SCM_RIGHTS)──▶ fork server
+                                                     │ fork
+                                                     ▼
+                                                 intermediate ──fork──▶ worker
+                                                     │ exits at once     (waits on its gate)
+    daemon ◀──────────── worker's pid ───────── fork server (reaped the intermediate)
+    daemon: watch(pid), then opens the gate ─────────────────────────────▶ worker runs
+
+- The daemon is a *child subreaper* (``PR_SET_CHILD_SUBREAPER``): when the
+  intermediate exits, the worker is re-parented to the daemon, not to init.
+  So every worker is the daemon's own child, exactly as if the daemon had
+  forked it: libev reaps it, ``os.kill`` reaches it, ``PR_SET_PDEATHSIG``
+  ties it to the daemon.  The fork server replies only after reaping the
+  intermediate, so by then the re-parenting is done.
+- The worker waits on a *gate* pipe until the daemon has registered its
+  child watcher (an exit before that would be reaped unseen) and only then
+  asks to die with the daemon and checks that the daemon is its parent.
+- The channel's shared memory is a memfd (see
+  :class:`~gdaemon.workers.channel.Channel`), sent with the worker's pipe
+  ends over the server's unix socket.
+
+Freshness: the fork server is a copy of the daemon as it was when it was
+forked, like the standby (see :mod:`gdaemon.workers.standby`).  Whenever
+the standby's epoch changes (reload, reopened logs, a worker installed or a
+pool scaled at run time) the server is retired too, and the next request
+forks a new one: one fork of the daemon per such event, none per worker.
+
+The server itself never runs gevent: it abandons the daemon's hub (see
+:func:`gdaemon.forking.abandon_hub`), blocks on its socket with the
+original, unpatched calls, and its children start a fresh hub of their own.
+It exits when the daemon closes its end, or with the daemon (parent-death
+signal).
+
+Elsewhere than Linux (no subreaper, no memfd) the daemon forks its workers
+itself, as before.
+"""
+
+import logging
+import os
+import signal
+import socket as _stdsocket
+import struct
+import sys
+
+import _socket
+import gevent
+from gevent import socket as gsocket
+from gevent.lock import Semaphore
+
+from ..forking import raw_fork
+from ..process import close_fd, closing_at_once
+
+__all__ = ["ForkServer", "supported", "FORKSERVER_COMM"]
+
+log = logging.getLogger("gdaemon.forkserver")
+
+# prctl(2) options (Linux).
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+_PR_SET_CHILD_SUBREAPER = 36
+
+#: ``/proc/PID/comm`` of the fork server (at most 15 bytes).
+FORKSERVER_COMM = b"gdaemon-forksrv"
+
+# Requests: kind byte + name; replies: pid (> 0) or an error message.
+_WORKER, _STANDBY = b"W", b"S"
+_REPLY = struct.Struct("=i")
+_MAX_REQUEST = 65536
+
+try:
+    from gevent.monkey import get_original
+    _waitpid = get_original("os", "waitpid")
+except (ImportError, AttributeError):  # pragma: no cover - older gevent
+    _waitpid = os.waitpid
+
+
+def supported():
+    """True where workers can be forked by a fork server (Linux 3.17+: memfd, subreaper)."""
+    return (sys.platform.startswith("linux") and hasattr(os, "memfd_create")
+            and hasattr(_stdsocket, "send_fds"))
+
+
+class ForkServer:
+    """The daemon's side of its fork server (see the module docstring).
+
+    :param manager: the :class:`~gdaemon.workers.manager.WorkerManager`.
+    :param prctl: libc's ``prctl``, resolved in the daemon.
+    """
+
+    #: Seconds a request may take before the server is taken for dead.
+    reply_timeout = 10.0
+
+    def __init__(self, manager, prctl):
+        self.manager = manager
+        self._prctl = prctl
+        self._sock = None
+        self._pid = None
+        self._epoch = None
+        self._lock = Semaphore()
+        self._subreaper = False
+
+    @property
+    def pid(self):
+        """The fork server's pid, ``None`` while there is none."""
+        return self._pid
+
+    def spawn(self, channel, kind, name, keep_listener=None):
+        """Have the server fork a worker (``kind`` ``"worker"``) or a standby.
+
+        Blocks only the calling greenlet.  The returned child is the
+        daemon's own (re-parented) child, still waiting on its gate: call
+        :meth:`open_gate` once its exit can no longer be missed.
+
+        :param channel: a shareable :class:`~gdaemon.workers.channel.Channel`.
+        :param name: the worker's name (ignored for a standby).
+        :returns: ``(pid, gate)``: the child's pid and the gate's write end.
+        :raises OSError: no server could be had, or it could not fork.
+        """
+        with self._lock:
+            epoch = self.manager.standbys.epoch
+            if self._sock is None or self._epoch != epoch:
+                self._start(epoch)
+            gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
+            try:
+                request = (_WORKER if kind == "worker" else _STANDBY) + name.encode("utf-8")
+                fds = channel.worker_fds() + [gate_r]
+                try:
+                    pid = self._ask(request, fds)
+                except OSError:
+                    # The server died, or is stuck: one new server, one more try.
+                    self.retire()
+                    self._start(epoch)
+                    pid = self._ask(request, fds)
+            except BaseException:
+                close_fd(gate_w)
+                raise
+            finally:
+                close_fd(gate_r)
+        return pid, gate_w
+
+    @staticmethod
+    def open_gate(gate):
+        """Let the child run (its exit is watched now)."""
+        try:
+            os.write(gate, b"g")
+        finally:
+            close_fd(gate)
+
+    def _ask(self, request, fds):
+        sock = self._sock
+        with gevent.Timeout(self.reply_timeout, OSError("the fork server did not answer within %gs"
+                                                        % self.reply_timeout)):
+            _stdsocket.send_fds(sock, [request], fds)
+            reply = sock.recv(_MAX_REQUEST)
+        if not reply:
+            raise OSError("the fork server is gone")
+        if len(reply) == _REPLY.size:
+            return _REPLY.unpack(reply)[0]
+        raise OSError(reply.decode("utf-8", "replace"))
+
+    def _start(self, epoch):
+        """Fork a new server from the daemon as it is now (in the hub: one fork per epoch)."""
+        manager = self.manager
+        self.retire()
+        if not self._subreaper:
+            if self._prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+                raise OSError("prctl(PR_SET_CHILD_SUBREAPER) failed")
+            self._subreaper = True
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+        forking = manager.forking
+        try:
+            forking.add_fd(ours.fileno(), "the fork server's socket")
+            listeners = [w.listener.fileno() for w in (h.worker for h in manager)
+                         if getattr(w, "listener", None) is not None]
+            parent = os.getpid()
+            server = _Server(manager, theirs.fileno(), parent, self._prctl, set(listeners))
+            pid = forking.fork(server.run, "the fork server", keep=[theirs.fileno()] + listeners,
+                               fresh_hub=False)
+        except BaseException:
+            forking.discard_fd(ours.fileno())
+            ours.close()
+            theirs.close()
+            raise
+        with closing_at_once():
+            theirs.close()
+        self._sock = gsocket.socket(fileno=ours.detach(), family=_stdsocket.AF_UNIX,
+                                    type=_stdsocket.SOCK_SEQPACKET)
+        forking.add_fd(self._sock.fileno(), "the fork server's socket")
+        self._pid = pid
+        self._epoch = epoch
+        watcher = gevent.get_hub().loop.child(pid, False)
+        watcher.start(self._exited, watcher)
+
+    def _exited(self, watcher):
+        watcher.stop()
+        watcher.close()
+        if watcher.pid == self._pid:
+            code = os.waitstatus_to_exitcode(watcher.rstatus)
+            self.manager.logger.warning("the fork server (pid %d) exited (%s): the next spawn "
+                                        "starts another", watcher.pid, code)
+            self._drop()
+
+    def retire(self):
+        """Let the server go (it exits once its socket closes)."""
+        self._drop()
+
+    def _drop(self):
+        sock, self._sock, self._pid, self._epoch = self._sock, None, None, None
+        if sock is not None:
+            self.manager.forking.discard_fd(sock.fileno())
+            with closing_at_once():
+                sock.close()
+
+
+class _Server:
+    """The fork server's own side: everything here runs in the server process."""
+
+    def __init__(self, manager, fd, parent, prctl, listeners):
+        self.manager = manager
+        self.fd = fd
+        self.parent = parent
+        self.prctl = prctl
+        self.listeners = listeners
+
+    def run(self):  # pragma: no cover - runs in the fork server
+        prctl = self.prctl
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != self.parent:
+            os._exit(0)
+        prctl(_PR_SET_NAME, FORKSERVER_COMM, 0, 0, 0)
+        sock = _socket.socket(fileno=self.fd)
+        sock.setblocking(True)
+        while True:
+            try:
+                request, fds, _flags, _addr = _stdsocket.recv_fds(sock, _MAX_REQUEST, 8,
+                                                                  _socket.MSG_CMSG_CLOEXEC)
+            except InterruptedError:
+                continue
+            if not request:
+                os._exit(0)  # the daemon closed its end
+            try:
+                reply = _REPLY.pack(self._fork(request, fds, sock))
+            except Exception as exc:
+                reply = ("cannot fork: %s: %s" % (type(exc).__name__, exc)).encode("utf-8")
+            finally:
+                for fd in fds:
+                    try:
+                        close_fd(fd)
+                    except OSError:
+                        pass
+            sock.send(reply)
+
+    def _fork(self, request, fds, sock):  # pragma: no cover - runs in the fork server
+        if len(fds) != 4:
+            raise ValueError("expected 4 descriptors, got %d" % len(fds))
+        kind, name = request[:1], request[1:].decode("utf-8")
+        handles = {h.name: h for h in self.manager}
+        if kind == _WORKER and name not in handles:
+            raise KeyError("no worker %r in this copy of the daemon" % name)
+        pipe_r, pipe_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            intermediate = raw_fork()
+            if intermediate == 0:
+                close_fd(pipe_r)
+                self._intermediate(kind, name, fds, sock, pipe_w)
+            close_fd(pipe_w)
+            pipe_w = None
+            _waitpid(intermediate, 0)
+            data = os.read(pipe_r, _REPLY.size)
+        finally:
+            close_fd(pipe_r)
+            if pipe_w is not None:
+                close_fd(pipe_w)
+        if len(data) != _REPLY.size:
+            raise OSError("the worker could not be forked")
+        return _REPLY.unpack(data)[0]
+
+    def _intermediate(self, kind, name, fds, sock, pipe_w):  # pragma: no cover - forked
+        """Fork the worker, tell the server its pid, exit: the worker goes to the daemon."""
+        code = 1
+        try:
+            pid = raw_fork()
+            if pid == 0:
+                self._worker(kind, name, fds, sock, pipe_w)
+            os.write(pipe_w, _REPLY.pack(pid))
+            code = 0
+        except BaseException:  # noqa: B036 - the fence: never back into the server's loop
+            pass
+        os._exit(code)
+
+    def _worker(self, kind, name, fds, sock, pipe_w):  # pragma: no cover - the worker
+        from ..forking import fresh_default_hub, run_fenced
+        what = "worker %r" % name if kind == _WORKER else "the standby"
+        run_fenced(what, lambda: self._become(kind, name, fds, sock, pipe_w, fresh_default_hub))
+
+    def _become(self, kind, name, fds, sock, pipe_w, fresh_default_hub):  # pragma: no cover
+        from .channel import Channel
+        from .child import run_forked
+        sock.close()
+        close_fd(pipe_w)
+        memfd, rfd, wfd, gate = fds
+        # Wait until the daemon watches us; EOF: it gave up on us, or died.
+        while True:
+            try:
+                opened = os.read(gate, 1)
+                break
+            except InterruptedError:
+                continue
+        close_fd(gate)
+        if not opened:
+            os._exit(0)
+        manager = self.manager
+        workers = {h.name: h.worker for h in manager if h.kind == "process"}
+        worker = workers[name] if kind == _WORKER else None
+        mine = getattr(worker, "listener", None)
+        mine = mine.fileno() if mine is not None else None
+        if worker is not None:  # a standby keeps them all until it knows which it is
+            for fd in self.listeners:
+                if fd != mine:
+                    close_fd(fd)
+        if worker is not None and manager.spawner._comm:
+            self.prctl(_PR_SET_NAME, manager.spawner._comm, 0, 0, 0)  # not the server's name
+        channel = Channel.attach(memfd, rfd, wfd)
+        fresh_default_hub()
+        spawner = manager.spawner
+        run_forked(manager.daemon, channel, self.parent, self.prctl, worker=worker,
+                   workers=None if worker is not None else workers, comm=spawner._comm)
