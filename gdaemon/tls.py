@@ -1,37 +1,11 @@
 """TLS contexts for the ``tls://`` socket, the HTTPS endpoint and the client."""
 
-import logging
-
 from .errors import ConfigError
 
-__all__ = ["server_context", "client_context", "BoundedHandshake"]
+__all__ = ["server_context", "client_context"]
 
-log = logging.getLogger("gdaemon.tls")
-
-
-class BoundedHandshake:
-    """Mixin for gevent servers: TLS handshakes bounded in time, quiet when they fail.
-
-    gevent's own ``wrap_socket_and_handle`` waits for a handshake forever (a
-    client that connects and says nothing holds a greenlet and a descriptor)
-    and prints a traceback for every failed one.
-    """
-
-    #: Seconds a client has to complete the TLS handshake.
-    handshake_timeout = 2.0
-
-    def wrap_socket_and_handle(self, client_socket, address):
-        client_socket.settimeout(self.handshake_timeout)
-        try:
-            ssl_socket = self.wrap_socket(client_socket, **self.ssl_args)
-        except (OSError, ValueError) as exc:  # ssl.SSLError and timeouts are OSErrors
-            log.debug("TLS handshake with %s failed: %s", address, exc)
-            client_socket.close()
-            return None
-        try:
-            return self.handle(ssl_socket, address)
-        finally:
-            ssl_socket.close()
+# The servers' bounded TLS handshakes are in gdaemon.rpc.endpoint (BoundedServer),
+# with the admission they report their progress to.
 
 
 def server_context(certfile, keyfile):

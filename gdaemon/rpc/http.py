@@ -26,16 +26,25 @@ Limits, the same as the raw socket's (SPEC 3, 4.2):
   slow-loris trickle or an idle stranger is closed quietly (a body too slow
   gets 408).  It also bounds a TLS handshake.
 - ``socketidle``: a websocket (or HTTP keep-alive connection) from which
-  nothing arrives for this long is closed.
+  nothing arrives for this long is closed, unless it subscribed to events.
 - A request body the application did not read (a refused request) is not
   swallowed to keep the connection alive: the connection is closed.
-- ``socketmaxconnections``: counts every HTTP connection, websockets
-  included (websockets are also in :attr:`HttpEndpoint.connections`, summed
-  into ``daemon.status``).  When it is reached, an idle keep-alive connection
-  is closed to make room, or else the newcomer gets ``503`` with a
-  ``-32004`` body at once (:meth:`HttpEndpoint.admit`).  Connections run in a
+- ``socketmaxconnections``: counts every HTTP connection from its accept,
+  TLS handshakes and websockets included (websockets are also in
+  :attr:`HttpEndpoint.connections`, summed into ``daemon.status``).  When it
+  is reached, the newcomer takes the place of a connection that has not
+  sent its request head whole (an idle keep-alive connection waiting for its
+  next request is one), not finished its TLS handshake, or (a websocket,
+  with ``token``) not authenticated: the one that made the least progress
+  (SPEC 4.6, :class:`~gdaemon.rpc.endpoint.Admission`); when there is none
+  it gets ``503`` with a ``-32004`` body at once.  Connections run in a
   bounded greenlet pool, so whatever clients do the descriptors stay bounded,
   and a flood of the HTTP side leaves the unix socket answering.
+- Framing is strict (RFC 9112 section 6, SPEC 4.6): ``Content-Length`` with
+  ``Transfer-Encoding``, more than one ``Content-Length``, one that is not
+  plain digits, a ``Transfer-Encoding`` other than ``chunked``, or a chunk
+  size that is malformed or larger than ``socketmaxmessage`` gets ``400``
+  and the connection is closed: nothing pipelined after it is read.
 - ``socketmaxbatch``: a longer batch posted to ``/rpc`` gets ``400`` with one
   ``-32600`` error; over the websocket, one ``-32600`` message.
 - ``socketauthtimeout``: with ``token`` set, a websocket not authenticated
@@ -45,7 +54,10 @@ Limits, the same as the raw socket's (SPEC 3, 4.2):
 Errors clients cause (bad requests, timeouts, refusals, failed handshakes)
 are logged through a :class:`~gdaemon.ratelimit.RateLimitedLog`: once per
 kind per interval, with a count of the rest; pywsgi's and gevent-websocket's
-own messages about bad requests go through it too.
+own messages about bad requests go through it too.  Nothing here writes to a
+stream directly (pywsgi's access lines, its tracebacks through the hub): all
+goes through :mod:`logging`, whose formatter escapes client text, so one
+record is one line.
 
 Security:
 
@@ -86,20 +98,21 @@ which closes the listener's and every client connection's descriptor without
 shutting the sockets down (that would cut the daemon's copies too).
 """
 
+import io
 import logging
 import socket
 import time
 
 import gevent
 from gevent.pywsgi import Input, LoggingLogAdapter, WSGIServer
+from gevent.pywsgi import _InvalidClientInput as InvalidClientInput  # pywsgi answers it with 400 and closes
 from geventwebsocket.handler import WebSocketHandler
 
 from ..errors import TooManyConnections
 from ..process import close_fd
 from ..ratelimit import RateLimitedLog
-from ..tls import BoundedHandshake
 from ..wire.websocket import CloseCode
-from .endpoint import Transport, bind_listener, connection_pool, refuse_connection
+from .endpoint import Admission, BoundedServer, Transport, bind_listener, connection_pool, refuse_connection
 from .routes import BODY_READ, DEADLINE, JSON, HttpApplication
 from .routes import peer as peer_of
 from .websocket import Refuse, WebSocketConnection, error_message
@@ -110,6 +123,77 @@ log = logging.getLogger("gdaemon.http")
 
 _BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n"
                 b"Connection: close\r\n\r\nbad request\n")
+
+class _FramingError(ValueError):
+    """A request whose body framing RFC 9112 section 6 does not allow (a smuggling attempt)."""
+
+
+def check_framing(headers):
+    """Raise :class:`_FramingError` unless ``headers`` frame the body in exactly one valid way.
+
+    :param headers: the request's ``email.message.Message`` (pywsgi's ``self.headers``).
+    """
+    lengths = headers.get_all("Content-Length") or []
+    encodings = headers.get_all("Transfer-Encoding") or []
+    if lengths and encodings:
+        raise _FramingError("both Content-Length and Transfer-Encoding")
+    if len(lengths) > 1:
+        raise _FramingError("more than one Content-Length")
+    if lengths and not (lengths[0].isdigit() and lengths[0].isascii()):
+        raise _FramingError("Content-Length is not plain digits")
+    if len(encodings) > 1 or (encodings and encodings[0].strip().lower() != "chunked"):
+        raise _FramingError("Transfer-Encoding other than chunked")
+
+
+class _CountingReader(io.RawIOBase):
+    """The raw stream under a connection's buffered reader: counts its slot's progress."""
+
+    def __init__(self, sock, slot):
+        super().__init__()
+        self._sock, self._slot = sock, slot
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        count = self._sock.recv_into(buffer)
+        if not self._slot.settled:
+            self._slot.progress += count
+        return count
+
+
+class _BadChunk(BaseException):
+    """A malformed or oversized chunk in a chunked body: 400, then close.
+
+    A BaseException, so that the application's ``except Exception`` (which
+    answers 500 with a traceback: a bug of ours) lets it through to
+    :meth:`_Handler.run_application`.
+    """
+
+
+class _StrictInput(Input):
+    """pywsgi's request body reader, refusing a chunk larger than the largest body we take.
+
+    pywsgi accepts any 16-digit chunk size, then tries to allocate it (a 500
+    and a traceback); a chunk size we refuse, or one pywsgi finds malformed,
+    is a client error: :class:`_BadChunk`.
+    """
+
+    max_chunk = 1048576
+
+    def _Input__read_chunk_length(self, rfile):  # pywsgi's private hook (gevent 20 to 26)
+        length = Input._Input__read_chunk_length(self, rfile)
+        if length > self.max_chunk:
+            self._chunked_input_error = True
+            raise InvalidClientInput("chunk size %d exceeds %d" % (length, self.max_chunk))
+        return length
+
+    def _chunked_read(self, length=None, use_readline=False):
+        try:
+            return super()._chunked_read(length, use_readline)
+        except InvalidClientInput as exc:
+            raise _BadChunk(" ".join(str(a) for a in exc.args)) from None
+
 
 class _HeadTimeout(BaseException):
     """The request line and headers did not arrive within ``sockettimeout``.
@@ -122,13 +206,11 @@ class _HeadTimeout(BaseException):
 class _Handler(WebSocketHandler):
     """pywsgi handler: time limits, fd bookkeeping, and the checks due before an upgrade."""
 
-    #: True while waiting for the next request (stop() may then close at once,
-    #: and a new connection may take its place when the endpoint is full).
+    #: True while waiting for the next request (stop() may then close at once).
     waiting = False
-    #: Set when the endpoint closed this idle keep-alive connection to make room.
-    evicted = False
-    #: ``time.monotonic()`` when it began waiting for its next request.
-    idle_since = 0.0
+    #: Its :class:`~gdaemon.rpc.endpoint.Slot`: settled while a request whose
+    #: head arrived whole is served; a new connection may take its place otherwise.
+    slot = None
     #: ``time.monotonic()`` by which the current request must have arrived whole.
     deadline = None
     _head_timer = None
@@ -170,7 +252,8 @@ class _Handler(WebSocketHandler):
         if self.served:
             # Keep-alive: idle limit while waiting, then the request's own limit.
             self.waiting = True
-            self.idle_since = time.monotonic()
+            if self.slot is not None:
+                self.slot.unsettle()
             try:
                 self.socket.settimeout(cfg["socketidle"])
                 if not self.rfile.peek(1):
@@ -190,19 +273,46 @@ class _Handler(WebSocketHandler):
 
     def read_request(self, raw_requestline):
         try:
-            return super().read_request(raw_requestline)
+            result = super().read_request(raw_requestline)
         finally:
             self._stop_head_timer()
+        if self.slot is not None:
+            self.slot.settled = True  # the head is in whole: this connection is being served
+        return result
 
     def _stop_head_timer(self):
         if self._head_timer is not None:
             self._head_timer.close()
             self._head_timer = None
 
+    def MessageClass(self, *args):  # noqa: N802 (pywsgi's name)
+        # Checked as parsed, before pywsgi drops a Content-Length beside
+        # "chunked" or reads "+49" as 49: a ValueError here is pywsgi's 400.
+        headers = super().MessageClass(*args)
+        check_framing(headers)
+        return headers
+
     def get_environ(self):
         environ = super().get_environ()
         environ[DEADLINE] = self.deadline
+        if environ.get("wsgi.input") is self.wsgi_input:
+            self.wsgi_input = _StrictInput(self.rfile, self.content_length, socket=self.wsgi_input.socket,
+                                           chunked_input=self.wsgi_input.chunked_input)
+            self.wsgi_input.max_chunk = self.server.endpoint.config["socketmaxmessage"]
+            environ["wsgi.input"] = self.wsgi_input
         return environ
+
+    def handle_error(self, t, v, tb):
+        # pywsgi hands a failed request to the hub, which prints the
+        # traceback on stderr, past the log's formatter: log it here instead.
+        del tb
+        if issubclass(t, (gevent.GreenletExit, SystemExit)):
+            self.close_connection = True
+            raise v  # killed (stop(), eviction): not an error, and this greenlet is done
+        log.error("request %s from %s failed", self.requestline and self.requestline[:200],
+                  _peer_of(self.client_address), exc_info=(t, v, v.__traceback__))
+        self._send_error_response_if_possible(500)
+        self.close_connection = True
 
     def _handle_client_error(self, ex):
         # pywsgi prints a traceback for some of these and logs each as an
@@ -215,6 +325,10 @@ class _Handler(WebSocketHandler):
     def run_application(self):
         try:
             super().run_application()
+        except _BadChunk as exc:
+            self._handle_client_error(exc)
+            self.close_connection = True
+            self._send_error_response_if_possible(400)
         finally:
             body = self.wsgi_input
             if (body is not None and not self.environ.get(BODY_READ)
@@ -278,13 +392,21 @@ class _ClientErrorLog:
         pass
 
 
-class _Server(BoundedHandshake, WSGIServer):
+class _Server(BoundedServer, WSGIServer):
     """A WSGIServer whose TLS handshakes are bounded in time and quiet when they fail,
-    and whose connections are bounded in number (``socketmaxconnections``)."""
+    and whose connections are bounded in number (``socketmaxconnections``, with eviction)."""
 
-    def handle(self, sock, address):
-        if self.endpoint.admit(sock, address):
-            super().handle(sock, address)
+    endpoint = None
+
+    def handle_slot(self, sock, address, slot):
+        # Bytes read while unsettled are its progress (a slow request head, a
+        # websocket before system.auth): counted under the buffered reader.
+        handler = self.handler_class(sock, address, self, rfile=io.BufferedReader(_CountingReader(sock, slot)))
+        handler.slot = slot
+        handler.handle()
+
+    def refusal(self, sock, address):
+        self.endpoint.refuse(sock, address)
 
 
 class HttpEndpoint(Transport):
@@ -314,6 +436,8 @@ class HttpEndpoint(Transport):
         self._server = None
         self._handlers = set()  # every connection's pywsgi handler (stop, close_in_child, admit)
         self.application = HttpApplication(self)
+        #: Who is counted against ``socketmaxconnections`` (set by start()).
+        self.admission = None
         #: Errors clients cause (timeouts, bad requests, refusals), logged
         #: once per kind per interval (:class:`~gdaemon.ratelimit.RateLimitedLog`).
         self.client_errors = RateLimitedLog(log)
@@ -361,6 +485,8 @@ class HttpEndpoint(Transport):
                          environ={"SERVER_NAME": self.address.host, "SERVER_PORT": str(self.address.port)},
                          **kwargs)
         server.endpoint = self
+        self.admission = Admission(self.config["socketmaxconnections"])
+        server.set_admission(self.admission)
         server.handshake_timeout = self.config["sockettimeout"]
         server.logger = client_log  # gevent-websocket's handler logs through server.logger
         server.start()
@@ -368,26 +494,12 @@ class HttpEndpoint(Transport):
         log.info("HTTP endpoint on %s://%s:%d/", "https" if self.ssl_context else "http",
                  self.address.host, self.address.port)
 
-    def admit(self, sock, address):
-        """Count a new connection in, or refuse it at once; True when admitted.
+    def refuse(self, sock, address):
+        """``socketmaxconnections`` reached, every connection settled: ``503``, then close.
 
-        Every HTTP connection counts, websockets included (SPEC 10).  When
-        ``socketmaxconnections`` are open, an idle keep-alive connection (one
-        waiting for its next request, which HTTP lets a server close at any
-        time) makes room; otherwise the newcomer gets a ``503`` whose body is
-        a ``-32004`` error, without a byte of its request being read.
+        The body is a ``-32004`` error; not a byte of the request is read.
         """
         limit = self.config["socketmaxconnections"]
-        live = [h for h in self._handlers if not h.evicted]
-        if len(live) < limit:
-            return True
-        idle = [h for h in live if h.waiting]
-        if idle:
-            victim = min(idle, key=lambda h: h.idle_since)  # the longest idle
-            victim.evicted = True
-            victim.greenlet.kill(block=False)
-            log.debug("closed an idle keep-alive connection to make room for %s", _peer_of(address))
-            return True
         self.client_errors.log("too-many", logging.WARNING,
                                "refused a connection from %s: too many connections (limit %d)",
                                _peer_of(address), limit)
@@ -395,7 +507,6 @@ class HttpEndpoint(Transport):
         head = ("HTTP/1.1 503 Service Unavailable\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
                 "Retry-After: 1\r\nConnection: close\r\n\r\n" % (JSON, len(body)))
         refuse_connection(sock, head.encode("ascii") + body)
-        return False
 
     def stop(self, timeout=None):
         """Close the listener, let busy websockets finish, close everything."""
@@ -436,7 +547,10 @@ class HttpEndpoint(Transport):
         # from writing a close frame of its own when the request ends.
         ws.closed = True
         peer = peer_of(environ)
-        conn = WebSocketConnection(self, ws.handler, peer)
+        slot = getattr(ws.handler, "slot", None)
+        if slot is not None and self.engine.token is not None:
+            slot.unsettle()  # evictable again until it authenticates
+        conn = WebSocketConnection(self, ws.handler, peer, slot)
         self.connections.add(conn)
         self.events.emit("rpc.connect", peer=peer, transport="websocket")
         try:
@@ -449,6 +563,11 @@ class HttpEndpoint(Transport):
         except (OSError, EOFError) as exc:
             log.debug("websocket %s: %r", peer, exc)
         except gevent.GreenletExit:
+            if slot is not None and slot.evicted:
+                log.debug("closed websocket %s (not authenticated) to make room for a new connection", peer)
+                conn.sock.settimeout(0.1)
+                conn.send_close(CloseCode.TRY_LATER, "evicted: not authenticated")
+                return
             # stop(): deliver what is queued, then say goodbye.
             conn.sock.settimeout(0.5)
             try:

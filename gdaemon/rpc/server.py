@@ -10,11 +10,16 @@ together are answered with one ``sendall``.  Limits (SPEC 3, 4.2):
 - ``sockettimeout``: once the first byte of a request arrived, the rest must
   follow within this many seconds, or the connection is closed without a
   reply (slow-loris guard);
-- ``socketidle``: an idle connection is closed after this many seconds;
-- ``socketmaxconnections``: one more connection gets a ``-32004`` line and is
-  closed at once.  Connections are served by a bounded greenlet pool
-  (:func:`~gdaemon.rpc.endpoint.connection_pool`), so a flood waits in the
-  kernel's backlog instead of costing descriptors (TLS handshakes count too);
+- ``socketidle``: an idle connection is closed after this many seconds, unless
+  it subscribed to events (``gdaemon-ctl tail -f`` follows a quiet daemon);
+- ``socketmaxconnections``: counts every connection from its accept, TLS
+  handshakes included.  One more takes the place of a connection that has
+  not authenticated yet (with ``token``) or not finished its TLS handshake,
+  the one that made the least progress (SPEC 4.6,
+  :class:`~gdaemon.rpc.endpoint.Admission`); when there is none it gets a
+  ``-32004`` line and is closed at once.  Connections are served by a bounded
+  greenlet pool (:func:`~gdaemon.rpc.endpoint.connection_pool`), so a flood
+  waits in the kernel's backlog instead of costing descriptors;
 - ``socketauthtimeout``: with ``token`` set, a connection that has not
   authenticated within this many seconds gets a ``-32001`` line and is closed,
   so idle strangers cannot hold every slot for ``socketidle`` seconds;
@@ -25,8 +30,9 @@ that shut down its sending side, is answered before we close (SPEC 4.1).
 
 Reading: each ``recv`` appends to a ``bytearray`` and only the new bytes are
 searched for the newline, so a line costs linear time however it is split;
-a connection that keeps the hub busy for :attr:`Connection.time_slice`
-seconds yields, so one fast client cannot starve the others.
+a connection that keeps the hub busy for half a millisecond yields
+(:class:`~gdaemon.rpc.endpoint.TimeSlice`), so one fast client cannot starve
+the others: TLS connections alike.
 
 Errors clients cause are logged through a
 :class:`~gdaemon.ratelimit.RateLimitedLog`: once per kind per interval, with
@@ -51,11 +57,11 @@ from gevent.lock import Semaphore
 from gevent.server import StreamServer
 
 from ..process import close_fd
-from ..tls import BoundedHandshake
 from ..errors import MessageTooLarge, TooManyConnections, Unauthorized
 from ..ratelimit import RateLimitedLog
 from ..wire import codec
-from .endpoint import Transport, bind_listener, connection_pool, linger, refuse_connection
+from .endpoint import (Admission, BoundedServer, TimeSlice, Transport, bind_listener, connection_pool, linger,
+                       refuse_connection)
 from .protocol import Session
 from .push import EventPusher
 
@@ -68,24 +74,28 @@ def _error_line(exc):
     return codec.dumps({"jsonrpc": "2.0", "error": exc.to_dict(), "id": None}) + b"\n"
 
 
-class _StreamServer(BoundedHandshake, StreamServer):
-    """StreamServer whose TLS handshakes are bounded by ``sockettimeout``."""
+class _StreamServer(BoundedServer, StreamServer):
+    """StreamServer with admission (``socketmaxconnections``) and TLS handshakes bounded by ``sockettimeout``."""
+
+    endpoint = None
+
+    def handle_slot(self, sock, address, slot):
+        self.endpoint.serve_connection(sock, address, slot)
+
+    def refusal(self, sock, address):
+        self.endpoint.refuse(sock, address)
 
 
 class Connection:
-    """One client connection: reads lines, answers in order, pushes events."""
+    """One client connection: reads lines, answers in order, pushes events.
 
-    #: Seconds a connection may keep the hub busy reading before it yields
-    #: (a client that sends faster than we read never makes recv() wait).
-    time_slice = 0.0005
-    #: Seconds at most it then waits for the loop to have nothing else to do.
-    max_yield = 0.01
-    #: A recv() that took longer than this (seconds) waited for the client.
-    recv_waited = 0.0001
+    :param slot: its :class:`~gdaemon.rpc.endpoint.Slot` (settled once it authenticated).
+    """
 
-    def __init__(self, server, sock, peer):
+    def __init__(self, server, sock, peer, slot=None):
         self.server = server
         self.sock = sock
+        self.slot = slot
         self.session = Session(peer=peer, transport="socket", max_batch=server.config["socketmaxbatch"])
         self.write_lock = Semaphore()
         #: True while a request is being handled (stop() lets it finish).
@@ -130,13 +140,18 @@ class Connection:
         # costs linear time, not quadratic (issue 8).
         buf = bytearray()
         scanned = 0
-        # Time spent since recv() last *waited*: only a client that keeps
-        # recv() from ever waiting must yield; a request/response client
-        # gives the hub away at every recv and must not pay a yield per call.
-        busy_since = now
+        # Only a client that keeps recv() from ever waiting must yield; a
+        # request/response client gives the hub away at every recv.
+        time_slice = TimeSlice()
+        slot = self.slot
         while not self.closing:
             now = time.monotonic()
-            deadline = line_deadline if buf else idle_deadline
+            if buf:
+                deadline = line_deadline
+            elif session.patterns:
+                deadline = float("inf")  # a subscriber is not idle (SPEC 4.6)
+            else:
+                deadline = idle_deadline
             if auth_deadline is not None and not session.authenticated:
                 deadline = min(deadline, auth_deadline)
             if now >= deadline:
@@ -149,25 +164,14 @@ class Connection:
                 else:
                     log.debug("closing idle connection %s", session.peer)
                 return
-            if now - busy_since >= self.time_slice:
-                # A client sending megabytes as fast as we read them never
-                # makes recv() wait: let the other connections in.  idle(),
-                # not sleep(0): sleep(0) may run us again before the loop
-                # polls for I/O (measured: daemon.status p99 115 ms behind
-                # four 1 MB-line attackers, against 6 ms with idle()).  But
-                # bounded: a loop that is never idle must not starve us.
-                with gevent.Timeout(self.max_yield, False):
-                    gevent.idle()
-                busy_since = time.monotonic()
-            sock.settimeout(deadline - now)
-            before = time.monotonic()
+            time_slice.check()
+            sock.settimeout(None if deadline == float("inf") else deadline - now)
             try:
-                data = sock.recv(bufsize)
+                data = time_slice.read(sock.recv, bufsize)
             except socket.timeout:
                 continue  # the top of the loop tells which deadline passed
-            after = time.monotonic()
-            if after - before > self.recv_waited:
-                busy_since = after  # recv() waited: the others ran meanwhile
+            if slot is not None and not slot.settled:
+                slot.progress += len(data)
             if not data:
                 # End of input ends the last line (SPEC 4.1): answer it, then close.
                 if buf.strip():
@@ -207,6 +211,8 @@ class Connection:
             self._answer(engine, lines)
             if session.close_after:
                 return
+            if slot is not None and session.authenticated:
+                slot.settled = True
             now = time.monotonic()
             if buf:
                 if scanned > maxmessage:
@@ -294,6 +300,8 @@ class RpcServer(Transport):
         self.listener = None
         self._server = None
         self._inode = None
+        #: Who is counted against ``socketmaxconnections`` (set by start()).
+        self.admission = None
         #: Errors clients cause (timeouts, oversized lines, refusals), logged
         #: once per kind per interval (:class:`~gdaemon.ratelimit.RateLimitedLog`).
         self.client_errors = RateLimitedLog(log)
@@ -309,29 +317,41 @@ class RpcServer(Transport):
         if self.listener is None:
             self.bind()
         kwargs = {"ssl_context": self.ssl_context} if self.ssl_context is not None else {}
-        self._server = _StreamServer(self.listener, self._handle, spawn=connection_pool(self.config), **kwargs)
-        self._server.handshake_timeout = self.config["sockettimeout"]
-        self._server.start()
+        server = _StreamServer(self.listener, self.serve_connection, spawn=connection_pool(self.config), **kwargs)
+        server.endpoint = self
+        self.admission = Admission(self.config["socketmaxconnections"])
+        server.set_admission(self.admission)
+        # Without a token a connection has nothing more to prove once it is in.
+        server.settled_on_accept = server.settled_on_handshake = self.engine.token is None
+        server.handshake_timeout = self.config["sockettimeout"]
+        server.start()
+        self._server = server
 
-    def _handle(self, sock, peer):
+    def refuse(self, sock, peer):
+        """``socketmaxconnections`` reached and nobody to evict: one ``-32004`` line, then close."""
         limit = self.config["socketmaxconnections"]
-        if len(self.connections) >= limit:
-            self.client_errors.log("too-many", logging.WARNING,
-                                   "refused a connection from %s: too many connections (limit %d)",
-                                   self._peer_name(sock, peer), limit)
-            refuse_connection(sock, _error_line(TooManyConnections("too many connections (limit %d)" % limit)))
-            return
+        self.client_errors.log("too-many", logging.WARNING,
+                               "refused a connection from %s: too many connections (limit %d)",
+                               self._peer_name(sock, peer), limit)
+        refuse_connection(sock, _error_line(TooManyConnections("too many connections (limit %d)" % limit)))
+
+    def serve_connection(self, sock, peer, slot=None):
+        """Serve one admitted connection until it closes."""
         if not self.address.is_unix:
             # Replies are written whole; don't let Nagle delay them.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer_name = self._peer_name(sock, peer)
-        conn = Connection(self, sock, peer_name)
+        conn = Connection(self, sock, peer_name, slot)
         self.connections.add(conn)
         self.events.emit("rpc.connect", peer=peer_name)
         try:
             conn.serve()
         except OSError as exc:
             log.debug("connection %s: %s", peer_name, exc)
+        except gevent.GreenletExit:
+            if slot is not None and slot.evicted:
+                log.debug("closed %s (not authenticated) to make room for a new connection", peer_name)
+            raise
         except Exception:
             # A bug, not the client's fault: log it, drop this connection only.
             log.exception("connection %s failed", peer_name)

@@ -10,6 +10,12 @@ with a ``token``, an unauthenticated one by ``socketauthtimeout`` (a
 ``-32001`` message, then close code 1008),
 and pushes events through the same :class:`~gdaemon.rpc.push.EventPusher`
 and bounded session queue as the raw socket.
+
+SPEC 4.6: a connection that keeps the hub busy reading frames (calls,
+pings, anything) yields after half a millisecond
+(:class:`~gdaemon.rpc.endpoint.TimeSlice`, as on the raw socket); before it
+authenticated (with ``token``) its pings get no pong, so flooding them costs
+the daemon a read and nothing more; a subscriber is never closed as idle.
 """
 
 import logging
@@ -24,7 +30,7 @@ from ..errors import MessageTooLarge, Unauthorized
 from ..wire import codec
 from ..wire.websocket import (CloseCode, FrameError, MessageReader, MessageTooBig, Opcode, encode_frame,
                               parse_header, unmask)
-from .endpoint import linger
+from .endpoint import TimeSlice, linger
 from .protocol import Session
 from .push import EventPusher
 
@@ -49,8 +55,11 @@ def error_message(exc, req_id=None):
 class WebSocketConnection:
     """One websocket on ``/rpc``: reads messages, answers in order, pushes events."""
 
-    def __init__(self, endpoint, handler, peer):
+    def __init__(self, endpoint, handler, peer, slot=None):
         self.endpoint = endpoint
+        #: Its :class:`~gdaemon.rpc.endpoint.Slot`: evictable until it authenticated (with ``token``).
+        self.slot = slot
+        self.time_slice = TimeSlice()
         self.sock = handler.socket
         self.rfile = handler.rfile
         cfg = endpoint.config
@@ -114,7 +123,7 @@ class WebSocketConnection:
             if remaining <= 0:
                 raise socket.timeout("message incomplete")
             self.sock.settimeout(remaining)
-            chunk = self.rfile.read1(n)
+            chunk = self.time_slice.read(self.rfile.read1, n)
             if not chunk:
                 raise EOFError
             chunks.append(chunk)
@@ -139,7 +148,7 @@ class WebSocketConnection:
                 if remaining <= 0:
                     raise socket.timeout("message incomplete")
                 self.sock.settimeout(remaining)
-                count = self.rfile.readinto1(view[got:])
+                count = self.time_slice.read(self.rfile.readinto1, view[got:])
                 if not count:
                     raise EOFError
                 got += count
@@ -173,16 +182,18 @@ class WebSocketConnection:
         reader = self.reader
         deadline = None
         while True:
+            self.time_slice.check()
             if deadline is None:
-                wait = cfg["socketidle"]
-                auth_first = self._auth_pending() and self.auth_deadline - time.monotonic() < wait
+                # A subscriber is not idle (SPEC 4.6): it waits for events.
+                wait = None if self.session.patterns else cfg["socketidle"]
+                auth_first = self._auth_pending() and (wait is None or self.auth_deadline - time.monotonic() < wait)
                 if auth_first:
                     wait = self.auth_deadline - time.monotonic()
                     if wait <= 0:
                         raise self._auth_refusal()
                 self.sock.settimeout(wait)
                 try:
-                    if not self.rfile.peek(1):
+                    if not self.time_slice.read(self.rfile.peek, 1):
                         return None
                 except socket.timeout:
                     if auth_first:
@@ -201,7 +212,8 @@ class WebSocketConnection:
                 self.send_close(code if 1000 <= code < 5000 and code not in (1005, 1006) else 1000)
                 return None
             if op == Opcode.PING:
-                self.send_frame(Opcode.PONG, payload)
+                if not self._auth_pending():  # a stranger's pings are not answered (SPEC 4.6)
+                    self.send_frame(Opcode.PONG, payload)
             elif op != Opcode.PONG:
                 data = reader.add(fin, op, payload)
                 if data is not None:
@@ -221,6 +233,8 @@ class WebSocketConnection:
             self.busy = True
             try:
                 response = engine.handle_line(message, session)
+                if session.authenticated and self.slot is not None:
+                    self.slot.settled = True
                 if response is not None:
                     self.send_text(response)
                 if session.close_after:

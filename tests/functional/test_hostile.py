@@ -376,14 +376,11 @@ def test_unauthenticated_connections_are_closed_after_socketauthtimeout(token_da
 
 @pytest.mark.timeout(60)
 def test_idle_strangers_cannot_lock_the_admin_out(token_daemon):
-    """Before issue 8, 64 idle connections held every slot for socketidle (300 s)."""
+    """Before issue 8, 64 idle connections held every slot for socketidle (300 s);
+    since issue 14 a newcomer takes the place of the oldest silent one (SPEC 4.6)."""
     proc = token_daemon
     strangers = [RawConnection(proc.address) for _ in range(8)]
     try:
-        def refused():
-            with RawConnection(proc.address) as conn:
-                return conn.read()["error"]["code"] == -32004
-        wait_until(refused, 10, message="every slot to be taken")
         started = time.monotonic()
 
         def admin_gets_in():
@@ -454,16 +451,13 @@ def test_an_http_flood_keeps_descriptors_bounded_and_the_unix_socket_answering(w
         # (REFUSAL_SLACK), plus a few whose close gevent defers to the next
         # loop iteration: nowhere near one per client.
         assert most <= baseline + 16 + 16 + 10, (baseline, most)
-        # Refused ones got a 503 carrying -32004 at once; the others are closed
-        # quietly once sockettimeout passed without a request.
-        refused = 0
+        # Silent ones make room for newcomers (SPEC 4.6), so each is closed
+        # quietly: evicted, or once sockettimeout passed without a request.
         for sock in socks:
             data = recv_until_closed(sock)
             if data:
                 assert data.startswith(b"HTTP/1.1 503 "), data[:100]
                 assert json.loads(data.split(b"\r\n\r\n", 1)[1])["error"]["code"] == -32004
-                refused += 1
-        assert refused >= 300 - 16 - 16
         wait_until(lambda: fd_count(proc.pid) <= baseline, 10, message="descriptors released")
     finally:
         close_all(socks)
