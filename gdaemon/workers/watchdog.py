@@ -33,6 +33,7 @@ from collections import deque
 import gevent
 from gevent.queue import SimpleQueue
 
+from ..ratelimit import RateLimitedLog
 from .handle import Mode
 from .worker import WorkerExit, WorkerKind, WorkerStatus
 
@@ -158,6 +159,8 @@ class Watchdog:
     #: Seconds the exit of a worker stopped by its own SIGTERM is held (see
     #: :meth:`_defer_terminated`).
     term_grace = 0.3
+    #: Seconds during which further crash lines of one worker are only counted.
+    crash_log_interval = 10.0
 
     def __init__(self, manager, clock=time.monotonic):
         self.manager = manager
@@ -168,6 +171,7 @@ class Watchdog:
         self._ticking = False
         self._standby_timer = None
         self._deferred = {}  # timer -> the exit item it holds
+        self._crash_log = None  # made on first use, on the hub that runs the watchdog
 
     # -- life ---------------------------------------------------------------
 
@@ -201,6 +205,8 @@ class Watchdog:
             timer.close()
         for timer in list(self._deferred):  # held exits are handled now, before we quit
             self._release_deferred(timer)
+        if self._crash_log is not None:
+            self._crash_log.flush()  # the counts of the last interval
         greenlet, self._greenlet = self._greenlet, None
         if greenlet is None or greenlet is gevent.getcurrent():
             return
@@ -345,6 +351,11 @@ class Watchdog:
         the wait is capped (:attr:`yield_max`) so that a daemon that is never
         idle still respawns, at most one worker per cap.
         """
+        if self.manager.spawner.forkserver is not None:
+            # Forks happen in the fork server: this greenlet waited for it
+            # cooperatively already; only let what is ready run first.
+            gevent.sleep(0)
+            return
         timeout = gevent.Timeout(self.yield_max)
         timeout.start()
         try:
@@ -383,13 +394,19 @@ class Watchdog:
         manager = self.manager
         manager.set_state(handle, WorkerStatus.RESTARTING)
         delay = handle.tracker.next_delay(self.clock())
+        # One line per worker per interval, then a count: a crash loop
+        # (backoff disabled, or many workers) cannot fill the log.
+        log = self._crash_log
+        if log is None:
+            log = self._crash_log = RateLimitedLog(manager.logger, self.crash_log_interval)
         if delay <= 0:
             manager.spawn(handle, respawn=True)
-            manager.logger.warning("worker %r %s: respawned (pid %s)", handle.name, reason, handle.pid)
+            log.log(handle.name, logging.WARNING, "worker %r %s: respawned (pid %s)",
+                    handle.name, reason, handle.pid)
         else:
-            manager.logger.warning("worker %r %s: respawning in %.1fs (restarted %d times "
-                                   "within %gs)", handle.name, reason, delay,
-                                   handle.tracker.policy.intensity, handle.tracker.policy.period)
+            log.log(handle.name, logging.WARNING, "worker %r %s: respawning in %.1fs (restarted %d "
+                    "times within %gs)", handle.name, reason, delay,
+                    handle.tracker.policy.intensity, handle.tracker.policy.period)
             self.schedule_respawn(handle, delay)
 
     def _on_respawn(self, handle, timer):
