@@ -5,12 +5,14 @@
     python scripts/bench.py core         # echo round trips, memory, start-up
     python scripts/bench.py workers      # respawn, worker.call, pause, USS, many workers
     python scripts/bench.py crashloop    # daemon.status while 10 workers crash on every start
+    python scripts/bench.py churn        # echo, status and respawn while 10 workers crash-loop; respawn floor
     python scripts/bench.py daemonmode   # -d daemons with workers: start-up, memory, respawn
     python scripts/bench.py pools        # worker.scale 1 -> 32, respawn in a pool, a listening pool
     python scripts/bench.py websocket    # websocket echo vs raw socket, idle subscribers
     python scripts/bench.py metrics      # GET /metrics with 64 workers, respawn under the default policy
     python scripts/bench.py codec        # the RPC codec (orjson) against the stdlib json
     python scripts/bench.py hostile      # daemon.status while attackers send 1 MB lines
+    python scripts/bench.py hostile-requests  # worker.scale 10**30, 100 logtails, 60,000 patterns, auth
     python scripts/bench.py endpoint     # daemon.stop over HTTP, the unix socket during an HTTP flood
     python scripts/bench.py --quick ...  # fewer iterations (a smoke run)
 
@@ -934,9 +936,431 @@ def bench_hostile(quick):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report(rows, "hostile clients")
+    bench_hostile_transports(quick)
+
+
+# -- hostile clients of the connection layer (issue 14) ----------------------------------
+
+#: The attackers (one process each) of tests/support/attack.py: the tests run the same code.
+ATTACK = os.path.join(HERE, os.pardir, "tests", "support", "attack.py")
+BENCH_TOKEN = "bench-secret-token"
+
+
+class _Attack:
+    """``attack.py KIND TARGET SECONDS ARGS...`` started and ready; ``result()`` is its JSON line."""
+
+    def __init__(self, kind, target, seconds, *args):
+        self.proc = subprocess.Popen([sys.executable, ATTACK, kind, target, str(seconds)] + list(args),
+                                     stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().strip()
+        if line != "ready":
+            self.kill()
+            raise RuntimeError("attacker %s did not start: %r" % (kind, line))
+
+    def result(self, timeout=60):
+        line = self.proc.stdout.readline()
+        self.proc.wait(timeout)
+        return json.loads(line) if line.strip() else {}
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def _authed(path):
+    client = LineClient(path, timeout=60.0)
+    client.call("system.auth", [BENCH_TOKEN])
+    return client
+
+
+def _status_during(client, seconds):
+    """Latencies (ms) of daemon.status on ``client``'s connection for ``seconds``, 1 ms apart."""
+    times = []
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        start = time.perf_counter()
+        client.call("daemon.status", [])
+        times.append((time.perf_counter() - start) * 1e3)
+        time.sleep(0.001)
+    return times
+
+
+def _latency(times):
+    return "daemon.status p50 %.2f ms, p99 %.2f ms, max %.0f ms" % (pct(times, 50), pct(times, 99), max(times))
+
+
+def _admin_tries(connect, seconds):
+    """(successes, tries) of an admin who connects and authenticates at once, 10 ms apart."""
+    ok = tries = 0
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        tries += 1
+        try:
+            ok += bool(connect())
+        except (OSError, RuntimeError, ValueError):
+            pass
+        time.sleep(0.01)
+    return ok, tries
+
+
+def _admin_raw(path):
+    client = LineClient(path, timeout=1.0)
+    try:
+        client.call("system.auth", [BENCH_TOKEN])
+        return client.call("daemon.status", [])
+    finally:
+        client.close()
+
+
+def _healthz(port, context=None):
+    import http.client
+    if context is None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1.0)
+    else:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5.0, context=context)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status == 200
+    finally:
+        conn.close()
+
+
+def _self_signed(directory):
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def bench_hostile_transports(quick):
+    """daemon.status on the unix socket while one attacker works each transport (SPEC 4.6)."""
+    seconds = 3 if quick else 8
+    rows = []
+    port = free_port()
+    http_cfg = {"websockethandler": "tcp://127.0.0.1:%d" % port}
+    target = "127.0.0.1:%d" % port
+
+    # An unauthenticated websocket flooding pings (and draining the pongs).
+    with BenchDaemon("", dict(http_cfg, token=BENCH_TOKEN)) as d:
+        poll(lambda: _connectable(port), timeout=10.0, interval=0.01)
+        client = _authed(d.path)
+        attack = _Attack("ws-ping", target, seconds)
+        try:
+            times = _status_during(client, seconds - 0.5)
+            seen = attack.result()
+        finally:
+            attack.kill()
+        rows.append(("ws ping flood, unauthenticated (%d pings sent, %d pongs back)"
+                     % (seen.get("sent", 0), seen.get("pongs", 0)), _latency(times) + " (target p99 < 10 ms)"))
+        client.close()
+
+    # A websocket pipelining valid calls as fast as the daemon takes them.
+    with BenchDaemon("", http_cfg) as d:
+        poll(lambda: _connectable(port), timeout=10.0, interval=0.01)
+        client = d.client()
+        attack = _Attack("ws-calls", target, seconds)
+        try:
+            times = _status_during(client, seconds - 0.5)
+            seen = attack.result()
+        finally:
+            attack.kill()
+        rows.append(("ws flood of valid calls (%.0f answered/s)" % (seen.get("answers", 0) / seconds),
+                     _latency(times) + " (target p99 < 10 ms)"))
+        client.close()
+
+    # Strangers who never authenticate, reopened the moment they are closed.
+    with BenchDaemon("", {"token": BENCH_TOKEN, "socketmaxconnections": 16}) as d:
+        client = _authed(d.path)
+        attack = _Attack("strangers", "unix:" + d.path, seconds, "--count", "32")
+        try:
+            ok, tries = _admin_tries(lambda: _admin_raw(d.path), seconds - 1.0)
+            times = _status_during(client, 0.5)
+            seen = attack.result()
+        finally:
+            attack.kill()
+        rows.append(("32 reconnecting strangers, unix socket, limit 16 (%d connections opened)" % seen.get("opened", 0),
+                     "admin got in %d of %d tries; %s" % (ok, tries, _latency(times))))
+        client.close()
+
+    # Slow HTTP clients (a header byte every 100 ms), reopened the moment they are closed.
+    with BenchDaemon("", dict(http_cfg, socketmaxconnections=16)) as d:
+        poll(lambda: _connectable(port), timeout=10.0, interval=0.01)
+        client = d.client()
+        attack = _Attack("strangers", target, seconds, "--count", "48", "--slow")
+        try:
+            ok, tries = _admin_tries(lambda: _healthz(port), seconds - 1.0)
+            times = _status_during(client, 0.5)
+            seen = attack.result()
+        finally:
+            attack.kill()
+        rows.append(("48 reconnecting slow HTTP clients, limit 16 (%d connections opened)" % seen.get("opened", 0),
+                     "/healthz 200 in %d of %d tries; %s" % (ok, tries, _latency(times))))
+        client.close()
+
+    # Silent TLS connections (no ClientHello), reopened the moment they are closed.
+    import ssl
+    tmp = tempfile.mkdtemp(prefix="gdb-")
+    try:
+        cert, key = _self_signed(tmp)
+        context = ssl.create_default_context(cafile=cert)
+        count = 300 if quick else 1000
+        with BenchDaemon("", dict(http_cfg, certfile=cert, keyfile=key, socketmaxconnections=64)) as d:
+            poll(lambda: _connectable(port), timeout=10.0, interval=0.01)
+            client = d.client()
+            attack = _Attack("tls-silent", target, seconds * 3, "--count", str(count))
+            try:
+                waits = []
+                stop = time.monotonic() + seconds
+                while time.monotonic() < stop:
+                    start = time.perf_counter()
+                    try:
+                        _healthz(port, context)
+                    except OSError:
+                        pass
+                    waits.append((time.perf_counter() - start) * 1e3)
+                times = _status_during(client, 0.5)
+            finally:
+                attack.kill()
+            rows.append(("%d silent TLS connections on the HTTPS endpoint (limit 64)" % count,
+                         "a real HTTPS /healthz took p50 %.0f ms, max %.0f ms (%d tries); %s"
+                         % (pct(waits, 50), max(waits), len(waits), _latency(times))))
+            client.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    # Request smuggling: each variant, pipelined with a GET /healthz that must not be served.
+    with BenchDaemon("", http_cfg) as d:
+        poll(lambda: _connectable(port), timeout=10.0, interval=0.01)
+        client = d.client()
+        attack = _Attack("smuggle", target, seconds)
+        try:
+            times = _status_during(client, seconds - 0.5)
+            seen = attack.result()
+        finally:
+            attack.kill()
+        answers = "; ".join("%s: %s" % (name, "/".join(sorted(codes))) for name, codes in sorted(seen.items()))
+        rows.append(("HTTP smuggling variants, each + a pipelined GET (status codes answered)", answers))
+        rows.append(("... while they are sent in a loop", _latency(times)))
+        client.close()
+    report(rows, "hostile clients of the connection layer (SPEC 4.6)")
 
 
 SECTIONS["hostile"] = bench_hostile
+
+
+# -- hostile single requests (issue 14) ------------------------------------------------------
+
+#: The daemon of ``hostile-requests``: a token, a log ring to fill (``t.spam``), a
+#: greenlet pool to scale.  It caps its own address space at 4 GB so that a
+#: daemon without the bounds (measuring "before") fails inside itself, not the machine.
+REQUESTS_DAEMON = textwrap.dedent('''
+    from gevent import monkey
+    monkey.patch_all()
+    import logging, os, resource, sys
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, resource.RLIM_INFINITY))
+    from gdaemon import Daemon, GreenletWorker
+    log = logging.getLogger("bench")
+
+    class Idle(GreenletWorker):
+        def loop(self):
+            pass
+
+    class D(Daemon):
+        def setup(self):
+            @self.rpc.method("t.spam", params=[("count", int), ("size", int)], returns=int)
+            def spam(count, size):
+                for i in range(count):
+                    log.info("%06d %s", i, "x" * size)
+                return count
+
+            @self.rpc.method("t.say", params=[("text", str)], returns=bool)
+            def say(text):
+                log.warning("client says %s", text)
+                return True
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    daemon = D({"sockethandler": "unix://" + os.path.join(here, "daemon.sock"), "token": "bench-token"})
+    daemon.workers.install(Idle("idle"), looptime=1.0, forever=True)
+    daemon.init()
+''')
+
+#: One attack on a connection of its own: ``KIND PATH N``; prints one JSON line.
+#: ``subscribe`` then stays subscribed (draining events) until its stdin closes.
+REQUESTS_ATTACKER = textwrap.dedent(r'''
+    import json, socket, sys, threading, time
+    kind, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+    def connect():
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(120)
+        s.connect(path)
+        return s
+
+    def line(s):
+        size, tail = 0, b""
+        while not tail.endswith(b"\n"):
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            size += len(chunk)
+            tail = (tail + chunk)[-200:]
+        return size, tail
+
+    def call(s, method, params, req_id=1):
+        s.sendall(json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": req_id}).encode() + b"\n")
+        return line(s)
+
+    out = {}
+    if kind == "auth-flood":
+        stop, sent, answered = time.monotonic() + n, 0, 0
+        bad = b'{"jsonrpc":"2.0","method":"system.auth","params":["\\ud800"],"id":' + b"7" * 40 + b"}\n"
+        while time.monotonic() < stop:
+            s = connect()
+            try:
+                s.sendall(bad)
+                size, tail = line(s)
+                answered += b"-32001" in tail
+            except OSError:
+                pass
+            s.close()
+            sent += 1
+        out = {"sent": sent, "answered": answered}
+    else:
+        s = connect()
+        call(s, "system.auth", ["bench-token"], 0)
+        start = time.monotonic()
+        if kind == "logtail":
+            batch = [{"jsonrpc": "2.0", "method": "daemon.logtail", "params": [10000], "id": i} for i in range(n)]
+            out["request_bytes"] = len(json.dumps(batch))
+            s.sendall(json.dumps(batch).encode() + b"\n")
+            out["reply_bytes"], tail = line(s)
+        elif kind == "scale":
+            size, tail = call(s, "worker.scale", ["idle", n])
+            out["reply"] = tail.decode(errors="replace").strip()[-120:]
+        elif kind == "subscribe":
+            size, tail = call(s, "events.subscribe", [["n%05d.*" % i for i in range(n - 1)] + ["log.*"]])
+            out["reply"] = tail.decode(errors="replace").strip()[-120:]
+        out["seconds"] = time.monotonic() - start
+    print(json.dumps(out))
+    sys.stdout.flush()
+    if kind == "subscribe":
+        def drain():
+            while s.recv(1 << 20):
+                pass
+        threading.Thread(target=drain, daemon=True).start()
+        sys.stdin.readline()
+''')
+
+
+class _StatusProbe:
+    """daemon.status on its own authenticated connection, 1 ms apart, in a thread."""
+
+    def __init__(self, path):
+        import threading
+        self.times, self.error = [], None
+        self.client = LineClient(path, timeout=120.0)
+        self.client.call("system.auth", ["bench-token"])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            start = time.perf_counter()
+            try:
+                self.client.call("daemon.status", [])
+            except Exception as exc:  # the daemon died or hung: that is the figure
+                self.error = repr(exc)[:80]
+                return
+            self.times.append((time.perf_counter() - start) * 1e3)
+            time.sleep(0.001)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(130)
+        self.client.close()
+        if not self.times:
+            return "no answer (%s)" % self.error
+        return "daemon.status p50 %.2f ms, p99 %.2f ms, max %.0f ms%s" % (
+            pct(self.times, 50), pct(self.times, 99), max(self.times),
+            "; then %s" % self.error if self.error else "")
+
+
+def _requests_attack(kind, n, spam=False, events=0):
+    """One fresh daemon, one attack: (attacker's report, status figures, VmHWM growth in MB, extra)."""
+    tmp = tempfile.mkdtemp(prefix="gdb-", dir="/tmp")
+    script = os.path.join(tmp, "reqd.py")
+    with open(script, "w") as f:
+        f.write(REQUESTS_DAEMON)
+    path = os.path.join(tmp, "daemon.sock")
+    daemon = Proc([sys.executable, script, "-f"], cwd=tmp)
+    attacker = None
+    try:
+        wait_for_socket(path)
+        if spam:  # 10,000 lines of ~760 characters: one logtail(10000) is some 7.7 MB
+            client = LineClient(path, timeout=120.0)
+            client.call("system.auth", ["bench-token"])
+            client.call("t.spam", [10000, 750])
+            client.close()
+        peak = _peak_mb(daemon.proc.pid)
+        probe = _StatusProbe(path)
+        time.sleep(0.3)
+        attacker = subprocess.Popen([sys.executable, "-c", REQUESTS_ATTACKER, kind, path, str(n)],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = attacker.stdout.readline()
+        found = json.loads(line) if line.strip() else {"attacker": "no report"}
+        extra = ""
+        if events:  # the cost of an event while the subscriber stays
+            client = LineClient(path, timeout=120.0)
+            client.call("system.auth", ["bench-token"])
+            costs = []
+            for i in range(events):
+                start = time.perf_counter()
+                client.call("t.say", ["event %d" % i])
+                costs.append((time.perf_counter() - start) * 1e3)
+            client.close()
+            extra = "; t.say (one log.record event) p50 %.2f ms, max %.2f ms" % (pct(costs, 50), max(costs))
+        status = probe.stop()
+        alive = daemon.proc.poll() is None
+        grown = _peak_mb(daemon.proc.pid) - peak if alive else float("nan")
+        return found, status + extra, grown, alive
+    finally:
+        if attacker is not None:
+            attacker.kill()
+            attacker.wait()
+        daemon.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_hostile_requests(quick):
+    """Single valid requests that used to freeze or bloat the daemon, and their cost now."""
+    rows = []
+    for n in (10 ** 30, 10000):
+        found, status, grown, alive = _requests_attack("scale", n)
+        rows.append(("worker.scale('idle', %s)" % ("10**30" if n > 10 ** 9 else n),
+                     "%.2f s: %s | %s | peak memory +%.0f MB%s"
+                     % (found.get("seconds", float("nan")), found.get("reply", found)[-70:], status, grown,
+                        "" if alive else " | DAEMON DIED")))
+    found, status, grown, alive = _requests_attack("logtail", 100, spam=True)
+    rows.append(("batch of 100 x daemon.logtail(10000) (%s B request)" % found.get("request_bytes"),
+                 "reply %.1f MB in %.2f s | %s | peak memory +%.0f MB%s"
+                 % (found.get("reply_bytes", 0) / 1e6, found.get("seconds", float("nan")), status, grown,
+                    "" if alive else " | DAEMON DIED")))
+    for n in (60000, 64):
+        found, status, grown, alive = _requests_attack("subscribe", n, events=3 if quick else 10)
+        rows.append(("events.subscribe with %d patterns" % n,
+                     "%.2f s: %s | %s%s" % (found.get("seconds", float("nan")), found.get("reply", found)[-60:],
+                                            status, "" if alive else " | DAEMON DIED")))
+    found, status, grown, alive = _requests_attack("auth-flood", 3 if quick else 8)
+    rows.append(("system.auth('\\ud800', 40-digit id) on new connections, in a loop",
+                 "%s sent, %s answered -32001 | %s%s" % (found.get("sent"), found.get("answered"), status,
+                                                        "" if alive else " | DAEMON DIED")))
+    report(rows, "hostile single requests (SPEC 4.6; issue 14)")
+
+
+SECTIONS["hostile-requests"] = bench_hostile_requests
 
 
 # -- the HTTP endpoint: figures the tests used to assert (issue 10) ----------------------
@@ -1005,6 +1429,222 @@ def bench_endpoint(quick):
 
 
 SECTIONS["endpoint"] = bench_endpoint
+
+
+# -- worker churn (issue 15) ------------------------------------------------------
+
+#: The floor of a respawn: a bare gevent process that keeps one child and a
+#: standby forked in advance.  When libev's child watcher sees the child die,
+#: the standby is told to go over a pipe and answers "up" on another; then
+#: the next standby is forked.  It answers the same JSON-lines polls as
+#: gdaemon's worker.info (``{"pid": ..., "status": 1}`` once up).
+FLOOR_RESPAWNER = textwrap.dedent("""
+    import json, os, signal, sys
+    import gevent
+    from gevent.server import StreamServer
+    from gevent import socket
+
+    state = {"pid": None, "up": False}
+    standby = []
+
+    def fork_standby():
+        go_r, go_w = os.pipe()
+        up_r, up_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(go_w); os.close(up_r)
+            os.read(go_r, 1)
+            os.write(up_w, b"u")
+            while True:
+                signal.pause()
+        os.close(go_r); os.close(up_w)
+        standby.append((pid, go_w, up_r))
+
+    def activate():
+        pid, go_w, up_r = standby.pop()
+        state["pid"], state["up"] = pid, False
+        watch(pid)
+        os.write(go_w, b"g")
+        socket.wait_read(up_r)
+        os.read(up_r, 1)
+        os.close(go_w); os.close(up_r)
+        state["up"] = True
+        fork_standby()
+
+    def watch(pid):
+        w = gevent.get_hub().loop.child(pid, False)
+        w.start(lambda: (w.stop(), gevent.spawn(activate)))
+
+    def handle(sock, addr):
+        f = sock.makefile("rb")
+        for line in f:
+            req = json.loads(line)
+            result = {"pid": state["pid"], "status": 1 if state["up"] else 0}
+            sock.sendall(json.dumps({"jsonrpc": "2.0", "result": result, "id": req["id"]}).encode() + b"\\n")
+
+    fork_standby()
+    gevent.spawn(activate)
+    path = sys.argv[1]
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1024)
+    StreamServer(listener, handle).serve_forever()
+""")
+
+#: Workers that crash 0.1 s after every start (what issue 15 measures against).
+CRASH_SOON = """
+import time
+
+
+class CrashSoon(Worker):
+    def spinup(self):
+        self.born = time.monotonic()
+
+    def loop(self):
+        if time.monotonic() - self.born >= 0.1:
+            os._exit(1)
+"""
+
+
+def start_floor_respawner(tmp):
+    path = os.path.join(tmp, "floor.sock")
+    script = os.path.join(tmp, "floor.py")
+    with open(script, "w") as f:
+        f.write(FLOOR_RESPAWNER)
+    proc = Proc([sys.executable, script, path], cwd=tmp)
+    wait_for_socket(path)
+    return proc, path
+
+
+def alternating_echo(gd_path, bare_path, seconds, slice_calls=200):
+    """Echo calls/s of two servers measured in alternating slices on one connection each."""
+    clients = {"gdaemon": LineClient(gd_path), "bare": LineClient(bare_path)}
+    spent = {"gdaemon": 0.0, "bare": 0.0}
+    calls = {"gdaemon": 0, "bare": 0}
+    for client in clients.values():
+        client.call("examples.echo", {"message": "warm-up"})
+    stop = time.monotonic() + seconds
+    order = ["gdaemon", "bare"]
+    while time.monotonic() < stop:
+        for name in order:
+            client = clients[name]
+            start = time.perf_counter()
+            for i in range(slice_calls):
+                client.call("examples.echo", {"message": "hello %d" % i})
+            spent[name] += time.perf_counter() - start
+            calls[name] += slice_calls
+        order.reverse()  # either order: neither server always goes first
+    for client in clients.values():
+        client.close()
+    return calls["gdaemon"] / spent["gdaemon"], calls["bare"] / spent["bare"]
+
+
+def respawn_poll_1ms(client, name, kills, spacing):
+    """ms from SIGKILL of ``name`` to a new pid up, polled with one call every 1 ms."""
+    times = []
+    for _ in range(kills):
+        time.sleep(spacing)
+        old = client.call("worker.info", [name])["pid"]
+        start = time.perf_counter()
+        os.kill(old, signal.SIGKILL)
+        while True:
+            info = client.call("worker.info", [name])
+            if info["pid"] != old and info["status"] == 1:
+                break
+            time.sleep(0.001)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def bench_churn(quick):
+    """The control plane while workers churn; respawn against its floor (issue 15)."""
+    rows = []
+    seconds = 4 if quick else 10
+    kills = 15 if quick else 40
+    tmp = tempfile.mkdtemp(prefix="gdb-", dir="/tmp")
+    bare, bare_path = start_bare(tmp)
+    floor, floor_path = start_floor_respawner(tmp)
+    try:
+        one = 'daemon.workers.install(Idle("ok"), looptime=1, forever=True)\n'
+        crashers = ('for i in range(10):\n'
+                    '    daemon.workers.install(CrashSoon("c%d" % i), looptime=0.02, forever=True)\n')
+        for label, install in (("idle", one), ("10 workers crash-looping", one + crashers)):
+            with BenchDaemon(install, {"restartintensity": 1000000}, extra=CRASH_SOON) as d:
+                c = d.client()
+                poll(lambda: c.call("worker.status", ["ok"]) == 1, interval=0.01)
+                time.sleep(0.5)
+                restarts0 = sum(i["restarts"] for i in c.call("worker.info", []))
+                t0 = time.monotonic()
+                gd, floor_rate = alternating_echo(d.path, bare_path, seconds)
+                status = timed_calls(c, "daemon.status", [], 300 if quick else 1000)
+                respawn = respawn_poll_1ms(c, "ok", kills, 0.3)
+                churn = (sum(i["restarts"] for i in c.call("worker.info", [])) - restarts0) / (
+                    time.monotonic() - t0)
+                rss = psutil.Process(d.pid).memory_info().rss / 2**20
+                c.close()
+            rows.append(("%s: echo on one connection" % label,
+                         "%.0f/s vs bare gevent server %.0f/s in alternation: %.2fx (target %s)"
+                         % (gd, floor_rate, gd / floor_rate, ">= 0.95x" if label == "idle" else ">= 0.5x")))
+            rows.append(("%s: daemon.status" % label,
+                         "p50 %.2f ms, p99 %.2f ms (target p99 <= 5 ms)" % (pct(status, 50), pct(status, 99))))
+            rows.append(("%s: SIGKILLed worker LOOPING again" % label,
+                         "p50 %.2f ms, p90 %.2f ms over %d kills (target p50 %s)"
+                         % (pct(respawn, 50), pct(respawn, 90), kills,
+                            "<= 5 ms" if label == "idle" else "<= 10 ms")))
+            if label == "idle":
+                idle_respawn = pct(respawn, 50)
+                rows.append(("idle: daemon RSS with one forked worker", "%.1f MB" % rss))
+            else:
+                rows.append(("%s: respawns per second" % label, "%.0f" % churn))
+
+        # The floor: polled the same way, in the same run.
+        c = LineClient(floor_path)
+        poll(lambda: c.call("worker.info", [])["status"] == 1, interval=0.01)
+        floor_times = respawn_poll_1ms(c, "floor", kills, 0.3)
+        c.close()
+        rows.append(("respawn floor (bare gevent + pre-forked standby)",
+                     "p50 %.2f ms, p90 %.2f ms; gdaemon idle p50 is %.2fx it (target <= 1.2x)"
+                     % (pct(floor_times, 50), pct(floor_times, 90), idle_respawn / pct(floor_times, 50))))
+
+        # Scaling a pool from 1 to 64 forked instances: daemon.status meanwhile.
+        with BenchDaemon('daemon.workers.install(Idle("pool"), looptime=1, forever=True, instances=1)\n') as d:
+            c = d.client()
+            poll(lambda: all_looping(c), interval=0.01)
+            import threading
+            latencies = []
+            done = threading.Event()
+
+            def watch_status():
+                s = d.client()
+                while not done.is_set():
+                    start = time.perf_counter()
+                    s.call("daemon.status", [])
+                    latencies.append((time.perf_counter() - start) * 1e3)
+                    time.sleep(0.001)
+                s.close()
+
+            watcher = threading.Thread(target=watch_status)
+            watcher.start()
+            time.sleep(0.1)
+            start = time.perf_counter()
+            c.call("worker.scale", ["pool", 64])
+            took = time.perf_counter() - start
+            done.set()
+            watcher.join()
+            c.call("worker.scale", ["pool", 1])
+            c.close()
+        rows.append(("worker.scale 1 -> 64 forked instances",
+                     "%.0f ms to all LOOPING; daemon.status meanwhile p50 %.2f ms, p99 %.2f ms, max %.2f ms "
+                     "(%d calls; target p99 <= 5 ms)"
+                     % (took * 1e3, pct(latencies, 50), pct(latencies, 99), max(latencies), len(latencies))))
+    finally:
+        bare.kill()
+        floor.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(rows, "worker churn")
+
+
+SECTIONS["churn"] = bench_churn
 
 
 def main():

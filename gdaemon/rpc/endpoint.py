@@ -128,8 +128,9 @@ def refuse_connection(sock, data):
 
 
 def connection_pool(config):
-    """The greenlet pool of an endpoint: ``socketmaxconnections`` served plus
-    :data:`REFUSAL_SLACK` being refused (or in a TLS handshake).
+    """The greenlet pool of an endpoint: ``socketmaxconnections`` served (TLS
+    handshakes included) plus :data:`REFUSAL_SLACK` evicted ones still closing
+    or refused ones in the TLS handshake that carries their refusal.
 
     A full pool stops the server from accepting: further clients wait in the
     kernel's backlog, so whatever they do the daemon's descriptors stay
@@ -138,8 +139,8 @@ def connection_pool(config):
     return Pool(config["socketmaxconnections"] + REFUSAL_SLACK)
 
 
-#: Connections an endpoint holds beyond ``socketmaxconnections``, to answer
-#: ``-32004`` (and to run TLS handshakes, which come before the count).
+#: Connections an endpoint holds beyond ``socketmaxconnections``: evicted ones
+#: until their greenlet ends, refused ones until their ``-32004`` went out over TLS.
 REFUSAL_SLACK = 16
 
 
