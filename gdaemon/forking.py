@@ -69,6 +69,9 @@ class ForkRegistry:
     def __init__(self):
         self._fds = {}
         self._closers = []
+        #: Children forked so far by this process (with a fork server: one
+        #: per fork server started, never one per worker).
+        self.forks = 0
 
     def add_fd(self, fd, what):
         """Close descriptor ``fd`` (an int or an object with ``fileno()``) in every child."""
@@ -119,6 +122,7 @@ class ForkRegistry:
         if pid == 0:  # pragma: no cover - runs in the child
             run_fenced(what, lambda: (self.in_child(keep, fresh_hub), child()))
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        self.forks += 1
         return pid
 
     def in_child(self, keep=(), fresh_hub=True):  # pragma: no cover - runs in the child

@@ -52,6 +52,7 @@ import signal
 import socket as _stdsocket
 import struct
 import sys
+import time
 
 import _socket
 import gevent
@@ -132,6 +133,10 @@ def _sibling_cloner():
     return clone_sibling
 
 
+class _Refused(OSError):
+    """The fork server answered, but could not fork what was asked."""
+
+
 def supported():
     """True where workers can be forked by a fork server (Linux 3.17+: memfd, subreaper)."""
     return (sys.platform.startswith("linux") and hasattr(os, "memfd_create")
@@ -147,6 +152,10 @@ class ForkServer:
 
     #: Seconds a request may take before the server is taken for dead.
     reply_timeout = 10.0
+    #: Seconds without a fork server after one died before it served,
+    #: doubling up to :attr:`backoff_max` while it keeps doing so.
+    backoff_min = 0.1
+    backoff_max = 30.0
 
     def __init__(self, manager, prctl):
         self.manager = manager
@@ -156,6 +165,8 @@ class ForkServer:
         self._epoch = None
         self._lock = Semaphore()
         self._subreaper = False
+        self._failures = 0
+        self._retry_at = 0.0
 
     @property
     def pid(self):
@@ -175,25 +186,44 @@ class ForkServer:
         :raises OSError: no server could be had, or it could not fork.
         """
         with self._lock:
+            now = time.monotonic()
+            if now < self._retry_at:
+                raise OSError("no fork server for %.1fs more (the last one died before it served)"
+                              % (self._retry_at - now))
             epoch = self.manager.standbys.epoch
+            fresh = False
             if self._sock is None or self._epoch != epoch:
                 self._start(epoch)
+                fresh = True
             gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
+            request = (_WORKER if kind == "worker" else _STANDBY) + name.encode("utf-8")
+            fds = channel.worker_fds() + [gate_r]
             try:
-                request = (_WORKER if kind == "worker" else _STANDBY) + name.encode("utf-8")
-                fds = channel.worker_fds() + [gate_r]
                 try:
                     pid = self._ask(request, fds)
                 except OSError:
-                    # The server died, or is stuck: one new server, one more try.
+                    if fresh:
+                        raise
+                    # The server died, is stuck, or is a copy that lacks this
+                    # worker: one new server, one more try.
                     self.retire()
                     self._start(epoch)
+                    fresh = True
                     pid = self._ask(request, fds)
+            except _Refused:
+                close_fd(gate_w)
+                raise
+            except OSError as exc:
+                close_fd(gate_w)
+                self.retire()
+                self._failed(exc)
+                raise
             except BaseException:
                 close_fd(gate_w)
                 raise
             finally:
                 close_fd(gate_r)
+            self._failures = 0
         return pid, gate_w
 
     @staticmethod
@@ -214,7 +244,15 @@ class ForkServer:
             raise OSError("the fork server is gone")
         if len(reply) == _REPLY.size:
             return _REPLY.unpack(reply)[0]
-        raise OSError(reply.decode("utf-8", "replace"))
+        raise _Refused(reply.decode("utf-8", "replace"))
+
+    def _failed(self, exc):
+        """A new server died (or hung) before it served: back off before the next."""
+        self._failures += 1
+        delay = min(self.backoff_min * 2 ** (self._failures - 1), self.backoff_max)
+        self._retry_at = time.monotonic() + delay
+        self.manager.logger.warning("the fork server failed before it served (%s): the daemon "
+                                    "forks its workers itself for %.1fs", exc, delay)
 
     def _start(self, epoch):
         """Fork a new server from the daemon as it is now (in the hub: one fork per epoch)."""

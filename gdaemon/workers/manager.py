@@ -338,8 +338,8 @@ class WorkerManager:
                     handle._send(encode(REOPEN))
                 except (ChannelFull, ChannelClosed) as exc:
                     self.logger.warning("cannot ask worker %r to reopen its logs: %s", handle.name, exc)
-        if self.standbys.current is not None:
-            self.refresh_standby()
+        # The standby and the fork server hold the old files: replace them.
+        self.refresh_standby()
 
     def refresh_standby(self):
         """Replace the standby by a new fork of the daemon as it is now.
@@ -383,7 +383,7 @@ class WorkerManager:
             self.logger.error("worker %r %s", handle.name, reason)
             self.emit("worker.failed", name=handle.name, reason=reason)
             if handle.forever:
-                self.watchdog.respawn_later(handle, reason)
+                self.watchdog.respawn_later(handle, reason, failed_start=True)
             else:
                 self.set_state(handle, WorkerStatus.STOPPED)
                 self.stop_daemon(1)

@@ -99,7 +99,10 @@ class Spawner:
         """
         self.prepare()
         if self.forkserver is not None:
-            return self._fork_by_server(what, worker, workers)
+            try:
+                return self._fork_by_server(what, worker, workers)
+            except OSError:
+                pass  # no fork server just now (it says why, once): fork here
         forking = self.manager.forking
         channel = Channel(self.manager.channel_capacity)
         try:

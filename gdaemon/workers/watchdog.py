@@ -389,8 +389,13 @@ class Watchdog:
             return
         self.respawn_later(handle, reason)
 
-    def respawn_later(self, handle, reason):
-        """Apply the policy to a dead forever worker: respawn now or after a backoff."""
+    def respawn_later(self, handle, reason, failed_start=False):
+        """Apply the policy to a dead forever worker: respawn now or after a backoff.
+
+        :param failed_start: the instance could not even be started; a
+            respawn "now" then goes through the respawn timer (no recursion
+            into another start that may fail the same way).
+        """
         manager = self.manager
         manager.set_state(handle, WorkerStatus.RESTARTING)
         delay = handle.tracker.next_delay(self.clock())
@@ -399,7 +404,9 @@ class Watchdog:
         log = self._crash_log
         if log is None:
             log = self._crash_log = RateLimitedLog(manager.logger, self.crash_log_interval)
-        if delay <= 0:
+        if delay <= 0 and failed_start:
+            self.schedule_respawn(handle, 0.0)
+        elif delay <= 0:
             manager.spawn(handle, respawn=True)
             log.log(handle.name, logging.WARNING, "worker %r %s: respawned (pid %s)",
                     handle.name, reason, handle.pid)

@@ -1,0 +1,197 @@
+"""The fork server (issue 15): the daemon's hub never forks a worker.
+
+Real daemons in temporary directories; the daemon's own fork count comes
+from a test method (``test.forks``: ``daemon.forking.forks``), everything
+else from ``/proc`` and the RPC.
+"""
+
+import os
+import signal
+import sys
+
+import psutil
+import pytest
+
+from support import gone, pid_from_file, run, wait_gone, wait_until
+from support.workers import (FORKSERVER_COMM, fd_targets, forkserver_pids, info, live_children,
+                             wait_looping, write_daemon)
+
+pytestmark = [pytest.mark.timeout(90),
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")]
+
+#: Counts the daemon's own forks, and a worker that dies 50 ms after each start.
+EXTRA = '''
+class ForkCountingDaemon(TestDaemon):
+    def setup(self):
+        super().setup()
+
+        @self.rpc.method("test.forks", returns=int)
+        def forks():
+            return self.forking.forks
+
+
+TestDaemon = ForkCountingDaemon
+
+
+class DiesSoon(Worker):
+    def spinup(self):
+        self.born = time.monotonic()
+
+    def loop(self):
+        if time.monotonic() - self.born > 0.05:
+            os._exit(1)
+'''
+
+
+@pytest.fixture
+def start(spawn, workdir):
+    """``start(install, **kw)``: a worker daemon with ``-f``; SIGTERM first at teardown."""
+    started = []
+
+    def _start(install, **kw):
+        kw.setdefault("extra", EXTRA)
+        proc = spawn([sys.executable, write_daemon(workdir, install, **kw), "-f"])
+        started.append(proc)
+        return proc
+
+    yield _start
+    for proc in started:
+        if proc.proc.poll() is None:
+            proc.remember_children()
+            proc.signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except Exception:
+                pass  # the spawn fixture kills what is left
+
+
+def respawned(proc, name, old_pid):
+    return wait_looping(proc, name, other_than=old_pid)["pid"]
+
+
+def test_respawns_scaling_and_restarts_never_fork_the_daemon(start):
+    proc = start("""
+        daemon.workers.install(Counter("a"), looptime=0.05, forever=True)
+        daemon.workers.install(Counter("pool"), looptime=0.05, forever=True, instances=2)
+    """, config={"restartintensity": 1000})
+    pid = wait_looping(proc, "a")["pid"]
+    wait_looping(proc, "pool.1")
+    server = wait_until(lambda: forkserver_pids(proc.pid), 5, message="a fork server")[0]
+    assert psutil.Process(server).ppid() == proc.pid
+    forks = proc.result("test.forks")
+    for _ in range(10):
+        os.kill(pid, signal.SIGKILL)
+        pid = respawned(proc, "a", pid)
+        assert psutil.Process(pid).ppid() == proc.pid  # the daemon's own child, not the server's
+    assert proc.result("worker.restart", ["pool.0"]) is True
+    # Ten respawns and a restart: not one fork of the daemon itself.
+    assert proc.result("test.forks") == forks
+    assert forkserver_pids(proc.pid) == [server]
+    # Scaling takes a fresh fork server (the new instances are copies of the
+    # daemon as it is now): one fork of the daemon for eight instances.
+    assert proc.result("worker.scale", ["pool", 8]) == ["pool.%d" % i for i in range(8)]
+    assert proc.result("test.forks") == forks + 1
+    for name in ("pool.%d" % i for i in range(8)):
+        assert psutil.Process(info(proc, name)["pid"]).ppid() == proc.pid
+    wait_gone([server], 5)  # the old server left once retired
+
+
+def test_fork_server_holds_only_its_socket_and_listeners(start, workdir):
+    port_path = os.path.join(workdir, "pool.sock")
+    proc = start("""
+        daemon.workers.install(Counter("a"), looptime=0.05, forever=True)
+        daemon.workers.install(Counter("web"), looptime=0.05, forever=True, listen="unix://%s")
+    """ % port_path)
+    wait_looping(proc, "a")
+    wait_looping(proc, "web")
+    server = wait_until(lambda: forkserver_pids(proc.pid), 5, message="a fork server")[0]
+    assert psutil.Process(server).name() == FORKSERVER_COMM
+    held = {fd: target for fd, target in fd_targets(server).items()
+            if fd > 2 and not target.endswith("daemon.log")}
+    sockets = [t for t in held.values() if t.startswith("socket:")]
+    # Its end of the daemon's socket and the pool's listener; no pipe, no
+    # memfd, no RPC connection, no event loop of the daemon's.
+    assert len(sockets) == 2, held
+    assert not [t for t in held.values() if not t.startswith("socket:") and t != "/dev/null"], held
+
+
+def test_a_killed_fork_server_is_replaced(start, workdir):
+    proc = start("""
+        daemon.workers.install(Counter("a"), looptime=0.05, forever=True)
+        daemon.workers.install(Counter("b"), looptime=0.05, forever=True)
+    """, config={"restartintensity": 1000})
+    a = wait_looping(proc, "a")["pid"]
+    b = wait_looping(proc, "b")["pid"]
+    server = wait_until(lambda: forkserver_pids(proc.pid), 5, message="a fork server")[0]
+    os.kill(server, signal.SIGKILL)
+    wait_gone([server], 5)
+    # Both die at once: one gets the standby, the other needs a fork: a new server.
+    os.kill(a, signal.SIGKILL)
+    os.kill(b, signal.SIGKILL)
+    respawned(proc, "a", a)
+    respawned(proc, "b", b)
+    assert [p for p in forkserver_pids(proc.pid) if p != server]
+    assert proc.result("test.ping") == "pong"
+    assert "Traceback" not in proc.output()
+
+
+def test_reload_takes_a_fresh_fork_server(start, workdir):
+    proc = start("""
+        daemon.workers.install(Counter("a"), looptime=0.05, forever=True)
+    """)
+    wait_looping(proc, "a")
+    old = wait_until(lambda: forkserver_pids(proc.pid), 5, message="a fork server")[0]
+    proc.signal(signal.SIGHUP)
+    wait_until(lambda: [p for p in forkserver_pids(proc.pid) if p != old], 10,
+               message="a new fork server after the reload")
+    wait_gone([old], 5)
+    assert wait_looping(proc, "a")["status"] == 1
+
+
+def test_crash_loop_lines_are_rate_limited(start, workdir):
+    """A crash loop (no backoff) writes one line per worker per interval, then a count."""
+    proc = start("""
+        daemon.workers.install(DiesSoon("flaky"), looptime=0.01, forever=True)
+        daemon.workers.install(Counter("steady"), looptime=0.05, forever=True)
+    """, config={"restartintensity": 1000000})
+    wait_until(lambda: info(proc, "flaky")["restarts"] >= 10, 20, message="ten crashes")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    lines = [line for line in proc.output().splitlines()
+             if "worker 'flaky'" in line and "respawn" in line]
+    # The first crash at once, the rest as one summary line written at stop.
+    assert 1 <= len(lines) <= 3, lines
+    assert any("similar lines in the last" in line for line in lines), lines
+
+
+def test_a_failure_in_a_child_never_unwinds_into_the_daemon(spawn, workdir):
+    """SPEC 5.3: the child side of a fork is fenced.  Sabotage what a child does first
+    (gevent._hub_local cannot be imported) and the daemon's pid file, socket and
+    state survive every child that fails; each failure is one log line."""
+    script = write_daemon(workdir, """
+        daemon.workers.install(Counter("a"), looptime=0.05, forever=True)
+        # What every child does first now fails (the daemon never imports it again).
+        del gevent._hub_local
+        sys.modules["gevent._hub_local"] = None
+    """)
+    proc = spawn([sys.executable, script, "-d"], address="unix://" + os.path.join(workdir, "daemon.sock"))
+    assert proc.proc.wait(15) == 0
+    pid = pid_from_file(os.path.join(workdir, "daemon.pid"))
+    log = os.path.join(workdir, "daemon.log")
+
+    def failures():
+        with open(log) as f:
+            return [line for line in f if "failed before it could run" in line]
+    wait_until(lambda: len(failures()) >= 2, 15, message="children failing")
+    assert not gone(pid)
+    assert pid_from_file(os.path.join(workdir, "daemon.pid")) == pid
+    status = run([sys.executable, script, "--status"], cwd=workdir)
+    assert status.returncode == 0, status
+    with open(log) as f:
+        text = f.read()
+    assert "Traceback" not in text
+    assert "gevent._hub_local" in failures()[0]
+    stop = run([sys.executable, script, "--stop"], cwd=workdir)
+    assert stop.returncode == 0, stop
+    wait_gone([pid], 10)
+    assert not live_children(pid, standby=True, forkserver=True)
