@@ -6,6 +6,7 @@
     python scripts/bench.py workers      # respawn, worker.call, pause, USS, many workers
     python scripts/bench.py crashloop    # daemon.status while 10 workers crash on every start
     python scripts/bench.py churn        # echo, status and respawn while 10 workers crash-loop; respawn floor
+    GDAEMON_AB_BUILD=/other/checkout python scripts/bench.py echo-ab   # echo: two builds and the floor
     python scripts/bench.py daemonmode   # -d daemons with workers: start-up, memory, respawn
     python scripts/bench.py pools        # worker.scale 1 -> 32, respawn in a pool, a listening pool
     python scripts/bench.py websocket    # websocket echo vs raw socket, idle subscribers
@@ -1645,6 +1646,69 @@ def bench_churn(quick):
 
 
 SECTIONS["churn"] = bench_churn
+
+
+# -- echo A/B between two builds (issue 15) ------------------------------------------
+
+def start_echo_build(tmp, build, name):
+    """gdaemon-echo -f of the checkout ``build`` (``None``: the installed one) in ``tmp/name``."""
+    where = os.path.join(tmp, name)
+    os.makedirs(where, exist_ok=True)
+    env = {"PYTHONPATH": build} if build else {}
+    proc = Proc([sys.executable, "-c", "import sys; from gdaemon.echo import main; sys.exit(main())", "-f"],
+                cwd=where, env=env)
+    path = os.path.join(where, "daemon.sock")
+    wait_for_socket(path)
+    return proc, path
+
+
+def bench_echo_ab(quick):
+    """Echo on one connection: this build, another (GDAEMON_AB_BUILD) and the bare floor, in
+    alternating slices by one client (each server's share of the noise is the same)."""
+    other = os.environ.get("GDAEMON_AB_BUILD")
+    seconds = 6 if quick else 20
+    slice_calls = 300
+    tmp = tempfile.mkdtemp(prefix="gdb-", dir="/tmp")
+    procs = []
+    try:
+        servers = {}
+        proc, servers["bare"] = start_bare(tmp)
+        procs.append(proc)
+        proc, servers["this build"] = start_echo_build(tmp, None, "this")
+        procs.append(proc)
+        if other:
+            proc, servers["GDAEMON_AB_BUILD"] = start_echo_build(tmp, other, "other")
+            procs.append(proc)
+        clients = {name: LineClient(path) for name, path in servers.items()}
+        spent = dict.fromkeys(servers, 0.0)
+        calls = dict.fromkeys(servers, 0)
+        for client in clients.values():
+            for _ in range(200):
+                client.call("examples.echo", {"message": "warm-up"})
+        order = list(servers)
+        stop = time.monotonic() + seconds
+        while time.monotonic() < stop:
+            for name in order:
+                client = clients[name]
+                start = time.perf_counter()
+                for i in range(slice_calls):
+                    client.call("examples.echo", {"message": "hello %d" % i})
+                spent[name] += time.perf_counter() - start
+                calls[name] += slice_calls
+            order = order[1:] + order[:1]  # every server goes first in turn
+        for client in clients.values():
+            client.close()
+    finally:
+        for proc in procs:
+            proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    rate = {name: calls[name] / spent[name] for name in servers}
+    rows = [(name, "%.0f calls/s, %.3fx the bare gevent server" % (rate[name], rate[name] / rate["bare"]))
+            for name in servers]
+    report(rows, "echo A/B on one connection, %d s in slices of %d calls" % (seconds, slice_calls))
+
+
+SECTIONS["echo-ab"] = bench_echo_ab
 
 
 def main():

@@ -300,7 +300,7 @@ class Engine:
         """Handle one framed line (bytes-like or str); return response bytes or ``None``."""
         if isinstance(line, str):
             line = line.encode("utf-8", "surrogatepass")
-        if not _first_byte(line):  # blank (no copy of the line, unlike strip())
+        if line[:1] != b"{" and not _first_byte(line):  # blank (no copy, unlike strip())
             return None
         payload, refusal = self.decode(line, session)
         if refusal is not None:
@@ -352,9 +352,11 @@ class Engine:
         if isinstance(line, str):
             line = line.encode("utf-8", "surrogatepass")
         unauthenticated = self.token is not None and not session.authenticated
-        if unauthenticated and _first_byte(line) == b"[":
+        # A line that starts with "{" (a single request, the common case) is no batch.
+        batch = line[:1] != b"{" and _first_byte(line) == b"["
+        if unauthenticated and batch:
             return None, self._refuse(session, None, "authentication required: call system.auth first")
-        if batch_exceeds(line, session.max_batch):
+        if batch and batch_exceeds(line, session.max_batch):
             return None, _error_response(InvalidRequest(
                 "batch of more than %d requests (socketmaxbatch): nothing was run"
                 % session.max_batch), None)

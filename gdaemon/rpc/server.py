@@ -133,8 +133,9 @@ class Connection:
         idle_timeout = cfg["socketidle"]
         now = time.monotonic()
         auth_deadline = now + cfg["socketauthtimeout"] if engine.token is not None else None
-        idle_deadline = now + idle_timeout
+        idle_deadline = None  # set from the clock read at the top of the loop
         line_deadline = 0.0
+        timeout = None  # the socket's current timeout: set only when it changes
         # The partial line, and how much of it is known to hold no newline:
         # each byte is searched once, so a 1 MB line read 1 KB at a time
         # costs linear time, not quadratic (issue 8).
@@ -144,13 +145,16 @@ class Connection:
         # request/response client gives the hub away at every recv.
         time_slice = TimeSlice()
         slot = self.slot
+        inf = float("inf")
         while not self.closing:
             now = time.monotonic()
             if buf:
                 deadline = line_deadline
             elif session.patterns:
-                deadline = float("inf")  # a subscriber is not idle (SPEC 4.6)
+                deadline = inf  # a subscriber is not idle (SPEC 4.6)
             else:
+                if idle_deadline is None:
+                    idle_deadline = now + idle_timeout
                 deadline = idle_deadline
             if auth_deadline is not None and not session.authenticated:
                 deadline = min(deadline, auth_deadline)
@@ -164,10 +168,13 @@ class Connection:
                 else:
                     log.debug("closing idle connection %s", session.peer)
                 return
-            time_slice.check()
-            sock.settimeout(None if deadline == float("inf") else deadline - now)
+            time_slice.check(now)
+            wait = None if deadline == inf else deadline - now
+            if wait != timeout:
+                sock.settimeout(wait)
+                timeout = wait
             try:
-                data = time_slice.read(sock.recv, bufsize)
+                data = sock.recv(bufsize)
             except socket.timeout:
                 continue  # the top of the loop tells which deadline passed
             if slot is not None and not slot.settled:
@@ -177,49 +184,53 @@ class Connection:
                 if buf.strip():
                     self._answer(engine, [buf])
                 return
-            if not buf:
-                line_deadline = time.monotonic() + request_timeout
-            buf += data
-            newline = buf.find(b"\n", scanned)
-            if newline < 0:
-                scanned = len(buf)
-                if scanned > maxmessage:
-                    self._too_large(maxmessage)
+            if not buf and data.find(b"\n") == len(data) - 1 and len(data) <= maxmessage:
+                # The common case: one whole request in one read and nothing
+                # after it; no buffer to fill and empty again.
+                lines = [data]
+            else:
+                if not buf:
+                    line_deadline = now + request_timeout
+                buf += data
+                newline = buf.find(b"\n", scanned)
+                if newline < 0:
+                    scanned = len(buf)
+                    if scanned > maxmessage:
+                        self._too_large(maxmessage)
+                        return
+                    continue
+                lines = []
+                start = 0
+                if newline == len(buf) - 1 and newline <= maxmessage:
+                    # One whole line and nothing after it (what a big request
+                    # usually is): hand the buffer itself over, no copy.
+                    del buf[newline:]
+                    lines.append(buf)
+                    buf = bytearray()
+                    newline = -1
+                with memoryview(buf) as view:  # one copy per line, not two
+                    while newline >= 0 and newline - start <= maxmessage:
+                        lines.append(bytes(view[start:newline]))
+                        start = newline + 1
+                        newline = buf.find(b"\n", start)
+                if newline >= 0:  # a complete line, too long
+                    self._answer(engine, lines)
+                    if not session.close_after:
+                        self._too_large(maxmessage)
                     return
-                continue
-            lines = []
-            start = 0
-            if newline == len(buf) - 1 and newline <= maxmessage:
-                # One whole line and nothing after it (what a big request
-                # usually is): hand the buffer itself over, no copy.
-                del buf[newline:]
-                lines.append(buf)
-                buf = bytearray()
-                newline = -1
-            with memoryview(buf) as view:  # one copy per line, not two
-                while newline >= 0 and newline - start <= maxmessage:
-                    lines.append(bytes(view[start:newline]))
-                    start = newline + 1
-                    newline = buf.find(b"\n", start)
-            if newline >= 0:  # a complete line, too long
-                self._answer(engine, lines)
-                if not session.close_after:
-                    self._too_large(maxmessage)
-                return
-            del buf[:start]
-            scanned = len(buf)
+                del buf[:start]
+                scanned = len(buf)
             self._answer(engine, lines)
             if session.close_after:
                 return
             if slot is not None and session.authenticated:
                 slot.settled = True
-            now = time.monotonic()
             if buf:
                 if scanned > maxmessage:
                     self._too_large(maxmessage)
                     return
-                line_deadline = now + request_timeout
-            idle_deadline = now + idle_timeout
+                line_deadline = time.monotonic() + request_timeout
+            idle_deadline = None  # idle from the next look at the clock
 
     def _answer(self, engine, lines):
         """Handle complete lines in order; write their responses with one sendall."""

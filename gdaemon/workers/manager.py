@@ -92,6 +92,7 @@ class WorkerManager:
         self._call_ids = itertools.count(1)
         self._reload_lock = Semaphore()
         self._held = None
+        self._holder = None
 
     @property
     def stopping(self):
@@ -505,7 +506,7 @@ class WorkerManager:
         handle._notify()
 
     def emit(self, event, /, **data):
-        if self._held is not None:
+        if self._held is not None and self._holder is gevent.getcurrent():
             self._held.append((event, data))
             return
         events = getattr(self.daemon, "events", None)
@@ -520,17 +521,20 @@ class WorkerManager:
         The watchdog handles a death inside this block: the respawn (a fork,
         milliseconds) happens first and ``worker.exited``... ``worker.state
         SPINUP`` follow, instead of receivers running between the death and
-        the fork.  Nothing in the block may yield; emitting them afterwards
-        does (in the watchdog greenlet).
+        the fork.  Only the events of the greenlet that holds them wait: the
+        block may yield (waiting for the fork server), and what other
+        greenlets emit meanwhile goes out at once.  Emitting the held ones
+        afterwards yields too (in the watchdog greenlet).
         """
         if self._held is not None:
             yield
             return
         self._held = []
+        self._holder = gevent.getcurrent()
         try:
             yield
         finally:
-            held, self._held = self._held, None
+            held, self._held, self._holder = self._held, None, None
             for event, data in held:
                 # Receivers and taps (subscribers, logs) take time: let RPC
                 # requests in between, e.g. those waiting for the new LOOPING.
