@@ -64,8 +64,10 @@ class WorkerManager:
     #: Keep a pre-forked standby process to respawn forked workers without
     #: waiting for a fork (see :mod:`gdaemon.workers.standby`).
     standby = True
-    #: Seconds after a standby was used before the next one is forked.
-    standby_delay = 0.1
+    #: Seconds after a standby was used before the next one is forked.  The
+    #: fork server forks it off the daemon's hub, so the only reason to wait
+    #: at all is to let the worker that just took the standby boot first.
+    standby_delay = 0.01
     #: Fork workers and standbys in a fork server, never in the daemon's hub
     #: (Linux; see :mod:`gdaemon.workers.forkserver`).
     use_forkserver = True
