@@ -969,6 +969,16 @@ class _Attack:
         self.proc.wait()
 
 
+def _status_under(client, kind, target, seconds, *args):
+    """daemon.status latencies on ``client`` while one ``kind`` attacker runs; ``(times, its result)``."""
+    attack = _Attack(kind, target, seconds, *args)
+    try:
+        times = _status_during(client, seconds - 0.5)
+        return times, attack.result()
+    finally:
+        attack.kill()
+
+
 def _authed(path):
     client = LineClient(path, timeout=60.0)
     client.call("system.auth", [BENCH_TOKEN])
@@ -1047,12 +1057,7 @@ def bench_hostile_transports(quick):
     with BenchDaemon("", dict(http_cfg, token=BENCH_TOKEN)) as d:
         poll(lambda: _connectable(port), timeout=10.0, interval=0.01)
         client = _authed(d.path)
-        attack = _Attack("ws-ping", target, seconds)
-        try:
-            times = _status_during(client, seconds - 0.5)
-            seen = attack.result()
-        finally:
-            attack.kill()
+        times, seen = _status_under(client, "ws-ping", target, seconds)
         rows.append(("ws ping flood, unauthenticated (%d pings sent, %d pongs back)"
                      % (seen.get("sent", 0), seen.get("pongs", 0)), _latency(times) + " (target p99 < 10 ms)"))
         client.close()
@@ -1061,12 +1066,7 @@ def bench_hostile_transports(quick):
     with BenchDaemon("", http_cfg) as d:
         poll(lambda: _connectable(port), timeout=10.0, interval=0.01)
         client = d.client()
-        attack = _Attack("ws-calls", target, seconds)
-        try:
-            times = _status_during(client, seconds - 0.5)
-            seen = attack.result()
-        finally:
-            attack.kill()
+        times, seen = _status_under(client, "ws-calls", target, seconds)
         rows.append(("ws flood of valid calls (%.0f answered/s)" % (seen.get("answers", 0) / seconds),
                      _latency(times) + " (target p99 < 10 ms)"))
         client.close()
@@ -1135,12 +1135,7 @@ def bench_hostile_transports(quick):
     with BenchDaemon("", http_cfg) as d:
         poll(lambda: _connectable(port), timeout=10.0, interval=0.01)
         client = d.client()
-        attack = _Attack("smuggle", target, seconds)
-        try:
-            times = _status_during(client, seconds - 0.5)
-            seen = attack.result()
-        finally:
-            attack.kill()
+        times, seen = _status_under(client, "smuggle", target, seconds)
         answers = "; ".join("%s: %s" % (name, "/".join(sorted(codes))) for name, codes in sorted(seen.items()))
         rows.append(("HTTP smuggling variants, each + a pipelined GET (status codes answered)", answers))
         rows.append(("... while they are sent in a loop", _latency(times)))

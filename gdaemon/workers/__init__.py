@@ -18,6 +18,7 @@ and the daemon's side:
 - :mod:`~gdaemon.workers.manager`: :class:`WorkerManager` (``daemon.workers``);
 - :mod:`~gdaemon.workers.handle`: a worker's handle (``daemon.workers.get(name)``);
 - :mod:`~gdaemon.workers.spawn`, :mod:`~gdaemon.workers.standby`: making instances;
+- :mod:`~gdaemon.workers.forkserver`: the process that forks them, off the daemon's hub;
 - :mod:`~gdaemon.workers.watchdog`: respawn policy and heartbeat timeouts;
 - :mod:`~gdaemon.workers.rpc`: the ``worker.*`` RPC methods.
 """
