@@ -10,19 +10,21 @@ every worker and standby process.
 How a worker is made (Linux)::
 
     daemon ──request + channel fds (SCM_RIGHTS)──▶ fork server
-                                                     │ fork
+                                                     │ clone(CLONE_PARENT)
                                                      ▼
-                                                 intermediate ──fork──▶ worker
-                                                     │ exits at once     (waits on its gate)
-    daemon ◀──────────── worker's pid ───────── fork server (reaped the intermediate)
-    daemon: watch(pid), then opens the gate ─────────────────────────────▶ worker runs
+                                      worker: the daemon's child, waiting on its gate
+    daemon ◀──────────── worker's pid ───────── fork server
+    daemon: watch(pid), then opens the gate ────────────▶ worker runs
 
-- The daemon is a *child subreaper* (``PR_SET_CHILD_SUBREAPER``): when the
+- The server forks with ``clone(CLONE_PARENT)`` (see :func:`_sibling_cloner`):
+  the worker is the server's sibling, the daemon's own child, exactly as if
+  the daemon had forked it: libev reaps it, ``os.kill`` reaches it,
+  ``PR_SET_PDEATHSIG`` ties it to the daemon.  Where that call is not known
+  (an unlisted architecture) the server double-forks (an intermediate forks
+  the worker and exits at once), and the daemon is a *child subreaper* (``PR_SET_CHILD_SUBREAPER``): when the
   intermediate exits, the worker is re-parented to the daemon, not to init.
-  So every worker is the daemon's own child, exactly as if the daemon had
-  forked it: libev reaps it, ``os.kill`` reaches it, ``PR_SET_PDEATHSIG``
-  ties it to the daemon.  The fork server replies only after reaping the
-  intermediate, so by then the re-parenting is done.
+  The server replies only after reaping the intermediate, so by then the
+  re-parenting is done.
 - The worker waits on a *gate* pipe until the daemon has registered its
   child watcher (an exit before that would be reaped unseen) and only then
   asks to die with the daemon and checks that the daemon is its parent.
@@ -258,7 +260,9 @@ class ForkServer:
         """Fork a new server from the daemon as it is now (in the hub: one fork per epoch)."""
         manager = self.manager
         self.retire()
-        if not self._subreaper:
+        clone = _sibling_cloner() is not None
+        if not clone and not self._subreaper:
+            # Double forks: the worker must be re-parented to us, not to init.
             if self._prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
                 raise OSError("prctl(PR_SET_CHILD_SUBREAPER) failed")
             self._subreaper = True
@@ -269,7 +273,7 @@ class ForkServer:
             listeners = [w.listener.fileno() for w in (h.worker for h in manager)
                          if getattr(w, "listener", None) is not None]
             parent = os.getpid()
-            server = _Server(manager, theirs.fileno(), parent, self._prctl, set(listeners))
+            server = _Server(manager, theirs.fileno(), parent, self._prctl, set(listeners), clone)
             pid = forking.fork(server.run, "the fork server", keep=[theirs.fileno()] + listeners,
                                fresh_hub=False)
         except BaseException:

@@ -195,3 +195,25 @@ def test_a_failure_in_a_child_never_unwinds_into_the_daemon(spawn, workdir):
     assert stop.returncode == 0, stop
     wait_gone([pid], 10)
     assert not live_children(pid, standby=True, forkserver=True)
+
+
+def test_double_fork_where_clone_is_not_known(start):
+    """Without clone(CLONE_PARENT) the server double-forks and the daemon, a child
+    subreaper, adopts each worker: the same daemon's-own-child workers."""
+    proc = start("""
+        import gdaemon.workers.forkserver
+        gdaemon.workers.forkserver._sibling_cloner = lambda: None
+        daemon.workers.install(Counter("a"), looptime=0.05, forever=True)
+        daemon.workers.install(Counter("b"), looptime=0.05, forever=True)
+    """, config={"restartintensity": 1000})
+    a = wait_looping(proc, "a")["pid"]
+    b = wait_looping(proc, "b")["pid"]
+    for _ in range(3):
+        os.kill(a, signal.SIGKILL)
+        os.kill(b, signal.SIGKILL)  # one of them is forked on demand
+        a = respawned(proc, "a", a)
+        b = respawned(proc, "b", b)
+        assert psutil.Process(a).ppid() == proc.pid
+        assert psutil.Process(b).ppid() == proc.pid
+    assert forkserver_pids(proc.pid)
+    assert "Traceback" not in proc.output()
