@@ -59,6 +59,8 @@ class StandbyPool:
         self.epoch = 0
         self.failures = 0
         self._forking = False
+        #: ``(standby, handle, generation)`` told to go by :meth:`preactivate`, not bound yet.
+        self.preactivated = None
         self._delay = manager.standby_delay
 
     def ensure(self):
@@ -100,8 +102,58 @@ class StandbyPool:
         if self.manager.running:
             self.manager.watchdog.schedule_standby(self.manager.standby_delay)
 
+    def preactivate(self, handle, generation):
+        """In the hub, the moment ``handle``'s instance was reaped: tell the standby to
+        become it now, before the watchdog gets to the exit.
+
+        The watchdog's respawn then only binds it (:meth:`activate`); should
+        it not respawn after all, :meth:`release_preactivated` kills it.  Saves
+        the time the exit waits in the watchdog's queue and the reaping
+        bookkeeping before the standby can start booting.
+        """
+        standby = self.current
+        if (standby is None or self.preactivated is not None or handle.name not in standby.names
+                or standby.epoch != self.epoch or standby.pid not in self.spawner.children):
+            return
+        if self._go(standby, handle) is not None:
+            return  # unusable: activate() finds out again and counts it
+        self.current = None
+        self.preactivated = (standby, handle, generation)
+
+    def release_preactivated(self, handle):
+        """After the watchdog handled ``handle``'s exit: a standby told to go for it
+        and not bound is killed (a new one follows)."""
+        found = self.preactivated
+        if found is None or found[1] is not handle:
+            return
+        self.preactivated = None
+        self._discard(found[0])
+        if self.manager.running:
+            self.manager.watchdog.schedule_standby(self.manager.standby_delay)
+
+    def _go(self, standby, handle):
+        """Send ``ACTIVATE``; ``None``, or the exception that made it impossible."""
+        status = standby.channel.status
+        status.state = WorkerStatus.SPINUP
+        status.loops = 0
+        status.beat()
+        try:
+            if self.spawner.children.get(standby.pid) is None:
+                raise ChannelClosed("the process is gone")  # its exit is in the watchdog's queue
+            standby.end.send(encode(ACTIVATE, handle.name))
+        except (ChannelFull, ChannelClosed) as exc:
+            return exc
+        return None
+
     def activate(self, handle):
         """Make the standby the new instance of ``handle``; False if there is none usable."""
+        found = self.preactivated
+        if found is not None and found[1] is handle:
+            self.preactivated = None
+            standby = found[0]
+            if found[2] == handle.generation - 1 and standby.pid in self.spawner.children:
+                return self._bind(standby, handle)
+            self._discard(standby)
         standby = self.current
         if standby is None or handle.name not in standby.names:
             return False
@@ -110,16 +162,8 @@ class StandbyPool:
             # Forked before the daemon's state changed: not a failure of it.
             self._discard(standby)
             return False
-        owner = self.spawner.children.get(standby.pid)
-        status = standby.channel.status
-        status.state = WorkerStatus.SPINUP
-        status.loops = 0
-        status.beat()
-        try:
-            if owner is None:  # reaped already; its exit is in the watchdog's queue
-                raise ChannelClosed("the process is gone")
-            standby.end.send(encode(ACTIVATE, handle.name))
-        except (ChannelFull, ChannelClosed) as exc:
+        exc = self._go(standby, handle)
+        if exc is not None:
             self.failures += 1
             logger = self.manager.logger
             logger.warning("standby process %d unusable (%s): forking instead", standby.pid, exc)
@@ -128,7 +172,10 @@ class StandbyPool:
                                "respawns fork on demand", self.failures)
             self._discard(standby)
             return False
-        owner[:] = [handle, handle.generation]
+        return self._bind(standby, handle)
+
+    def _bind(self, standby, handle):
+        self.spawner.children[standby.pid][:] = [handle, handle.generation]
         self.spawner.bind(handle, standby.pid, standby.channel, standby.end)
         self.failures = 0
         self._delay = self.manager.standby_delay
@@ -137,6 +184,9 @@ class StandbyPool:
 
     def drop(self):
         """Kill the standby (on stop); return its pid (to wait for its reaping) or ``None``."""
+        found, self.preactivated = self.preactivated, None
+        if found is not None:
+            self._discard(found[0])
         standby, self.current = self.current, None
         if standby is None:
             return None
@@ -145,6 +195,11 @@ class StandbyPool:
 
     def exited(self, pid, exitcode):
         """In the watchdog greenlet: a standby process ended (reaped already)."""
+        found = self.preactivated
+        if found is not None and found[0].pid == pid:
+            # Told to go, then died before the watchdog bound it: fork instead.
+            self.preactivated = None
+            self.spawner.close_channel(found[0].channel)
         standby = self.current
         if standby is None or standby.pid != pid:
             return  # one we discarded

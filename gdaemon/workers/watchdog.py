@@ -100,6 +100,16 @@ class RestartTracker:
         self._recent.clear()
         self._delay = 0.0
 
+    def respawns_at_once(self, now):
+        """Would :meth:`next_delay` at ``now`` return 0?  (Changes nothing.)"""
+        policy = self.policy
+        if self._started is not None and now - self._started > policy.period:
+            return True  # the history is reset
+        if self._delay > 0.0:
+            return False
+        horizon = now - policy.period
+        return sum(1 for t in self._recent if t > horizon) < policy.intensity
+
     def next_delay(self, now):
         """The instance died at ``now``: seconds to wait before respawning it."""
         policy = self.policy
@@ -241,6 +251,11 @@ class Watchdog:
         if handle is None:
             self.post(_STANDBY_EXIT, pid, exitcode)
         else:
+            # The standby starts becoming the new instance now, while the
+            # exit waits its turn in the queue (see StandbyPool.preactivate).
+            if (handle.forever and handle.mode == Mode.RUN and exitcode != WorkerExit.TERMINATED
+                    and not self.manager.stopping and handle.tracker.respawns_at_once(self.clock())):
+                self.manager.standbys.preactivate(handle, generation)
             self.post(_EXIT, handle, generation, pid, exitcode)
 
     def greenlet_exited(self, handle, generation, greenlet):
@@ -295,8 +310,12 @@ class Watchdog:
                 elif kind == _EXIT:
                     if self._defer_terminated(item):
                         continue
-                    with self.manager.holding_events():
-                        self._on_exit(*item[1:5])
+                    try:
+                        with self.manager.holding_events():
+                            self._on_exit(*item[1:5])
+                    finally:
+                        # A standby told to go for this exit and not used after all.
+                        self.manager.standbys.release_preactivated(item[1])
                     self._yield_to_control_plane()
                 elif kind == _RESPAWN:
                     self._on_respawn(*item[1:])
