@@ -48,7 +48,6 @@ Elsewhere than Linux (no subreaper, no memfd) the daemon forks its workers
 itself, as before.
 """
 
-import logging
 import os
 import signal
 import socket as _stdsocket
@@ -65,8 +64,6 @@ from ..forking import raw_fork
 from ..process import close_fd, closing_at_once
 
 __all__ = ["ForkServer", "supported", "FORKSERVER_COMM"]
-
-log = logging.getLogger("gdaemon.forkserver")
 
 # prctl(2) options (Linux).
 _PR_SET_PDEATHSIG = 1
@@ -107,7 +104,8 @@ def _sibling_cloner():
     """
     import ctypes
     import platform
-    numbers = {"x86_64": 56, "aarch64": 220, "ppc64le": 120, "s390x": 120}
+    # clone(flags, newsp, ...) numbers; s390 takes its arguments in another order.
+    numbers = {"x86_64": 56, "aarch64": 220, "ppc64le": 120}
     number = numbers.get(platform.machine())
     if number is None:
         return None
@@ -175,7 +173,7 @@ class ForkServer:
         """The fork server's pid, ``None`` while there is none."""
         return self._pid
 
-    def spawn(self, channel, kind, name, keep_listener=None):
+    def spawn(self, channel, kind, name):
         """Have the server fork a worker (``kind`` ``"worker"``) or a standby.
 
         Blocks only the calling greenlet.  The returned child is the
