@@ -233,7 +233,8 @@ class WorkerManager:
         self._stopping = False
         self.watchdog.start()
         start_pools(self, layers)
-        self.ensure_standby()
+        # Off the start-up path: the daemon is ready without waiting for it.
+        self.watchdog.schedule_standby(0)
 
     def stop(self, timeout=None):
         """Stop every worker, the dependent ones first: ``stop`` to a whole layer at
