@@ -163,14 +163,19 @@ def round_trips(path, count, connections):
     return per * connections / elapsed
 
 
-def start_bare(tmp):
-    path = os.path.join(tmp, "bare.sock")
-    script = os.path.join(tmp, "bare.py")
+def start_script(tmp, name, source):
+    """Run ``source`` as ``tmp/NAME.py tmp/NAME.sock``; ``(Proc, socket path)`` once it serves."""
+    path = os.path.join(tmp, name + ".sock")
+    script = os.path.join(tmp, name + ".py")
     with open(script, "w") as f:
-        f.write(BARE_SERVER)
+        f.write(source)
     proc = Proc([sys.executable, script, path], cwd=tmp)
     wait_for_socket(path)
     return proc, path
+
+
+def start_bare(tmp):
+    return start_script(tmp, "bare", BARE_SERVER)
 
 
 def start_echo(tmp, extra_env=None):
@@ -1513,37 +1518,32 @@ class CrashSoon(Worker):
 """
 
 
-def start_floor_respawner(tmp):
-    path = os.path.join(tmp, "floor.sock")
-    script = os.path.join(tmp, "floor.py")
-    with open(script, "w") as f:
-        f.write(FLOOR_RESPAWNER)
-    proc = Proc([sys.executable, script, path], cwd=tmp)
-    wait_for_socket(path)
-    return proc, path
-
-
-def alternating_echo(gd_path, bare_path, seconds, slice_calls=200):
-    """Echo calls/s of two servers measured in alternating slices on one connection each."""
-    clients = {"gdaemon": LineClient(gd_path), "bare": LineClient(bare_path)}
-    spent = {"gdaemon": 0.0, "bare": 0.0}
-    calls = {"gdaemon": 0, "bare": 0}
-    for client in clients.values():
-        client.call("examples.echo", {"message": "warm-up"})
-    stop = time.monotonic() + seconds
-    order = ["gdaemon", "bare"]
-    while time.monotonic() < stop:
-        for name in order:
-            client = clients[name]
-            start = time.perf_counter()
-            for i in range(slice_calls):
-                client.call("examples.echo", {"message": "hello %d" % i})
-            spent[name] += time.perf_counter() - start
-            calls[name] += slice_calls
-        order.reverse()  # either order: neither server always goes first
-    for client in clients.values():
-        client.close()
-    return calls["gdaemon"] / spent["gdaemon"], calls["bare"] / spent["bare"]
+def alternating_echo(paths, seconds, slice_calls=200):
+    """Echo calls/s of servers ``{name: socket path}`` measured by one client in
+    alternating slices on one connection each (every server goes first in turn,
+    so each gets the same share of the machine's noise); ``{name: calls/s}``."""
+    clients = {name: LineClient(path) for name, path in paths.items()}
+    spent = dict.fromkeys(paths, 0.0)
+    calls = dict.fromkeys(paths, 0)
+    try:
+        for client in clients.values():
+            for _ in range(200):
+                client.call("examples.echo", {"message": "warm-up"})
+        order = list(paths)
+        stop = time.monotonic() + seconds
+        while time.monotonic() < stop:
+            for name in order:
+                client = clients[name]
+                start = time.perf_counter()
+                for i in range(slice_calls):
+                    client.call("examples.echo", {"message": "hello %d" % i})
+                spent[name] += time.perf_counter() - start
+                calls[name] += slice_calls
+            order = order[1:] + order[:1]
+    finally:
+        for client in clients.values():
+            client.close()
+    return {name: calls[name] / spent[name] for name in paths}
 
 
 def respawn_poll_1ms(client, name, kills, spacing):
@@ -1570,7 +1570,7 @@ def bench_churn(quick):
     kills = 15 if quick else 40
     tmp = tempfile.mkdtemp(prefix="gdb-", dir="/tmp")
     bare, bare_path = start_bare(tmp)
-    floor, floor_path = start_floor_respawner(tmp)
+    floor, floor_path = start_script(tmp, "floor", FLOOR_RESPAWNER)
     try:
         one = 'daemon.workers.install(Idle("ok"), looptime=1, forever=True)\n'
         crashers = ('for i in range(10):\n'
@@ -1582,7 +1582,8 @@ def bench_churn(quick):
                 time.sleep(0.5)
                 restarts0 = sum(i["restarts"] for i in c.call("worker.info", []))
                 t0 = time.monotonic()
-                gd, floor_rate = alternating_echo(d.path, bare_path, seconds)
+                rates = alternating_echo({"gdaemon": d.path, "bare": bare_path}, seconds)
+                gd, floor_rate = rates["gdaemon"], rates["bare"]
                 status = timed_calls(c, "daemon.status", [], 300 if quick else 1000)
                 respawn = respawn_poll_1ms(c, "ok", kills, 0.3)
                 churn = (sum(i["restarts"] for i in c.call("worker.info", [])) - restarts0) / (
@@ -1685,30 +1686,11 @@ def bench_echo_ab(quick):
         if other:
             proc, servers["GDAEMON_AB_BUILD"] = start_echo_build(tmp, other, "other")
             procs.append(proc)
-        clients = {name: LineClient(path) for name, path in servers.items()}
-        spent = dict.fromkeys(servers, 0.0)
-        calls = dict.fromkeys(servers, 0)
-        for client in clients.values():
-            for _ in range(200):
-                client.call("examples.echo", {"message": "warm-up"})
-        order = list(servers)
-        stop = time.monotonic() + seconds
-        while time.monotonic() < stop:
-            for name in order:
-                client = clients[name]
-                start = time.perf_counter()
-                for i in range(slice_calls):
-                    client.call("examples.echo", {"message": "hello %d" % i})
-                spent[name] += time.perf_counter() - start
-                calls[name] += slice_calls
-            order = order[1:] + order[:1]  # every server goes first in turn
-        for client in clients.values():
-            client.close()
+        rate = alternating_echo(servers, seconds, slice_calls)
     finally:
         for proc in procs:
             proc.kill()
         shutil.rmtree(tmp, ignore_errors=True)
-    rate = {name: calls[name] / spent[name] for name in servers}
     rows = [(name, "%.0f calls/s, %.3fx the bare gevent server" % (rate[name], rate[name] / rate["bare"]))
             for name in servers]
     report(rows, "echo A/B on one connection, %d s in slices of %d calls" % (seconds, slice_calls))
