@@ -85,14 +85,15 @@ class Spawner:
             self.forkserver.retire()
 
     def fork_child(self, what, keep=(), worker=None, workers=None):
-        """A new child with a new channel: ``(channel, daemon end, pid)`` in the daemon.
+        """A new child with a new channel: ``(channel, daemon end, pid, gate)`` in the daemon.
 
         The child runs :func:`~gdaemon.workers.child.run_forked` for
         ``worker`` (or, a standby, for whichever of ``workers`` it is told)
         and never returns.  Where a :class:`~gdaemon.workers.forkserver.ForkServer`
         can be used, it forks the child (this greenlet waits, the hub does
         not); the child's exit is watched (:meth:`watch`, with ``worker``'s
-        handle) before it is let run.  Elsewhere the daemon forks it here.
+        handle) before it is let run (``gate``: see :meth:`started`).
+        Elsewhere the daemon forks it here, and ``gate`` is ``None``.
         The channel's descriptors are registered on the fork registry first,
         so every later child closes them; the child keeps its own, and
         ``keep`` (its pool's listener).
@@ -118,7 +119,7 @@ class Spawner:
             self.close_channel(channel)
             raise
         self._take_daemon_end(channel, what)
-        return channel, channel.daemon_end(), pid
+        return channel, channel.daemon_end(), pid, None
 
     def _fork_by_server(self, what, worker, workers):
         channel = Channel(self.manager.channel_capacity, shareable=True)
@@ -133,7 +134,7 @@ class Spawner:
             self.close_channel(channel)
             raise
         self._take_daemon_end(channel, what)
-        return channel, channel.daemon_end(), (pid, gate)
+        return channel, channel.daemon_end(), pid, gate
 
     @staticmethod
     def _reset_status(channel):
@@ -168,28 +169,23 @@ class Spawner:
         listener = handle.worker.listener
         keep = (listener.fileno(),) if listener is not None else ()
         generation = handle.generation
-        channel, end, pid = self.fork_child("worker %r" % handle.name, keep=keep, worker=handle.worker)
-        self.started(pid, handle, generation)
-        self.bind(handle, self.pid_of(pid), channel, end)
+        channel, end, pid, gate = self.fork_child("worker %r" % handle.name, keep=keep,
+                                                  worker=handle.worker)
+        self.started(pid, gate, handle, generation)
+        self.bind(handle, pid, channel, end)
 
     def fork_standby(self, workers, keep):
         """Fork a standby for ``workers``: ``(pid, channel, daemon end)``, watched already."""
-        channel, end, pid = self.fork_child("the standby", keep=keep, workers=workers)
-        self.started(pid, None, 0)
-        return self.pid_of(pid), channel, end
+        channel, end, pid, gate = self.fork_child("the standby", keep=keep, workers=workers)
+        self.started(pid, gate, None, 0)
+        return pid, channel, end
 
-    def started(self, pid, handle, generation):
-        """Watch a new child's exit; let it run if the fork server made it."""
-        if isinstance(pid, tuple):
-            pid, gate = pid
-            self.watch(pid, handle, generation)
+    def started(self, pid, gate, handle, generation):
+        """Watch a new child's exit; then open its ``gate`` (a child of the fork
+        server waits on it, so that no exit of it goes unseen)."""
+        self.watch(pid, handle, generation)
+        if gate is not None:
             self.forkserver.open_gate(gate)
-        else:
-            self.watch(pid, handle, generation)
-
-    @staticmethod
-    def pid_of(pid):
-        return pid[0] if isinstance(pid, tuple) else pid
 
     def spawn_greenlet(self, handle):
         """Start a new instance of a greenlet worker."""
