@@ -200,6 +200,7 @@ class StandbyPool:
             # Told to go, then died before the watchdog bound it: fork instead.
             self.preactivated = None
             self.spawner.close_channel(found[0].channel)
+            self.manager.watchdog.schedule_standby(self._delay)
         standby = self.current
         if standby is None or standby.pid != pid:
             return  # one we discarded

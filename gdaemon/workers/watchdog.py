@@ -104,7 +104,7 @@ class RestartTracker:
         """Would :meth:`next_delay` at ``now`` return 0?  (Changes nothing.)"""
         policy = self.policy
         if self._started is not None and now - self._started > policy.period:
-            return True  # the history is reset
+            return policy.intensity > 0  # the history is reset first
         if self._delay > 0.0:
             return False
         horizon = now - policy.period

@@ -117,3 +117,21 @@ def test_describe_exit():
     assert describe_exit(3) == "exited with code 3"
     assert describe_exit(0) == "exited with code 0"
     assert describe_exit(None) == "exited"
+
+
+def test_respawns_at_once_foretells_next_delay_without_changing_it():
+    """What the child watcher asks before it tells the standby to go (issue 15)
+    must agree with what the watchdog then decides, in every state of the policy."""
+    import random
+    rng = random.Random(7)
+    for intensity in (0, 1, 3, 5):
+        tracker = RestartPolicy(intensity=intensity, period=10.0).tracker()
+        now = 0.0
+        for _ in range(300):
+            now += rng.choice((0.05, 0.5, 2.0, 11.0))
+            if rng.random() < 0.7:
+                tracker.started(now)
+                now += rng.choice((0.01, 1.0, 12.0))
+            foretold = tracker.respawns_at_once(now)
+            assert tracker.respawns_at_once(now) == foretold  # asking changes nothing
+            assert foretold == (tracker.next_delay(now) == 0.0)
