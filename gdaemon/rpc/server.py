@@ -104,6 +104,14 @@ class Connection:
         self.closing = False
         self.greenlet = gevent.getcurrent()
         self.pusher = EventPusher(self.session, self.flush_events, self._push_failed)
+        # While the reader waits for the next request (or writes a reply) it
+        # has no socket timeout: a gevent timeout is an object and a timer per
+        # wait, on the path of every request.  ``socketidle`` is kept by one
+        # lazy timer instead (see _check_idle): the deadline the reader is
+        # blocked until, or None while it works.
+        self._idle_timeout = server.config["socketidle"]
+        self._blocked_until = None
+        self._idle_timer = None
 
     # -- event push ---------------------------------------------------------
 
@@ -118,7 +126,41 @@ class Connection:
 
     def write(self, data):
         with self.write_lock:
-            self.sock.sendall(data)
+            reader = gevent.getcurrent() is self.greenlet
+            if reader:  # a reply: a client that never reads is idle too
+                self._blocked_until = time.monotonic() + self._idle_timeout
+            try:
+                # One send() takes a whole reply nearly always; gevent's
+                # sendall() asks the kernel for SO_SNDBUF on every call.
+                sent = self.sock.send(data)
+                if sent < len(data):
+                    self.sock.sendall(memoryview(data)[sent:])
+            finally:
+                if reader:
+                    self._blocked_until = None
+
+    def _arm_idle_timer(self, seconds):
+        timer = self._idle_timer
+        if timer is not None:
+            timer.stop()
+            timer.close()
+        self._idle_timer = timer = gevent.get_hub().loop.timer(max(seconds, 0.001), ref=False)
+        timer.start(self._check_idle)
+
+    def _check_idle(self):
+        """Timer callback (hub): end a wait that passed ``socketidle``, else look again later."""
+        deadline = self._blocked_until
+        if deadline is None:
+            self._arm_idle_timer(self._idle_timeout)  # working, or waiting with a socket timeout
+            return
+        remaining = deadline - time.monotonic()
+        if remaining > 0:
+            self._arm_idle_timer(remaining)
+            return
+        self._idle_timer.close()
+        self._idle_timer = None
+        self._blocked_until = None
+        self.greenlet.throw(socket.timeout("idle for %ss" % self._idle_timeout))
 
     # -- request loop -------------------------------------------------------
 
@@ -169,7 +211,15 @@ class Connection:
                     log.debug("closing idle connection %s", session.peer)
                 return
             time_slice.check(now)
-            wait = None if deadline == inf else deadline - now
+            if deadline is idle_deadline:
+                # Waiting for the next request: no socket timeout, the idle
+                # timer ends the wait (see __init__).
+                wait = None
+                self._blocked_until = deadline
+                if self._idle_timer is None:
+                    self._arm_idle_timer(deadline - now)
+            else:
+                wait = None if deadline == inf else deadline - now
             if wait != timeout:
                 sock.settimeout(wait)
                 timeout = wait
@@ -177,6 +227,8 @@ class Connection:
                 data = sock.recv(bufsize)
             except socket.timeout:
                 continue  # the top of the loop tells which deadline passed
+            finally:
+                self._blocked_until = None
             if slot is not None and not slot.settled:
                 slot.progress += len(data)
             if not data:
@@ -282,6 +334,10 @@ class Connection:
 
     def close(self):
         self.pusher.stop()
+        timer, self._idle_timer = self._idle_timer, None
+        if timer is not None:
+            timer.stop()
+            timer.close()
         try:
             self.sock.close()
         except OSError:

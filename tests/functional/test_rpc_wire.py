@@ -518,6 +518,27 @@ def test_idle_connections_are_closed_after_socketidle(workdir, spawn):
         assert time.monotonic() - start < 5
 
 
+def test_a_client_that_never_reads_its_replies_is_closed_after_socketidle(workdir, spawn):
+    """The reader waits without a socket timeout; socketidle still ends a reply
+    blocked on a client that sends and never reads (its connection is dropped)."""
+    script = write_script(workdir, echo_daemon({"description": "W", "socketidle": 0.5}))
+    proc = spawn([sys.executable, script, "-f"])
+    stuck = socket.socket(socket.AF_UNIX)
+    stuck.connect(proc.address[len("unix://"):])
+    stuck.settimeout(0.2)
+    line = json.dumps(request("examples.echo", ["x" * 60000])).encode() + b"\n"
+    try:
+        for _ in range(2000):  # until our sending blocks: the daemon's replies fill both buffers
+            stuck.sendall(line)
+    except socket.timeout:
+        pass
+    try:
+        wait_until(lambda: rpc(proc.address, "daemon.status")["result"]["connections"] == 1, 5,
+                   message="the stuck connection dropped")
+    finally:
+        stuck.close()
+
+
 def test_socketmaxmessage_is_honoured(workdir, spawn):
     script = write_script(workdir, echo_daemon({"description": "S", "socketmaxmessage": 300}))
     proc = spawn([sys.executable, script, "-f"])
