@@ -995,6 +995,18 @@ def _status_under(client, kind, target, seconds, *args):
         attack.kill()
 
 
+def _admin_under(client, admin, kind, target, seconds, *args):
+    """An admin's tries (``admin()`` in a loop) while one ``kind`` attacker runs, then
+    daemon.status on ``client``; ``(successes, tries, latencies, the attacker's result)``."""
+    attack = _Attack(kind, target, seconds, *args)
+    try:
+        ok, tries = _admin_tries(admin, seconds - 1.0)
+        times = _status_during(client, 0.5)
+        return ok, tries, times, attack.result()
+    finally:
+        attack.kill()
+
+
 def _authed(path):
     client = LineClient(path, timeout=60.0)
     client.call("system.auth", [BENCH_TOKEN])
@@ -1090,13 +1102,8 @@ def bench_hostile_transports(quick):
     # Strangers who never authenticate, reopened the moment they are closed.
     with BenchDaemon("", {"token": BENCH_TOKEN, "socketmaxconnections": 16}) as d:
         client = _authed(d.path)
-        attack = _Attack("strangers", "unix:" + d.path, seconds, "--count", "32")
-        try:
-            ok, tries = _admin_tries(lambda: _admin_raw(d.path), seconds - 1.0)
-            times = _status_during(client, 0.5)
-            seen = attack.result()
-        finally:
-            attack.kill()
+        ok, tries, times, seen = _admin_under(client, lambda: _admin_raw(d.path), "strangers",
+                                              "unix:" + d.path, seconds, "--count", "32")
         rows.append(("32 reconnecting strangers, unix socket, limit 16 (%d connections opened)" % seen.get("opened", 0),
                      "admin got in %d of %d tries; %s" % (ok, tries, _latency(times))))
         client.close()
@@ -1105,13 +1112,8 @@ def bench_hostile_transports(quick):
     with BenchDaemon("", dict(http_cfg, socketmaxconnections=16)) as d:
         poll(lambda: _connectable(port), timeout=10.0, interval=0.01)
         client = d.client()
-        attack = _Attack("strangers", target, seconds, "--count", "48", "--slow")
-        try:
-            ok, tries = _admin_tries(lambda: _healthz(port), seconds - 1.0)
-            times = _status_during(client, 0.5)
-            seen = attack.result()
-        finally:
-            attack.kill()
+        ok, tries, times, seen = _admin_under(client, lambda: _healthz(port), "strangers", target,
+                                              seconds, "--count", "48", "--slow")
         rows.append(("48 reconnecting slow HTTP clients, limit 16 (%d connections opened)" % seen.get("opened", 0),
                      "/healthz 200 in %d of %d tries; %s" % (ok, tries, _latency(times))))
         client.close()

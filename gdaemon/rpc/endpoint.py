@@ -176,8 +176,7 @@ class TimeSlice:
     loop's iteration counter tells whether it polled since the last look:
     no clock reads around each read, no extra loop iteration per call.
 
-    Call :meth:`check` between units of work (a line, a frame); :meth:`read`
-    is kept for readers that wrap their reads in it.
+    Call :meth:`check` between units of work (a line, a frame).
     """
 
     #: Seconds a connection may keep the hub busy before it yields (SPEC 4.6).
@@ -210,11 +209,6 @@ class TimeSlice:
                 gevent.idle()
             self._iteration = getattr(self._loop, "iteration", None)
             self.busy_since = time.monotonic()
-
-    @staticmethod
-    def read(read, *args):
-        """``read(*args)`` (the loop's counter tells :meth:`check` whether it waited)."""
-        return read(*args)
 
 
 def pending(sock):

@@ -123,7 +123,7 @@ class WebSocketConnection:
             if remaining <= 0:
                 raise socket.timeout("message incomplete")
             self.sock.settimeout(remaining)
-            chunk = self.time_slice.read(self.rfile.read1, n)
+            chunk = self.rfile.read1(n)
             if not chunk:
                 raise EOFError
             chunks.append(chunk)
@@ -148,7 +148,7 @@ class WebSocketConnection:
                 if remaining <= 0:
                     raise socket.timeout("message incomplete")
                 self.sock.settimeout(remaining)
-                count = self.time_slice.read(self.rfile.readinto1, view[got:])
+                count = self.rfile.readinto1(view[got:])
                 if not count:
                     raise EOFError
                 got += count
@@ -193,7 +193,7 @@ class WebSocketConnection:
                         raise self._auth_refusal()
                 self.sock.settimeout(wait)
                 try:
-                    if not self.time_slice.read(self.rfile.peek, 1):
+                    if not self.rfile.peek(1):
                         return None
                 except socket.timeout:
                     if auth_first:
