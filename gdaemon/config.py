@@ -9,50 +9,147 @@ working directory.
 
 import os
 import re
+from types import MappingProxyType
+from typing import Any, NamedTuple, Optional, Tuple
 
 from .errors import ConfigError
 # Addresses are part of the wire, which the client shares; they are
 # re-exported here, where the daemon's configuration has always offered them.
 from .wire.address import SERVER_SCHEMES, Address, Scheme, is_loopback_ip, parse_address
 
-__all__ = ["Config", "DEFAULTS", "parse_address", "Address", "is_loopback_ip", "slugify"]
+__all__ = ["Config", "DEFAULTS", "SCHEMA", "Key", "parse_address", "Address", "is_loopback_ip", "slugify"]
 
 _NUMBER = (int, float)
 _OPT_STR = (str, type(None))
 
-# key: (default, accepted types, extra check or None)
+
+class Key(NamedTuple):
+    """One configuration key: what the daemon accepts for it and what it means.
+
+    The documentation's configuration reference is generated from these, so
+    ``meaning`` is written for users (reStructuredText, one sentence or two).
+    """
+
+    #: The value a key takes when the user's dict leaves it out.
+    default: Any
+    #: The accepted Python types (``bool`` never counts as ``int``).
+    types: Tuple[type, ...]
+    #: The name of an extra check on the value (``"positive"``, ``"mode"``,
+    #: ``"address"``...), or ``None``.
+    check: Optional[str]
+    #: What the key does, for the configuration reference.
+    meaning: str
+
+
 _SCHEMA = {
-    "description": ("gdaemon", (str,), None),
-    "sockethandler": ("unix://daemon.sock", (str,), "address"),
-    "socketmode": (0o600, (int,), "mode"),
-    "socketbuffer": (1024, (int,), "positive"),
-    "socketmaxmessage": (1048576, (int,), "positive"),
-    "sockettimeout": (2, _NUMBER, "positive"),
-    "socketidle": (300, _NUMBER, "positive"),
-    "socketmaxconnections": (64, (int,), "positive"),
-    "socketmaxbatch": (1000, (int,), "positive"),
-    "socketmaxreply": (16777216, (int,), "positive"),
-    "socketauthtimeout": (5, _NUMBER, "positive"),
-    "websockethandler": (None, _OPT_STR, "address"),
-    "websocketorigins": (None, (list, tuple, type(None)), "strings"),
-    "token": (None, _OPT_STR, None),
-    "insecure": (False, (bool,), None),
-    "certfile": (None, _OPT_STR, None),
-    "keyfile": (None, _OPT_STR, None),
-    "pidfile": ("daemon.pid", (str,), None),
-    "logfile": ("daemon.log", (str,), None),
-    "niceness": (0, (int,), "niceness"),
-    "umask": (0o022, (int,), "mode"),
-    "arguments": (None, _OPT_STR, None),
-    "shutdowntimeout": (10, _NUMBER, "nonnegative"),
-    "restartintensity": (5, (int,), "nonnegative"),
-    "restartperiod": (10, _NUMBER, "positive"),
-    "workerlimit": (1024, (int,), "nonnegative"),
-    "basepath": (None, _OPT_STR, None),
+    "description": Key(
+        "gdaemon", (str,), None,
+        "Banner shown by the console and in ``daemon.status``; also names the "
+        "daemon's logger (``gdaemon.<slug>``) and its process titles."),
+    "sockethandler": Key(
+        "unix://daemon.sock", (str,), "address",
+        "The RPC socket: ``unix://PATH``, ``tcp://HOST:PORT`` or ``tls://HOST:PORT``."),
+    "socketmode": Key(
+        0o600, (int,), "mode",
+        "File mode of the unix socket."),
+    "socketbuffer": Key(
+        1024, (int,), "positive",
+        "Bytes read per ``recv``."),
+    "socketmaxmessage": Key(
+        1048576, (int,), "positive",
+        "Largest request line accepted, in bytes; a longer one gets ``-32003`` "
+        "and its connection is closed."),
+    "sockettimeout": Key(
+        2, _NUMBER, "positive",
+        "Seconds allowed to receive the rest of a request once its first byte "
+        "arrived (HTTP: its headers)."),
+    "socketidle": Key(
+        300, _NUMBER, "positive",
+        "Seconds an idle connection is kept open (a connection subscribed to "
+        "events is never idle)."),
+    "socketmaxconnections": Key(
+        64, (int,), "positive",
+        "Concurrent connections per endpoint; beyond that a connection that has "
+        "not authenticated is evicted, else the new one gets one ``-32004`` error "
+        "line (HTTP 503) and is closed."),
+    "socketmaxbatch": Key(
+        1000, (int,), "positive",
+        "Most requests in one batch; a longer batch gets one ``-32600`` error "
+        "(id ``null``) naming the limit, and nothing of it runs."),
+    "socketmaxreply": Key(
+        16777216, (int,), "positive",
+        "Largest reply in bytes: one response, or all responses of one batch; "
+        "calls past it get ``-32003`` naming the limit."),
+    "socketauthtimeout": Key(
+        5, _NUMBER, "positive",
+        "With ``token`` set, seconds a connection may stay open without "
+        "authenticating; then it is closed."),
+    "websockethandler": Key(
+        None, _OPT_STR, "address",
+        "``tcp://HOST:PORT`` of the HTTP and websocket endpoint (dashboard, "
+        "``/rpc``, ``/RPC2``, ``/metrics``, ``/healthz``); ``None`` disables it."),
+    "websocketorigins": Key(
+        None, (list, tuple, type(None)), "strings",
+        "Allowed ``Origin`` values for websocket upgrades; ``None``: the "
+        "endpoint's own ``http://HOST:PORT`` (and ``https://`` with TLS)."),
+    "token": Key(
+        None, _OPT_STR, None,
+        "Shared secret; when set, every connection must authenticate first "
+        "(``system.auth``, or ``Authorization: Bearer`` over HTTP)."),
+    "insecure": Key(
+        False, (bool,), None,
+        "Allow a TCP, websocket or pool ``listen=`` endpoint on a non-loopback "
+        "address without ``token``."),
+    "certfile": Key(
+        None, _OPT_STR, None,
+        "TLS certificate, required by ``tls://`` and used by the websocket "
+        "endpoint when set."),
+    "keyfile": Key(
+        None, _OPT_STR, None,
+        "TLS private key, required by ``tls://`` and used by the websocket "
+        "endpoint when set."),
+    "pidfile": Key(
+        "daemon.pid", (str,), None,
+        "Pid file, locked for the daemon's lifetime."),
+    "logfile": Key(
+        "daemon.log", (str,), None,
+        "Log file in daemon mode (``-d``); foreground logs go to stderr."),
+    "niceness": Key(
+        0, (int,), "niceness",
+        "Nice value the daemon runs at (absolute, not an increment)."),
+    "umask": Key(
+        0o022, (int,), "mode",
+        "Umask in daemon mode."),
+    "arguments": Key(
+        None, _OPT_STR, None,
+        "A docopt usage string replacing the default console (it must keep "
+        "``-d`` and ``-f``); the parsed options are on ``daemon.arguments``."),
+    "shutdowntimeout": Key(
+        10, _NUMBER, "nonnegative",
+        "Seconds workers get to spin down before SIGKILL."),
+    "restartintensity": Key(
+        5, (int,), "nonnegative",
+        "Restarts of one worker allowed within ``restartperiod`` before each "
+        "respawn waits (0.1 s doubling up to 30 s)."),
+    "restartperiod": Key(
+        10, _NUMBER, "positive",
+        "Seconds over which ``restartintensity`` counts restarts; a worker up "
+        "longer than that resets its count."),
+    "workerlimit": Key(
+        1024, (int,), "nonnegative",
+        "Most worker instances one daemon runs; ``install()`` or "
+        "``worker.scale`` past it is refused before anything is allocated."),
+    "basepath": Key(
+        None, _OPT_STR, None,
+        "Directory relative paths resolve against; ``None``: the current "
+        "directory at start-up (resolved before daemonizing changes directory)."),
 }
 
 #: The default of every configuration key.
-DEFAULTS = {key: spec[0] for key, spec in _SCHEMA.items()}
+DEFAULTS = {name: key.default for name, key in _SCHEMA.items()}
+
+#: Every configuration key, as a read-only mapping of name to :class:`Key`.
+SCHEMA = MappingProxyType(_SCHEMA)
 
 
 def slugify(text):
@@ -115,7 +212,7 @@ class Config(dict):
 
 def _check(key, value):
     try:
-        default, types, extra = _SCHEMA[key]
+        _default, types, extra, _meaning = _SCHEMA[key]
     except KeyError:
         raise ConfigError("unknown configuration key %r" % (key,)) from None
     # Booleans are ints to Python, never to us (SPEC 3).

@@ -330,3 +330,12 @@ def test_daemon_logger_name_is_the_slug_of_the_description():
             pass
 
     assert D({"description": "Echo Daemon"}).logger.name == "gdaemon.echo-daemon"
+
+
+def test_every_key_has_a_meaning_for_the_reference():
+    """The documentation's configuration reference is generated from SCHEMA."""
+    from gdaemon.config import DEFAULTS, SCHEMA
+    assert set(SCHEMA) == set(DEFAULTS)
+    for name, key in SCHEMA.items():
+        assert key.meaning.strip(), name
+        assert key.default == DEFAULTS[name]
