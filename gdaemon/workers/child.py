@@ -15,8 +15,11 @@ In this order it
    the worker's ``self.events`` as ``posix.<name>``, SIGUSR1 reopening the
    log files first.  None of them kills it, whether sent to the worker or to
    the whole process group (``systemctl kill``);
-4. a standby waits for ``ACTIVATE``; then the worker runs;
-5. leaves with ``os._exit()`` after flushing the logs, so the daemon's
+4. a standby waits for ``ACTIVATE``;
+5. takes the worker's resource limits and identity (``install(...,
+   rlimits=, user=, group=)``, see :mod:`gdaemon.identity`); then the
+   worker runs;
+6. leaves with ``os._exit()`` after flushing the logs, so the daemon's
    ``atexit`` handlers and ``finally`` blocks never run twice.
 
 Handlers are installed with ``gevent.signal_handler`` on the child's own
@@ -33,9 +36,10 @@ import sys
 import gevent
 from gevent import socket as gsocket
 
-from ..errors import ChannelClosed
+from ..errors import ChannelClosed, WorkerError
 from ..events import posix_event_name
 from ..forking import unblock_child_signals
+from ..identity import apply_process_settings
 from ..logfiles import reopen_file_handlers
 from ..process import close_fd, closing_at_once
 from .messages import ACTIVATE, LOG, REOPEN, decode, encode
@@ -120,10 +124,17 @@ def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
                 prctl(_PR_SET_NAME, comm, 0, 0, 0)
             logger = worker.logger
             _close_other_listeners(worker, workers)
-        _adopt_listener(worker)
         logring = getattr(daemon, "logring", None)
         if logring is not None and getattr(daemon, "forward_logs", True):
             _forward_logs(logring, end)
+        try:
+            switched = apply_process_settings(getattr(worker, "process_settings", None), worker.name)
+        except WorkerError as exc:
+            logger.error("%s", exc)  # one line naming the worker and the limit, no traceback
+            _leave(WorkerExit.BOOT_FAILED)
+        if switched and os.getppid() != parent:  # died while the death signal was off
+            _leave(WorkerExit.ORPHANED)
+        _adopt_listener(worker)
         runtime = signals.runtime = WorkerRuntime(worker, end, channel.status, parent_pid=parent)
         code = runtime.run()
     except BaseException:

@@ -37,7 +37,8 @@ from .channel import DEFAULT_CAPACITY
 from .handle import Mode, OutputChannel, WorkerHandle
 from .lifecycle import grow, reload_pools, restart_instance, shrink, start_pools, stop_pools
 from .messages import LOG, MSG, REOPEN, REPLY, STATE, decode, encode
-from .pool import Pool, check_after, check_install, instance_name, listen_address, start_layers
+from .pool import (Pool, check_after, check_identities, check_install, instance_name, listen_address,
+                   process_settings, start_layers)
 from .spawn import Spawner
 from .standby import StandbyPool
 from .watchdog import RestartPolicy, Watchdog
@@ -112,7 +113,7 @@ class WorkerManager:
     # -- the collection ---------------------------------------------------
 
     def install(self, worker, looptime=1.0, forever=False, timeout=None, instances=1, after=(),
-                listen=None):
+                listen=None, user=None, group=None, rlimits=None):
         """Install ``worker`` (spawned when the daemon starts, or now if it runs).
 
         :param looptime: seconds between the starts of two ``loop()`` runs (> 0).
@@ -127,14 +128,24 @@ class WorkerManager:
         :param listen: ``"tcp://HOST:PORT"`` or ``"unix://PATH"``: a listening
             socket the daemon binds once and every instance gets as
             ``self.listener`` (the prefork model).
+        :param user: run the worker's processes as this user (a name or a
+            numeric id); the daemon must be root, unless it names the
+            daemon's own user.
+        :param group: ... and this group (default: the user's primary group).
+        :param rlimits: resource limits set in the worker's process before
+            ``spinup()``: ``{"nofile": 4096, "core": 0}``, names as
+            ``resource.RLIMIT_*`` without the prefix, lower-case; an int
+            (soft and hard) or a ``(soft, hard)`` pair.
         :returns: the :class:`WorkerHandle` of its first instance (``None``
             for a pool of 0 instances; see :meth:`pool`).
         :raises ConfigError: a bad argument (the message names it).
         :raises WorkerError: the name is taken, it starts after itself, its
-            ``after=`` makes a cycle, or the daemon would run more than
-            ``workerlimit`` instances in all.
+            ``after=`` makes a cycle, the daemon would run more than
+            ``workerlimit`` instances in all, or a bad ``user``, ``group``
+            or ``rlimits`` (the message names the worker and what is wrong).
         """
         check_install(worker, looptime, forever, timeout, instances)
+        settings = process_settings(worker, user, group, rlimits)
         limit = self._config("workerlimit", 1024)
         if len(self._handles) + instances > limit:
             # Before anything is allocated (issue 14: 10**30 instances).
@@ -152,6 +163,8 @@ class WorkerManager:
         worker.timeout = float(timeout) if timeout is not None else None
         worker.daemon = self.daemon
         worker.logger = self.logger.getChild("worker." + worker.name)
+        #: Taken by each of its processes before spinup() (gdaemon.identity).
+        worker.process_settings = settings
         pool = Pool(worker, worker.looptime, forever, worker.timeout, after, listen, plain)
         if after:
             start_layers(dict(self._pools, **{pool.name: pool}), known_only=True)
@@ -227,6 +240,7 @@ class WorkerManager:
         if self._started:
             return
         layers = start_layers(self._pools)
+        check_identities(self._pools.values())
         for pool in self._pools.values():
             pool.bind(self.forking)  # before any instance starts
         self._started = True

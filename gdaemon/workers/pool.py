@@ -31,11 +31,12 @@ from gevent.lock import Semaphore
 from ..config import parse_address
 from ..errors import ConfigError, WorkerError
 from ..events import EventBus
+from ..identity import ProcessSettings, check_switchable, parse_rlimits, resolve_identity
 from ..wire.unix import unix_socket_is_live
 from .worker import Worker
 
 __all__ = ["Pool", "instance_name", "start_layers", "bind_listener", "check_after", "check_install",
-           "listen_address"]
+           "listen_address", "process_settings", "check_identities"]
 
 #: Backlog of a pool's listening socket.
 LISTEN_BACKLOG = 1024
@@ -232,6 +233,33 @@ def check_install(worker, looptime, forever, timeout, instances):
     if not isinstance(instances, int) or isinstance(instances, bool) or instances < 0:
         raise ConfigError("invalid instances %r for worker %r: expected an integer >= 0"
                           % (instances, worker.name))
+
+
+def process_settings(worker, user, group, rlimits):
+    """Check ``install(..., user=, group=, rlimits=)``; the worker's
+    :class:`~gdaemon.identity.ProcessSettings` (empty without them).
+
+    :raises WorkerError: an unknown user, group or limit, a value the
+        kernel would refuse, an identity this daemon cannot switch to (it is
+        not root), or any of them for a greenlet worker (which runs in the
+        daemon's own process).
+    """
+    what = "worker %r" % worker.name
+    if worker.kind != "process" and (user is not None or group is not None or rlimits):
+        raise WorkerError("%s: user, group and rlimits are for forked workers; a greenlet "
+                          "worker runs in the daemon's process" % what)
+    identity = resolve_identity(user, group, what, error=WorkerError)
+    check_switchable(identity, what, error=WorkerError)
+    return ProcessSettings(identity, parse_rlimits(rlimits, what))
+
+
+def check_identities(pools):
+    """At start: raise WorkerError for a worker whose ``user``/``group`` this
+    daemon cannot take (it dropped root after the worker was installed)."""
+    for pool in pools:
+        settings = getattr(pool.template, "process_settings", None)
+        if settings is not None:
+            check_switchable(settings.identity, "worker %r" % pool.name, error=WorkerError)
 
 
 def listen_address(listen, worker, config):
