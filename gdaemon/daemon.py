@@ -170,6 +170,12 @@ class Daemon:
         self._reloading = True
         gevent.spawn(self._reload_passes)
 
+    def reload_workers(self):
+        """What a reload does to the workers: restart them one at a time, in start
+        order (``daemon.workers.reload()``).  Override it to do otherwise (the
+        ``gdaemon`` command's daemon re-reads its file instead)."""
+        self.workers.reload()
+
     def reopen_logs(self):
         """Reopen the log files (after logrotate moved them away), here and in every
         forked worker; a standby process is replaced by one that has the new file."""
@@ -298,7 +304,7 @@ class Daemon:
                 self._notifier.notify("RELOADING=1")
                 self.events.emit("daemon.reload")
                 self.reopen_logs()
-                self.workers.reload()
+                self.reload_workers()
                 self._notifier.notify("READY=1")
                 if not self._reload_again:
                     return

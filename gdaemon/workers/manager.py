@@ -189,6 +189,56 @@ class WorkerManager:
             handles.append(handle)
         return handles
 
+    def uninstall(self, name, timeout=None):
+        """Stop every instance of worker (pool) ``name`` and forget it.
+
+        The instances get a graceful ``stop`` together (SIGKILL for those
+        still up after ``timeout`` seconds, default ``shutdowntimeout``);
+        then the worker leaves ``names()``, ``worker.list`` and
+        ``daemon.status``, its channels are closed, its ``listen=`` socket
+        is closed (a unix socket file removed), and the standby and the fork
+        server, which hold copies of that socket, are replaced.  Workers that
+        start ``after`` it keep running; the name may be installed again.
+
+        :raises UnknownWorker: no such worker.
+        """
+        from .lifecycle import stop_handles
+        pool = self.pool(name)
+        if timeout is None:
+            timeout = self._config("shutdowntimeout", 10)
+        with pool.lock:
+            handles = list(pool.handles)
+            if self._started:
+                # Highest index first, as when a pool shrinks.
+                for handle in stop_handles(self, handles[::-1], timeout, timeout):
+                    self.logger.error("worker %r (pid %s) could not be reaped", handle.name, handle.pid)
+            for handle in handles:
+                self.watchdog.cancel_respawn(handle)
+                if self._handles.get(handle.name) is handle:
+                    del self._handles[handle.name]
+            if self._pools.get(name) is pool:
+                del self._pools[name]
+            pool.close(self.forking)
+        if self.running:
+            self.refresh_standby()
+
+    def wait_looping(self, name, timeout):
+        """Wait until every instance of pool ``name`` is LOOPING; False after
+        ``timeout`` seconds, or when one of them is down and not respawning.
+
+        :raises UnknownWorker: no such pool.
+        """
+        pool = self.pool(name)
+        deadline = time.monotonic() + timeout
+        for handle in list(pool.handles):
+            if not handle._wait(lambda: not self.running or handle.emitted is WorkerStatus.LOOPING
+                                or handle.status is WorkerStatus.STOPPED,
+                                max(0.0, deadline - time.monotonic())):
+                return False
+            if handle.emitted is not WorkerStatus.LOOPING:
+                return False
+        return True
+
     def get(self, name):
         """The :class:`WorkerHandle` of worker (instance) ``name``.
 

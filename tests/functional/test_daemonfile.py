@@ -1,0 +1,302 @@
+"""``gdaemon FILE``: a daemon described in a TOML file, run as a real process (issue 17).
+
+``--check`` prints the workers in start order or one line per problem; the
+daemon runs with the console of every daemon; a reload (SIGHUP or
+``daemon.reload``) re-reads the file: added workers start, removed ones
+stop, changed ones are replaced, unchanged ones keep their process; a file
+that does not check out is refused and the daemon goes on unchanged.
+"""
+
+import os
+import signal
+import socket
+import textwrap
+
+import pytest
+
+from support import command, free_port, run, wait_until
+
+GDAEMON = command("gdaemon")
+
+#: Python workers the daemon files of these tests name (``class = "fileworkers:Tick"``).
+WORKERS = '''\
+import os
+
+from gdaemon import GreenletWorker, Worker
+
+
+class Tick(Worker):
+    def spinup(self):
+        with open(os.path.join(os.path.dirname(__file__), self.name + ".spinup"), "a") as f:
+            f.write("%d\\n" % os.getpid())
+
+    def loop(self):
+        pass
+
+
+class GTick(GreenletWorker):
+    def loop(self):
+        pass
+'''
+
+BASE = """
+[daemon]
+description = "File Daemon"
+shutdowntimeout = 5
+
+[workers.steady]
+class = "fileworkers:Tick"
+looptime = 0.1
+forever = true
+
+[workers.pool]
+class = "fileworkers:Tick"
+instances = 2
+looptime = 0.1
+forever = true
+after = ["steady"]
+
+[workers.going]
+class = "fileworkers:GTick"
+forever = true
+
+[workers.changing]
+class = "fileworkers:Tick"
+looptime = 0.1
+forever = true
+"""
+
+
+def write(workdir, text, name="daemon.toml"):
+    path = os.path.join(workdir, name)
+    with open(path + ".tmp", "w") as f:
+        f.write(textwrap.dedent(text))
+    os.replace(path + ".tmp", path)  # a reload never sees half a file
+    return path
+
+
+@pytest.fixture
+def files(workdir):
+    with open(os.path.join(workdir, "fileworkers.py"), "w") as f:
+        f.write(WORKERS)
+    return workdir
+
+
+def infos(proc):
+    """``{name: worker.info}`` of every worker instance."""
+    return {info["name"]: info for info in proc.result("worker.info")}
+
+
+def looping(proc, names):
+    found = infos(proc)
+    if sorted(found) != sorted(names):
+        return False
+    if not all(info["status_name"] == "LOOPING" for info in found.values()):
+        return False
+    return found
+
+
+def test_check_prints_the_workers_in_start_order(files):
+    write(files, BASE)
+    result = run([GDAEMON, "--check", "daemon.toml"], files)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "steady (class fileworkers:Tick)",
+        "going (class fileworkers:GTick)",
+        "changing (class fileworkers:Tick)",
+        "pool (class fileworkers:Tick, 2 instances, after steady)",
+    ]
+
+
+def test_check_prints_one_line_per_problem_and_exits_1(files):
+    write(files, """
+        [daemon]
+        socketmode = "0600"
+        [workers.web]
+        command = ["x"]
+        maxrss = "lots"
+        after = ["db"]
+        [workers.py]
+        class = "fileworkers:Nope"
+    """)
+    result = run([GDAEMON, "--check", "daemon.toml"], files)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert 'workers.web.maxrss: expected a size like "512M", got "lots"' in lines
+    assert "workers.web.after: no worker 'db' in this file" in lines
+    assert "workers.py.class: fileworkers has no Nope" in lines
+    assert any(line.startswith("daemon.socketmode:") for line in lines)
+    assert len(lines) == 4, lines
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_check_of_a_toml_syntax_error_names_the_line(files):
+    write(files, '[daemon]\ndescription = "x"\n[workers.a\n')
+    result = run([GDAEMON, "--check", "daemon.toml"], files)
+    assert result.returncode == 1
+    assert len(result.stdout.splitlines()) == 1 and "line 3" in result.stdout, result.stdout
+
+
+def test_starting_a_bad_file_is_one_line_and_exit_1(files):
+    write(files, """
+        [workers.a]
+        class = "nosuchmodule:A"
+        [workers.b]
+        command = []
+    """)
+    result = run([GDAEMON, "daemon.toml", "-d"], files)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "workers.a.class: cannot import nosuchmodule" in result.stderr
+    assert "gdaemon --check" in result.stderr
+    assert not os.path.exists(os.path.join(files, "daemon.pid"))
+
+
+def test_usage_errors_exit_2(files):
+    write(files, BASE)
+    result = run([GDAEMON, "daemon.toml", "--bogus"], files)
+    assert result.returncode == 2
+    assert "unknown option --bogus" in result.stderr
+    result = run([GDAEMON], files)
+    assert result.returncode == 0 and "gdaemon --check FILE" in result.stdout
+
+
+def test_daemon_mode_status_and_stop_even_with_the_file_broken_meanwhile(files):
+    write(files, BASE)
+    result = run([GDAEMON, "daemon.toml", "-d"], files)
+    try:
+        assert result.returncode == 0, result.stderr
+        status = run([GDAEMON, "daemon.toml", "--status"], files)
+        assert status.returncode == 0 and "File Daemon is running" in status.stdout
+        # Somebody edits the file; --status and --stop still find the daemon.
+        with open(os.path.join(files, "daemon.toml"), "a") as f:
+            f.write("\n[workers.half]\nclass = \n")
+        write(files, BASE.replace('class = "fileworkers:GTick"', 'class = "fileworkers:Gone"'))
+        status = run([GDAEMON, "daemon.toml", "--status"], files)
+        assert status.returncode == 0, status.stdout + status.stderr
+    finally:
+        stopped = run([GDAEMON, "daemon.toml", "--stop"], files)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stdout + stopped.stderr
+    assert not os.path.exists(os.path.join(files, "daemon.pid"))
+
+
+def test_paths_are_relative_to_the_file_not_the_current_directory(files, spawn):
+    etc = os.path.join(files, "etc")
+    os.mkdir(etc)
+    os.rename(os.path.join(files, "fileworkers.py"), os.path.join(etc, "fileworkers.py"))
+    write(etc, BASE)
+    # Started from another directory: socket, pid file and classes are found beside the file.
+    proc = spawn([GDAEMON, "etc/daemon.toml", "-f"], address="unix://%s/daemon.sock" % etc)
+    wait_until(lambda: looping(proc, ["steady", "pool.0", "pool.1", "going", "changing"]),
+               message="the workers of the file")
+    assert os.path.exists(os.path.join(etc, "daemon.pid"))
+    assert not os.path.exists(os.path.join(files, "daemon.sock"))
+
+
+def test_reload_applies_the_difference_and_leaves_the_rest_alone(files, spawn):
+    write(files, BASE)
+    proc = spawn([GDAEMON, "daemon.toml", "-f"])
+    before = wait_until(lambda: looping(proc, ["steady", "pool.0", "pool.1", "going", "changing"]),
+                        message="the workers of the file")
+    write(files, BASE.replace("""
+[workers.going]
+class = "fileworkers:GTick"
+forever = true
+""", "").replace("instances = 2", "instances = 3").replace("""
+[workers.changing]
+class = "fileworkers:Tick"
+looptime = 0.1
+""", """
+[workers.changing]
+class = "fileworkers:Tick"
+looptime = 0.2
+""") + """
+[workers.added]
+class = "fileworkers:Tick"
+forever = true
+after = ["pool"]
+""")
+    proc.signal(signal.SIGHUP)
+    after = wait_until(lambda: looping(proc, ["steady", "pool.0", "pool.1", "pool.2", "changing", "added"])
+                       and "reload: adding worker added" in proc.output() and infos(proc)["added"],
+                       message="the reloaded workers")
+    after = infos(proc)
+    # Unchanged: the same processes.  A pool only scaled: its instances stay.
+    for name in ("steady", "pool.0", "pool.1"):
+        assert after[name]["pid"] == before[name]["pid"], name
+        assert after[name]["restarts"] == 0
+    # Changed: a new process with the new options.
+    assert after["changing"]["pid"] != before["changing"]["pid"]
+    assert after["changing"]["looptime"] == 0.2
+    assert "going" not in after
+    assert proc.result("daemon.status")["pid"] == proc.pid
+    output = proc.output()
+    assert "reload: removing worker 'going'" in output
+    assert "reload: scaling worker 'pool' from 2 to 3 instances" in output
+    assert output.count("reload: replacing worker changing") == 1, output
+
+
+def test_a_file_that_does_not_check_out_is_refused(files, spawn):
+    write(files, BASE)
+    proc = spawn([GDAEMON, "daemon.toml", "-f"])
+    before = wait_until(lambda: looping(proc, ["steady", "pool.0", "pool.1", "going", "changing"]),
+                        message="the workers of the file")
+    write(files, BASE.replace("looptime = 0.1", 'looptime = "fast"', 1) + "\n[workers.new]\ncommand = []\n")
+    assert proc.result("daemon.reload") is True
+    wait_until(lambda: "reload refused, nothing changed" in proc.output(), message="the refusal")
+    refusal = [line for line in proc.output().splitlines() if "reload refused" in line]
+    assert len(refusal) == 1
+    assert "workers.steady.looptime" in refusal[0] and "and 1 more problem" in refusal[0]
+    after = infos(proc)
+    assert {name: info["pid"] for name, info in after.items()} == \
+        {name: info["pid"] for name, info in before.items()}
+    assert all(info["status_name"] == "LOOPING" for info in after.values())
+    # And the daemon still takes a good file afterwards.
+    write(files, BASE.replace("instances = 2", "instances = 1"))
+    proc.signal(signal.SIGHUP)
+    wait_until(lambda: looping(proc, ["steady", "pool", "going", "changing"]) or
+               looping(proc, ["steady", "pool.0", "going", "changing"]), message="the pool scaled down")
+
+
+def test_daemon_keys_that_need_a_restart_are_named(files, spawn):
+    write(files, BASE)
+    proc = spawn([GDAEMON, "daemon.toml", "-f"])
+    wait_until(lambda: looping(proc, ["steady", "pool.0", "pool.1", "going", "changing"]),
+               message="the workers of the file")
+    write(files, BASE.replace("shutdowntimeout = 5", "shutdowntimeout = 7\nsocketidle = 30"))
+    proc.signal(signal.SIGHUP)
+    wait_until(lambda: "takes a restart or --upgrade" in proc.output(), message="the warning")
+    output = proc.output()
+    assert "daemon.socketidle changed in the file; that takes a restart or --upgrade" in output
+    assert "reload: daemon.shutdowntimeout = 7 (was 5)" in output
+    assert "no worker changed" in output
+
+
+def test_a_removed_worker_frees_its_listening_socket(files, spawn):
+    port = free_port()
+    listening = BASE + """
+[workers.web]
+class = "fileworkers:Tick"
+forever = true
+instances = 2
+listen = "tcp://127.0.0.1:%d"
+""" % port
+    write(files, listening)
+    proc = spawn([GDAEMON, "daemon.toml", "-f"])
+    names = ["steady", "pool.0", "pool.1", "going", "changing"]
+    wait_until(lambda: looping(proc, names + ["web.0", "web.1"]), message="the workers of the file")
+    wait_until(lambda: proc.result("daemon.status")["pid"] and _port_taken(port), message="the listener")
+    write(files, BASE)
+    proc.signal(signal.SIGHUP)
+    wait_until(lambda: looping(proc, names), message="web removed")
+    # No process of the daemon (standby, fork server) keeps a copy of the socket.
+    wait_until(lambda: not _port_taken(port), message="the port to be free")
+
+
+def _port_taken(port):
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
