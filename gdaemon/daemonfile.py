@@ -29,18 +29,16 @@ first on ``sys.path``.
 """
 
 import difflib
-import grp
 import importlib
 import math
 import os
-import pwd
 import re
-import resource
 import signal
 import sys
 
 from .config import DEFAULTS, Config
 from .errors import ConfigError
+from .identity import RLIMIT_NAMES, parse_rlimits, resolve_identity
 from .wire.address import parse_address
 
 try:
@@ -68,7 +66,6 @@ _CERTIFIED = {"certfile": "cert.pem", "keyfile": "key.pem"}
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_RLIMITS = sorted(name[len("RLIMIT_"):].lower() for name in dir(resource) if name.startswith("RLIMIT_"))
 
 
 class DaemonFileError(ConfigError):
@@ -501,6 +498,13 @@ class _Checker:
                 options[key] = self.check_option(key, value, config)
             except ValueError as exc:
                 self.problem(spot, str(exc))
+        if "user" in options or "group" in options:
+            try:
+                resolve_identity(options.get("user"), options.get("group"), error=ValueError)
+            except ValueError as exc:
+                message = str(exc)
+                key = "group" if "group" in message.split()[:2] and "group" in options else "user"
+                self.problem("%s.%s" % (where, key if key in options else "group"), message)
         jitter_needs = (("maxloopsjitter", "maxloops"), ("maxagejitter", "maxage"))
         for jitter, base in jitter_needs:
             if jitter in options and base not in table:
@@ -549,14 +553,25 @@ class _Checker:
                     raise ValueError("%s is not a loopback address: the daemon cannot authenticate "
                                      "the program's own protocol (set insecure = true in [daemon])" % value)
             return value
-        if key == "user":
-            return _check_identity(value, pwd.getpwnam, "user")
-        if key == "group":
-            return _check_identity(value, grp.getgrnam, "group")
+        if key in ("user", "group"):
+            if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+                raise ValueError("expected a %s name or a numeric id, got %s" % (key, _show(value)))
+            return value
         if key == "maxrss":
             return parse_size(value)
         if key == "rlimits":
-            return _check_rlimits(value)
+            if not isinstance(value, dict):
+                raise ValueError('expected a table like {nofile = 4096, core = 0}, got %s' % _show(value))
+            try:
+                parse_rlimits(value, "rlimits", error=ValueError)
+            except ValueError as exc:
+                message = str(exc)[len("rlimits: "):]
+                bad = [name for name in value if name.lower() not in RLIMIT_NAMES]
+                if bad and message.startswith("unknown rlimit"):
+                    message = "unknown limit %r%s" % (bad[0], _did_you_mean(bad[0].lower(), list(RLIMIT_NAMES)))
+                raise ValueError(message) from None
+            return {name.lower(): tuple(limit) if isinstance(limit, list) else limit
+                    for name, limit in value.items()}
         raise ValueError("unknown option")  # pragma: no cover - INSTALL_KEYS are all handled
 
     # -- the workers together ---------------------------------------------------------
@@ -622,50 +637,6 @@ def _cycle(names, after):
         seen.append(name)
         name = next(dep for dep in after[name] if dep in names)
     return seen[seen.index(name):] + [name]
-
-
-def _check_identity(value, lookup, what):
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError("expected a %s name or id >= 0, got %d" % (what, value))
-        return value
-    if not isinstance(value, str) or not value:
-        raise ValueError("expected a %s name or id, got %s" % (what, _show(value)))
-    if value.isdigit():
-        return int(value)
-    try:
-        lookup(value)
-    except KeyError:
-        raise ValueError("no %s named %s on this system" % (what, _show(value))) from None
-    return value
-
-
-def _check_rlimits(value):
-    if not isinstance(value, dict):
-        raise ValueError('expected a table like {nofile = 4096, core = 0}, got %s' % _show(value))
-    limits = {}
-    for name, limit in value.items():
-        lower = name.lower()
-        if lower not in _RLIMITS:
-            raise ValueError("unknown limit %r%s (known: %s)"
-                             % (name, _did_you_mean(lower, _RLIMITS), ", ".join(_RLIMITS)))
-        pair = limit if isinstance(limit, list) else [limit]
-        if len(pair) not in (1, 2) or not all(_limit_value(v) is not None for v in pair):
-            raise ValueError("%s: expected an integer >= 0, \"unlimited\", or [soft, hard], got %s"
-                             % (lower, _show(limit)))
-        soft, hard = [_limit_value(v) for v in pair] * (2 if len(pair) == 1 else 1)
-        if hard != resource.RLIM_INFINITY and (soft == resource.RLIM_INFINITY or soft > hard):
-            raise ValueError("%s: the soft limit %s is above the hard limit %s" % (lower, pair[0], pair[1]))
-        limits[lower] = soft if soft == hard else (soft, hard)
-    return limits
-
-
-def _limit_value(value):
-    if isinstance(value, str) and value.lower() in ("unlimited", "infinity"):
-        return resource.RLIM_INFINITY
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None
 
 
 def _exec_worker_class():

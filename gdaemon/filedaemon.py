@@ -16,6 +16,7 @@ pool), added ones installed and started in start order.  A file that does not
 check out is refused: the daemon goes on unchanged and logs why on one line.
 """
 
+import inspect
 import sys
 
 from docopt import DocoptExit
@@ -23,7 +24,7 @@ from docopt import DocoptExit
 from . import daemonfile
 from .console import OPTIONS, USAGE, parse_arguments, report_usage_error
 from .daemon import Daemon
-from .errors import GDaemonError
+from .errors import ConfigError, GDaemonError
 
 __all__ = ["FileDaemon", "main", "check"]
 
@@ -59,6 +60,11 @@ class FileDaemon(Daemon):
         """Nothing beyond the built-in methods: the workers come from the file."""
 
     def _install(self, worker_spec):
+        supported = inspect.signature(self.workers.install).parameters
+        for key in worker_spec.options:
+            if key not in supported:
+                raise ConfigError("workers.%s.%s: not supported by this version of gdaemon"
+                                  % (worker_spec.name, key))
         self.workers.install(worker_spec.make(), **worker_spec.options)
 
     # -- reload ----------------------------------------------------------------------
@@ -141,6 +147,13 @@ def check(path, out=None):
     except daemonfile.DaemonFileError as exc:
         for problem in exc.problems:
             out.write("%s\n" % problem)
+        return 1
+    try:
+        # Installing checks what only install() knows (may the daemon switch
+        # to that user?  raise that limit?); nothing is started.
+        FileDaemon(spec)
+    except GDaemonError as exc:
+        out.write("%s\n" % exc)
         return 1
     for name in spec.order:
         out.write("%s\n" % spec.workers[name].describe())
