@@ -10,13 +10,22 @@ that does not check out is refused and the daemon goes on unchanged.
 import os
 import signal
 import socket
+import sys
 import textwrap
 
 import pytest
 
 from support import command, free_port, run, wait_until
 
-GDAEMON = command("gdaemon")
+#: The console script; in a virtualenv installed before it existed, the same module run with -m.
+GDAEMON = command("gdaemon") if os.path.exists(command("gdaemon")) else None
+
+
+def gdaemon(*args):
+    """The argv of the ``gdaemon`` command with ``args``."""
+    if GDAEMON is not None:
+        return [GDAEMON] + list(args)
+    return [sys.executable, "-m", "gdaemon.filedaemon"] + list(args)
 
 #: Python workers the daemon files of these tests name (``class = "fileworkers:Tick"``).
 WORKERS = '''\
@@ -98,7 +107,7 @@ def looping(proc, names):
 
 def test_check_prints_the_workers_in_start_order(files):
     write(files, BASE)
-    result = run([GDAEMON, "--check", "daemon.toml"], files)
+    result = run(gdaemon("--check", "daemon.toml"), files)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "steady (class fileworkers:Tick)",
@@ -119,7 +128,7 @@ def test_check_prints_one_line_per_problem_and_exits_1(files):
         [workers.py]
         class = "fileworkers:Nope"
     """)
-    result = run([GDAEMON, "--check", "daemon.toml"], files)
+    result = run(gdaemon("--check", "daemon.toml"), files)
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert 'workers.web.maxrss: expected a size like "512M", got "lots"' in lines
@@ -132,7 +141,7 @@ def test_check_prints_one_line_per_problem_and_exits_1(files):
 
 def test_check_of_a_toml_syntax_error_names_the_line(files):
     write(files, '[daemon]\ndescription = "x"\n[workers.a\n')
-    result = run([GDAEMON, "--check", "daemon.toml"], files)
+    result = run(gdaemon("--check", "daemon.toml"), files)
     assert result.returncode == 1
     assert len(result.stdout.splitlines()) == 1 and "line 3" in result.stdout, result.stdout
 
@@ -144,7 +153,7 @@ def test_starting_a_bad_file_is_one_line_and_exit_1(files):
         [workers.b]
         command = []
     """)
-    result = run([GDAEMON, "daemon.toml", "-d"], files)
+    result = run(gdaemon("daemon.toml", "-d"), files)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr
     assert "workers.a.class: cannot import nosuchmodule" in result.stderr
@@ -154,28 +163,28 @@ def test_starting_a_bad_file_is_one_line_and_exit_1(files):
 
 def test_usage_errors_exit_2(files):
     write(files, BASE)
-    result = run([GDAEMON, "daemon.toml", "--bogus"], files)
+    result = run(gdaemon("daemon.toml", "--bogus"), files)
     assert result.returncode == 2
     assert "unknown option --bogus" in result.stderr
-    result = run([GDAEMON], files)
+    result = run(gdaemon(), files)
     assert result.returncode == 0 and "gdaemon --check FILE" in result.stdout
 
 
 def test_daemon_mode_status_and_stop_even_with_the_file_broken_meanwhile(files):
     write(files, BASE)
-    result = run([GDAEMON, "daemon.toml", "-d"], files)
+    result = run(gdaemon("daemon.toml", "-d"), files)
     try:
         assert result.returncode == 0, result.stderr
-        status = run([GDAEMON, "daemon.toml", "--status"], files)
+        status = run(gdaemon("daemon.toml", "--status"), files)
         assert status.returncode == 0 and "File Daemon is running" in status.stdout
         # Somebody edits the file; --status and --stop still find the daemon.
         with open(os.path.join(files, "daemon.toml"), "a") as f:
             f.write("\n[workers.half]\nclass = \n")
         write(files, BASE.replace('class = "fileworkers:GTick"', 'class = "fileworkers:Gone"'))
-        status = run([GDAEMON, "daemon.toml", "--status"], files)
+        status = run(gdaemon("daemon.toml", "--status"), files)
         assert status.returncode == 0, status.stdout + status.stderr
     finally:
-        stopped = run([GDAEMON, "daemon.toml", "--stop"], files)
+        stopped = run(gdaemon("daemon.toml", "--stop"), files)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stdout + stopped.stderr
     assert not os.path.exists(os.path.join(files, "daemon.pid"))
 
@@ -186,7 +195,7 @@ def test_paths_are_relative_to_the_file_not_the_current_directory(files, spawn):
     os.rename(os.path.join(files, "fileworkers.py"), os.path.join(etc, "fileworkers.py"))
     write(etc, BASE)
     # Started from another directory: socket, pid file and classes are found beside the file.
-    proc = spawn([GDAEMON, "etc/daemon.toml", "-f"], address="unix://%s/daemon.sock" % etc)
+    proc = spawn(gdaemon("etc/daemon.toml", "-f"), address="unix://%s/daemon.sock" % etc)
     wait_until(lambda: looping(proc, ["steady", "pool.0", "pool.1", "going", "changing"]),
                message="the workers of the file")
     assert os.path.exists(os.path.join(etc, "daemon.pid"))
@@ -195,7 +204,7 @@ def test_paths_are_relative_to_the_file_not_the_current_directory(files, spawn):
 
 def test_reload_applies_the_difference_and_leaves_the_rest_alone(files, spawn):
     write(files, BASE)
-    proc = spawn([GDAEMON, "daemon.toml", "-f"])
+    proc = spawn(gdaemon("daemon.toml", "-f"))
     before = wait_until(lambda: looping(proc, ["steady", "pool.0", "pool.1", "going", "changing"]),
                         message="the workers of the file")
     write(files, BASE.replace("""
@@ -238,7 +247,7 @@ after = ["pool"]
 
 def test_a_file_that_does_not_check_out_is_refused(files, spawn):
     write(files, BASE)
-    proc = spawn([GDAEMON, "daemon.toml", "-f"])
+    proc = spawn(gdaemon("daemon.toml", "-f"))
     before = wait_until(lambda: looping(proc, ["steady", "pool.0", "pool.1", "going", "changing"]),
                         message="the workers of the file")
     write(files, BASE.replace("looptime = 0.1", 'looptime = "fast"', 1) + "\n[workers.new]\ncommand = []\n")
@@ -260,7 +269,7 @@ def test_a_file_that_does_not_check_out_is_refused(files, spawn):
 
 def test_daemon_keys_that_need_a_restart_are_named(files, spawn):
     write(files, BASE)
-    proc = spawn([GDAEMON, "daemon.toml", "-f"])
+    proc = spawn(gdaemon("daemon.toml", "-f"))
     wait_until(lambda: looping(proc, ["steady", "pool.0", "pool.1", "going", "changing"]),
                message="the workers of the file")
     write(files, BASE.replace("shutdowntimeout = 5", "shutdowntimeout = 7\nsocketidle = 30"))
@@ -282,7 +291,7 @@ instances = 2
 listen = "tcp://127.0.0.1:%d"
 """ % port
     write(files, listening)
-    proc = spawn([GDAEMON, "daemon.toml", "-f"])
+    proc = spawn(gdaemon("daemon.toml", "-f"))
     names = ["steady", "pool.0", "pool.1", "going", "changing"]
     wait_until(lambda: looping(proc, names + ["web.0", "web.1"]), message="the workers of the file")
     wait_until(lambda: proc.result("daemon.status")["pid"] and _port_taken(port), message="the listener")
