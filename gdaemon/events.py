@@ -20,11 +20,14 @@ inside a raw C-level signal handler.
 import logging
 import signal as _signal
 import time
+from typing import NamedTuple, Tuple
 
 import gevent
 from blinker import NamedSignal, Namespace
 
-__all__ = ["EventBus", "SignalRouter", "HANDLED_SIGNALS", "EVENT_NAMES", "posix_event_name"]
+from .compat.gevent_hub import watch_any_child
+
+__all__ = ["EventBus", "SignalRouter", "HANDLED_SIGNALS", "EVENTS", "EVENT_NAMES", "Event", "posix_event_name"]
 
 log = logging.getLogger("gdaemon.events")
 
@@ -32,14 +35,70 @@ log = logging.getLogger("gdaemon.events")
 HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT", "SIGWINCH",
                    "SIGCHLD")
 
-#: Every event name gdaemon itself emits (SPEC 5).
-EVENT_NAMES = (
-    "posix.sigterm", "posix.sigint", "posix.sighup", "posix.sigchld", "posix.sigusr1",
-    "posix.sigusr2", "posix.sigquit", "posix.sigwinch",
-    "daemon.start", "daemon.ready", "daemon.reload", "daemon.stop",
-    "worker.spawned", "worker.state", "worker.exited", "worker.respawned",
-    "worker.failed", "worker.message", "rpc.connect", "rpc.disconnect", "log.record",
-)
+class Event(NamedTuple):
+    """One event gdaemon emits, as the documentation's event reference lists it."""
+
+    #: The event's name (what receivers connect to and subscribers match).
+    name: str
+    #: Keyword arguments every emission carries (pushed to subscribers as ``data``).
+    keys: Tuple[str, ...]
+    #: When it is sent, and what the keys hold (reStructuredText).
+    meaning: str
+    #: Where it is sent: ``"daemon"`` (the daemon's bus, and so to subscribers),
+    #: ``"worker"`` (a worker's own ``self.events``), or ``"push"`` (only to
+    #: subscribers, never on a bus).
+    where: str = "daemon"
+    #: Keys that only some emissions carry.
+    optional: Tuple[str, ...] = ()
+
+
+_POSIX = ("sigterm", "sigint", "sighup", "sigchld", "sigusr1", "sigusr2", "sigquit", "sigwinch")
+
+#: Every event gdaemon itself emits, with its payload keys.  A test checks a
+#: real daemon's events against it; the documentation's event reference is
+#: generated from it.
+EVENTS = tuple(
+    [Event("posix." + sig, ("signum",),
+           "The daemon received SIG%s (``signum``: its number)." % sig[3:].upper())
+     for sig in _POSIX]
+    + [
+        Event("daemon.start", (), "The daemon is starting: its configuration is checked, "
+              "``setup()`` not run yet."),
+        Event("daemon.ready", (), "The daemon serves RPC and its workers are started."),
+        Event("daemon.reload", (), "A reload began (SIGHUP or ``daemon.reload``)."),
+        Event("daemon.stop", (), "The daemon began to stop."),
+        Event("worker.spawned", ("name", "pid"), "A worker instance was started (``pid``: "
+              "its process, the daemon's for a greenlet worker)."),
+        Event("worker.respawned", ("name", "pid"), "A worker was started again after it died "
+              "or was restarted (sent after ``worker.spawned``)."),
+        Event("worker.state", ("name", "status", "status_name"), "A worker's status changed "
+              "(``status``: the code, ``status_name``: ``SPINUP``, ``LOOPING``...)."),
+        Event("worker.exited", ("name", "pid", "exitcode"), "A worker's process ended "
+              "(``exitcode``: its exit status, or minus the signal that killed it)."),
+        Event("worker.failed", ("name", "reason"), "A worker could not be started or kept "
+              "running (``reason``: one line saying why)."),
+        Event("worker.message", ("name", "command", "payload"), "A worker wrote to the "
+              "daemon (``self.send(command, payload)``)."),
+        Event("rpc.connect", ("peer",), "A client connected (``peer``: its address; "
+              "``transport``: ``\"websocket\"`` for a websocket).", optional=("transport",)),
+        Event("rpc.disconnect", ("peer",), "A client's connection closed.", optional=("transport",)),
+        Event("log.record", ("level", "logger", "message", "pid", "time", "line"),
+              "A log record of INFO and above (DEBUG with ``-v``) of the daemon or a worker: "
+              "``level`` (``\"WARNING\"``...), ``logger``, ``message``, ``pid``, ``time`` and "
+              "``line``, the line as the log file has it."),
+        Event("events.dropped", ("count",), "Pushed to a subscriber that did not keep up, in "
+              "place of its ``count`` oldest events.", where="push"),
+        Event("daemon.worker.<command>", ("payload",), "In a worker: the daemon sent it "
+              "``command`` (``worker.send``); ``pause``, ``resume`` and ``stop`` have built-in "
+              "receivers.", where="worker"),
+        Event("daemon.worker.loopstart", (), "In a worker: a ``loop()`` run begins.", where="worker"),
+        Event("daemon.worker.loopstop", (), "In a worker: a ``loop()`` run ended.", where="worker"),
+        Event("posix.<name>", ("signum",), "In a forked worker: it received SIGHUP, SIGUSR1, "
+              "SIGUSR2, SIGWINCH or SIGQUIT (ignored unless a receiver acts on it).", where="worker"),
+    ])
+
+#: Every event name the daemon itself sends on its bus.
+EVENT_NAMES = tuple(event.name for event in EVENTS if event.where == "daemon")
 
 
 def posix_event_name(signum):
@@ -149,10 +208,7 @@ class SignalRouter:
             self._previous[signum] = _signal.getsignal(signum)
             self._handles.append(gevent.signal_handler(signum, self._deliver, signum))
         if getattr(_signal, "SIGCHLD", None) in self.signals:
-            loop = gevent.get_hub().loop
-            if getattr(loop, "default", False):
-                self._reaper = loop.child(0, False, ref=False)
-                self._reaper.start(_reaped)
+            self._reaper = watch_any_child(gevent.get_hub().loop, _reaped)
 
     def _deliver(self, signum):
         self.bus.emit(posix_event_name(signum), signum=signum)

@@ -29,6 +29,7 @@ import signal
 
 import gevent
 
+from .compat import gevent_hub
 from .process import close_fd, closing_at_once
 
 __all__ = ["ForkRegistry", "fresh_default_hub", "abandon_hub", "run_fenced", "raw_fork",
@@ -192,8 +193,7 @@ def abandon_hub():  # pragma: no cover - runs in forked children
     never runs gevent (the fork server) stops here: its own children then
     start their fresh hub from nothing.
     """
-    from gevent import _hub_local
-    old_hub = _hub_local.get_hub_if_exists()
+    old_hub = gevent_hub.existing_hub()
     if old_hub is not None:
         _ABANDONED.append(old_hub)
         if old_hub.loop is not None:
@@ -201,8 +201,7 @@ def abandon_hub():  # pragma: no cover - runs in forked children
     # A child's hub must not start a monitoring thread like the daemon's
     # (gevent.config is process-wide); workers are watched by heartbeat.
     gevent.config.monitor_thread = False
-    _hub_local.set_hub(None)
-    _hub_local.set_loop(None)
+    gevent_hub.forget_hub()
 
 
 def fresh_default_hub():  # pragma: no cover - runs in forked children
@@ -223,8 +222,9 @@ def fresh_default_hub():  # pragma: no cover - runs in forked children
     So a daemon should receive signals through its bus (``daemon.on``), not
     with its own ``gevent.signal_handler``.
 
-    Forgetting the hub uses ``gevent._hub_local``: gevent has no public call
-    to drop a hub without switching into it (``Hub.destroy`` switches).
+    Forgetting the hub uses gevent's private hub registry (see
+    :mod:`gdaemon.compat.gevent_hub`): gevent has no public call to drop a
+    hub without switching into it (``Hub.destroy`` switches).
     """
     abandon_hub()
     return gevent.get_hub()

@@ -35,6 +35,7 @@ import gevent
 from gevent.pool import Pool
 from gevent.socket import wait_read
 
+from ..compat.gevent_server import spawn, wrap_tls
 from ..errors import ProcessError
 from ..wire.unix import bind_unix
 
@@ -345,11 +346,11 @@ class BoundedServer:
         try:
             if slot is None:
                 if self.ssl_enabled:
-                    self._spawn(self._refuse_tls, sock, address)
+                    spawn(self, self._refuse_tls, sock, address)
                 else:
                     self._refuse(sock, address)
                 return
-            slot.greenlet = self._spawn(self._serve_slot, slot, sock, address)
+            slot.greenlet = spawn(self, self._serve_slot, slot, sock, address)
         except BaseException:
             if slot is not None:
                 self.admission.release(slot)
@@ -379,7 +380,7 @@ class BoundedServer:
             if slot is not None:
                 slot.progress += 1  # the ClientHello arrived: no longer silent
             sock.settimeout(max(0.001, deadline - time.monotonic()))
-            ssl_sock = self.wrap_socket(sock, **self.ssl_args)
+            ssl_sock = wrap_tls(self, sock)
         except (OSError, ValueError) as exc:  # ssl.SSLError and timeouts are OSErrors
             log.debug("TLS handshake with %s failed: %s", address, exc)
             sock.close()

@@ -104,10 +104,9 @@ import socket
 import time
 
 import gevent
-from gevent.pywsgi import Input, LoggingLogAdapter, WSGIServer
-from gevent.pywsgi import _InvalidClientInput as InvalidClientInput  # pywsgi answers it with 400 and closes
-from geventwebsocket.handler import WebSocketHandler
 
+from ..compat.geventwebsocket import WebSocketHandler, handler_of, mark_closed
+from ..compat.pywsgi import ChunkCheckingInput, Input, InvalidClientInput, LoggingLogAdapter, WSGIServer
 from ..errors import TooManyConnections
 from ..process import close_fd
 from ..ratelimit import RateLimitedLog
@@ -171,7 +170,7 @@ class _BadChunk(BaseException):
     """
 
 
-class _StrictInput(Input):
+class _StrictInput(ChunkCheckingInput):
     """pywsgi's request body reader, refusing a chunk larger than the largest body we take.
 
     pywsgi accepts any 16-digit chunk size, then tries to allocate it (a 500
@@ -181,8 +180,7 @@ class _StrictInput(Input):
 
     max_chunk = 1048576
 
-    def _Input__read_chunk_length(self, rfile):  # pywsgi's private hook (gevent 20 to 26)
-        length = Input._Input__read_chunk_length(self, rfile)
+    def checked_chunk_length(self, length):
         if length > self.max_chunk:
             self._chunked_input_error = True
             raise InvalidClientInput("chunk size %d exceeds %d" % (length, self.max_chunk))
@@ -545,12 +543,13 @@ class HttpEndpoint(Transport):
         ws = environ["wsgi.websocket"]
         # From here on we speak the frames ourselves; this keeps gevent-websocket
         # from writing a close frame of its own when the request ends.
-        ws.closed = True
+        mark_closed(ws)
         peer = peer_of(environ)
-        slot = getattr(ws.handler, "slot", None)
+        handler = handler_of(ws)
+        slot = getattr(handler, "slot", None)
         if slot is not None and self.engine.token is not None:
             slot.unsettle()  # evictable again until it authenticates
-        conn = WebSocketConnection(self, ws.handler, peer, slot)
+        conn = WebSocketConnection(self, handler, peer, slot)
         self.connections.add(conn)
         self.events.emit("rpc.connect", peer=peer, transport="websocket")
         try:

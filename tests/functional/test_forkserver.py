@@ -166,13 +166,14 @@ def test_crash_loop_lines_are_rate_limited(start, workdir):
 
 def test_a_failure_in_a_child_never_unwinds_into_the_daemon(spawn, workdir):
     """SPEC 5.3: the child side of a fork is fenced.  Sabotage what a child does first
-    (gevent._hub_local cannot be imported) and the daemon's pid file, socket and
+    (dropping the inherited hub raises) and the daemon's pid file, socket and
     state survive every child that fails; each failure is one log line."""
     script = write_daemon(workdir, """
         daemon.workers.install(Counter("a"), looptime=0.05, forever=True)
-        # What every child does first now fails (the daemon never imports it again).
-        del gevent._hub_local
-        sys.modules["gevent._hub_local"] = None
+        # What every child does first now fails (the daemon itself never calls it).
+        def sabotaged():
+            raise RuntimeError("hub registry sabotaged")
+        gdaemon.compat.gevent_hub.existing_hub = sabotaged
     """)
     proc = spawn([sys.executable, script, "-d"], address="unix://" + os.path.join(workdir, "daemon.sock"))
     assert proc.proc.wait(15) == 0
@@ -190,7 +191,7 @@ def test_a_failure_in_a_child_never_unwinds_into_the_daemon(spawn, workdir):
     with open(log) as f:
         text = f.read()
     assert "Traceback" not in text
-    assert "gevent._hub_local" in failures()[0]
+    assert "hub registry sabotaged" in failures()[0]
     stop = run([sys.executable, script, "--stop"], cwd=workdir)
     assert stop.returncode == 0, stop
     wait_gone([pid], 10)

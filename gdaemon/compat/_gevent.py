@@ -1,0 +1,10 @@
+"""The range of gevent versions gdaemon supports (shared by the gevent modules here)."""
+
+from . import require
+
+#: The oldest gevent tested (``.ci/run`` runs the suite against it).
+LOWEST = "25.4.1"
+#: The first gevent release not known to work: its next major version.
+BELOW = "27"
+
+VERSION = require("gevent", LOWEST, BELOW, "private hub, server and pywsgi APIs")
