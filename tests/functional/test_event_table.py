@@ -10,7 +10,7 @@ import sys
 
 from gdaemon.client import Client
 from gdaemon.events import EVENTS
-from support.workers import write_daemon
+from support.workers import wait_looping, write_daemon
 
 DECLARED = {event.name: event for event in EVENTS if event.where in ("daemon", "push")}
 
@@ -27,6 +27,7 @@ class Talker(Worker):
 
 def test_a_daemons_events_have_the_declared_payload_keys(spawn, workdir):
     proc = spawn([sys.executable, write_daemon(workdir, 'daemon.workers.install(Talker("talker"), looptime=0.05, forever=True)', extra=TALKER), "-f"])
+    wait_looping(proc, "talker")
     seen = {}
     with Client("unix://%s/daemon.sock" % workdir, timeout=10) as client:
         events = client.subscribe(["*"], timeout=10)
