@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple, Optional, Tuple
 
 from .errors import ConfigError
+from .identity import check_name, resolve_identity
 # Addresses are part of the wire, which the client shares; they are
 # re-exported here, where the daemon's configuration has always offered them.
 from .wire.address import SERVER_SCHEMES, Address, Scheme, is_loopback_ip, parse_address
@@ -139,6 +140,20 @@ _SCHEMA = {
         1024, (int,), "nonnegative",
         "Most worker instances one daemon runs; ``install()`` or "
         "``worker.scale`` past it is refused before anything is allocated."),
+    "user": Key(
+        None, (str, int, type(None)), "identity",
+        "User (a name or a numeric id) the daemon runs as once it has bound its "
+        "sockets and opened its log and pid files, which it hands to that user; "
+        "started as root only, unless it names the current user."),
+    "group": Key(
+        None, (str, int, type(None)), "identity",
+        "Group (a name or a numeric id) the daemon runs as with ``user``; "
+        "``None``: that user's primary group.  The user's supplementary groups "
+        "are set too."),
+    "rssinterval": Key(
+        1, _NUMBER, "positive",
+        "Seconds between two readings of the resident memory of forked workers "
+        "installed with ``maxrss``."),
     "basepath": Key(
         None, _OPT_STR, None,
         "Directory relative paths resolve against; ``None``: the current "
@@ -174,6 +189,15 @@ class Config(dict):
             self[key] = _check(key, value)
         if self.address.scheme is Scheme.TLS and not (self["certfile"] and self["keyfile"]):
             raise ConfigError("sockethandler: tls:// needs certfile and keyfile")
+        self.identity  # an unknown user or group is an error now, naming it
+
+    @property
+    def identity(self):
+        """The :class:`~gdaemon.identity.Identity` of ``user``/``group``, or ``None``.
+
+        :raises ConfigError: an unknown user or group.
+        """
+        return resolve_identity(self["user"], self["group"])
 
     def __getattr__(self, name):
         try:
@@ -234,6 +258,8 @@ def _check(key, value):
     if extra == "address":
         schemes = (Scheme.TCP,) if key == "websockethandler" else SERVER_SCHEMES
         parse_address(value, key, schemes)
+    if extra == "identity":
+        check_name(key, value, key)
     if extra == "strings":
         if not all(isinstance(item, str) for item in value):
             raise ConfigError("%s: expected a list of strings, got %r" % (key, value))

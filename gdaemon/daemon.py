@@ -3,7 +3,8 @@
 Life of a daemon (``run_foreground`` / ``daemonize``)::
 
     lock pid file -> logging -> niceness -> signal handlers -> daemon.start
-    -> setup() -> bind the RPC socket(s) -> serve -> start workers
+    -> bind the RPC socket(s) and pools' ``listen=`` -> drop to ``user``/``group``
+    -> setup() -> serve -> start workers
     -> daemon.ready (READY=1, -d returns) -> ... wait for stop ...
     -> daemon.stop (STOPPING=1) -> stop accepting -> stop workers
     -> close connections, remove the socket file -> release the pid file
@@ -36,6 +37,8 @@ from .logfiles import LogFormatter, reopen_file_handlers
 from .config import Config, slugify
 from .errors import GDaemonError
 from .events import EventBus, SignalRouter
+from .identity import drop_privileges
+from .proctitle import set_title
 from .logring import LogRing
 from .rpc.builtin import register_builtins, status_dict
 from .rpc.methods import MethodRegistry
@@ -204,6 +207,7 @@ class Daemon:
             self._stop_event.set()
         started = False
         try:
+            set_title(cfg["description"], "daemon")
             self._check_security()
             self._pidfile = process.PidFile(cfg["pidfile"]).acquire()
             self.forking.add_fd(self._pidfile.fd, "pid file")
@@ -216,8 +220,11 @@ class Daemon:
             self.forking.add_closer(self._forget_subscribers, "event subscribers")
             self._monitor_hub()
             self.events.emit("daemon.start")
+            self._bind_transports()
+            self.workers.bind_listeners()
+            self._drop_privileges()
             self.setup()
-            self._open_transports()
+            self._start_transports()
             self.workers.start()
             started = True
         except (GDaemonError, OSError) as exc:
@@ -275,7 +282,23 @@ class Daemon:
                     "refusing to serve %s=%s on a non-loopback address without a token "
                     "(set 'token', or 'insecure': True)" % (key, address))
 
-    def _open_transports(self):
+    def _drop_privileges(self):
+        """With ``user``/``group`` set: hand the files the daemon made to that
+        user, then become it (supplementary groups, group, user); from here
+        on it cannot become root again."""
+        identity = self.config.identity
+        paths = [self._pidfile.path]
+        if isinstance(self._log_handler, logging.FileHandler):
+            paths.append(self._log_handler.baseFilename)
+        if self.config.address.is_unix:
+            paths.append(self.config.address.path)
+        paths += self.workers.listener_paths()
+        if drop_privileges(identity, paths):
+            self.logger.info("running as %s (uid %d, gid %d)", identity.name, os.getuid(), os.getgid())
+
+    def _bind_transports(self):
+        """Open the RPC (and HTTP) listening sockets, before ``setup()``: the
+        daemon may drop root right after."""
         cfg = self.config
         ssl_context = None
         if cfg.address.scheme == "tls":
@@ -292,6 +315,9 @@ class Daemon:
             self.transports.append(endpoint)
         for transport in self.transports:
             self.forking.add_closer(transport.close_in_child, "RPC transport %r" % (transport,))
+
+    def _start_transports(self):
+        for transport in self.transports:
             transport.start()
 
     def _reload_passes(self):

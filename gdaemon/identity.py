@@ -30,10 +30,10 @@ import pwd
 import resource
 import signal
 
-from .errors import ConfigError, WorkerError
+from .errors import ConfigError, ProcessError, WorkerError
 
-__all__ = ["Identity", "Limit", "ProcessSettings", "resolve_identity", "parse_rlimits",
-           "check_switchable", "apply_process_settings", "RLIMIT_NAMES"]
+__all__ = ["Identity", "Limit", "ProcessSettings", "resolve_identity", "check_name", "parse_rlimits",
+           "check_switchable", "drop_privileges", "apply_process_settings", "RLIMIT_NAMES"]
 
 #: ``{"nofile": resource.RLIMIT_NOFILE, ...}``: every limit this platform has.
 RLIMIT_NAMES = {name[len("RLIMIT_"):].lower(): getattr(resource, name)
@@ -126,6 +126,15 @@ def resolve_identity(user, group, what="", error=ConfigError):
     return Identity(uid, gid, groups, name)
 
 
+def check_name(kind, value, what="", error=ConfigError):
+    """Raise ``error`` unless ``value`` is a known ``kind`` (``"user"`` or ``"group"``)
+    name or a numeric id (a ``None`` value passes)."""
+    if value is None:
+        return
+    by_name, by_id = (pwd.getpwnam, pwd.getpwuid) if kind == "user" else (grp.getgrnam, grp.getgrgid)
+    _lookup(value, by_name, by_id, kind, what + ": " if what else "", error)
+
+
 def _lookup(value, by_name, by_id, kind, prefix, error):
     """The database entry of ``value``; ``None`` for a numeric id without an entry."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
@@ -166,6 +175,38 @@ def check_switchable(identity, what="", error=ConfigError):
                     % (prefix, identity.name, os.geteuid()))
     raise error("%scannot switch to group %s: the daemon runs as gid %d, not root"
                 % (prefix, identity.gid, os.getegid()))
+
+
+def drop_privileges(identity, paths=()):
+    """The daemon's own drop: hand ``paths`` (the files it made) to ``identity``, then take it.
+
+    Called once the daemon has done everything that needs root (bound its
+    sockets, opened its log and pid files) and before ``setup()`` and any
+    fork.  Modules the daemon may import later from a place only root can
+    read (an interpreter under ``/root``) are imported first.
+
+    :returns: True when the process changed identity.
+    :raises ConfigError: not root, and ``identity`` is not the current one.
+    :raises ProcessError: a ``chown`` or the switch itself failed.
+    """
+    if identity is None:
+        return False
+    check_switchable(identity)
+    if identity.is_current() and (identity.uid is None or os.getuid() == identity.uid):
+        return False
+    uid = identity.uid if identity.uid is not None else -1
+    for path in paths:
+        try:
+            os.chown(path, uid, identity.gid)
+        except OSError as exc:
+            raise ProcessError(exc.errno, "cannot hand %s to %s: %s"
+                               % (path, identity.name, exc.strerror)) from None
+    _resolve_prctl()
+    import platform  # noqa: F401 - the fork server's clone() lookup imports it later
+    try:
+        return identity.switch()
+    except OSError as exc:
+        raise ProcessError(exc.errno, "cannot run as %s: %s" % (identity.name, exc.strerror)) from None
 
 
 class Limit:

@@ -42,6 +42,7 @@ from ..forking import unblock_child_signals
 from ..identity import apply_process_settings
 from ..logfiles import reopen_file_handlers
 from ..process import close_fd, closing_at_once
+from ..proctitle import set_title
 from .messages import ACTIVATE, LOG, REOPEN, decode, encode
 from .runtime import WorkerRuntime
 from .worker import Worker, WorkerExit
@@ -116,7 +117,9 @@ def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
             _leave(WorkerExit.ORPHANED)
         signals = _ChildSignals()
         signals.install()
+        description = _description(daemon)
         if worker is None:
+            set_title(description, "standby")
             if prctl is not None and comm:
                 prctl(_PR_SET_NAME, STANDBY_COMM, 0, 0, 0)
             worker = _await_activation(end, parent, workers)
@@ -134,6 +137,7 @@ def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
             _leave(WorkerExit.BOOT_FAILED)
         if switched and os.getppid() != parent:  # died while the death signal was off
             _leave(WorkerExit.ORPHANED)
+        set_title(description, "worker " + worker.name)
         _adopt_listener(worker)
         runtime = signals.runtime = WorkerRuntime(worker, end, channel.status, parent_pid=parent)
         code = runtime.run()
@@ -145,6 +149,11 @@ def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
         if code == WorkerExit.OK:
             code = WorkerExit.ERROR
     _leave(code)
+
+
+def _description(daemon):  # pragma: no cover - runs in forked children
+    config = getattr(daemon, "config", None) or {}
+    return config.get("description") or "gdaemon"
 
 
 def _adopt_listener(worker):  # pragma: no cover - runs in forked children

@@ -62,6 +62,7 @@ from gevent.lock import Semaphore
 
 from ..forking import raw_fork
 from ..process import close_fd, closing_at_once
+from ..proctitle import set_title
 
 __all__ = ["ForkServer", "supported", "FORKSERVER_COMM"]
 
@@ -330,6 +331,8 @@ class _Server:
         prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != self.parent:
             os._exit(0)
+        config = getattr(self.manager.daemon, "config", None) or {}
+        set_title(config.get("description") or "gdaemon", "fork server")
         prctl(_PR_SET_NAME, FORKSERVER_COMM, 0, 0, 0)
         global _clone_sibling
         _clone_sibling = _sibling_cloner() if self.clone else None

@@ -281,6 +281,17 @@ class WorkerManager:
 
     # -- life ---------------------------------------------------------------
 
+    def bind_listeners(self):
+        """Bind the ``listen=`` socket of every pool installed so far (the daemon
+        does it before it drops root; :meth:`start` binds those installed later)."""
+        for pool in self._pools.values():
+            pool.bind(self.forking)
+
+    def listener_paths(self):
+        """The socket files of the pools' bound unix ``listen=`` sockets."""
+        return [pool.listen.path for pool in self._pools.values()
+                if pool.listener is not None and pool.listen.scheme == "unix"]
+
     def start(self):
         """Spawn every installed worker in start order (the daemon calls it once serving).
 

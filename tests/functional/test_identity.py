@@ -9,12 +9,13 @@ A daemon started as root may run a worker as another user
 import os
 import pwd
 import signal
+import socket
 import sys
 
 import pytest
 
-from support import run, wait_until
-from support.workers import info, wait_looping, write_daemon
+from support import pid_from_file, rpc, run, wait_gone, wait_until
+from support.workers import forkserver_pids, info, standby_pids, wait_looping, write_daemon
 
 from test_workers import stop_gracefully
 
@@ -133,3 +134,121 @@ def test_a_greenlet_worker_cannot_change_identity(workdir):
     assert result.returncode == 1
     assert result.stderr.strip() == ("error: worker 'g': user, group and rlimits are for forked "
                                      "workers; a greenlet worker runs in the daemon's process")
+
+
+# -- the daemon drops root itself --------------------------------------------------------
+
+#: install() body of a daemon that drops to nobody: a pool accepting on a
+#: privileged port, and an RPC method trying to become root again.
+DROPPING = """
+@daemon.rpc.method("test.become_root", returns=str)
+def become_root():
+    try:
+        os.setuid(0)
+    except OSError as exc:
+        return "refused: " + exc.strerror
+    return "root again"
+
+daemon.workers.install(Who("web"), looptime=0.1, forever=True, instances=2,
+                       listen="tcp://127.0.0.1:%d")
+"""
+
+
+def privileged_port():
+    """A free TCP port below 1024: only root can bind it."""
+    for port in range(900, 1000):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    pytest.skip("no free privileged port")
+
+
+@pytest.fixture
+def nobody_dir(workdir):
+    """``workdir``, handed to nobody: where a daemon running as nobody keeps its files."""
+    os.chown(workdir, NOBODY.pw_uid, NOBODY.pw_gid)
+    os.chmod(workdir, 0o755)
+    return workdir
+
+
+def owner(path):
+    st = os.stat(path)
+    return st.st_uid, st.st_gid
+
+
+def test_a_daemon_started_as_root_binds_then_runs_as_nobody(nobody_dir):
+    workdir = nobody_dir
+    pool_port, http_port = privileged_port(), None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", pool_port))  # keep it while we look for the other one
+        http_port = privileged_port()
+    path = write_daemon(workdir, DROPPING % pool_port, extra=WHO,
+                        config={"user": "nobody", "websockethandler": "tcp://127.0.0.1:%d" % http_port})
+    started = run([sys.executable, path, "-d"], workdir)
+    assert started.returncode == 0, started.stdout + started.stderr
+    pid = pid_from_file(os.path.join(workdir, "daemon.pid"))
+    address = "unix://" + os.path.join(workdir, "daemon.sock")
+    try:
+        status = proc_status(pid)
+        assert status["Uid"] == [NOBODY.pw_uid] * 4
+        assert status["Gid"] == [NOBODY.pw_gid] * 4
+        assert sorted(status["Groups"]) == sorted(set(os.getgrouplist("nobody", NOBODY.pw_gid)))
+        ids = (NOBODY.pw_uid, NOBODY.pw_gid)
+        for name in ("daemon.pid", "daemon.log", "daemon.sock"):
+            assert owner(os.path.join(workdir, name)) == ids, name
+        assert rpc(address, "test.become_root")["result"] == "refused: Operation not permitted"
+        # Its workers (and the fork server) are nobody's too, and the pool
+        # accepts on the privileged port the daemon bound as root.
+        for name in ("web.0", "web.1"):
+            worker = wait_looping_at(address, name)
+            assert proc_status(worker["pid"])["Uid"] == [NOBODY.pw_uid] * 4
+        for server in forkserver_pids(pid):
+            assert proc_status(server)["Uid"] == [NOBODY.pw_uid] * 4
+        socket.create_connection(("127.0.0.1", pool_port), timeout=5).close()
+        socket.create_connection(("127.0.0.1", http_port), timeout=5).close()
+
+        # logrotate: the file moves away, SIGUSR1 reopens a new one, nobody's.
+        log = os.path.join(workdir, "daemon.log")
+        os.rename(log, log + ".1")
+        os.kill(pid, signal.SIGUSR1)
+        wait_until(lambda: os.path.exists(log), message="a new daemon.log")
+        assert owner(log) == ids
+        # A reload still works: every worker restarted, still as nobody.
+        before = {name: wait_looping_at(address, name)["pid"] for name in ("web.0", "web.1")}
+        assert rpc(address, "daemon.reload")["result"] is True
+        for name in ("web.0", "web.1"):
+            worker = wait_looping_at(address, name, other_than=before[name])
+            assert proc_status(worker["pid"])["Uid"] == [NOBODY.pw_uid] * 4
+        wait_until(lambda: "reloading" in open(log).read(), message="the reload logged in the new file")
+    finally:
+        stopped = run([sys.executable, path, "--stop"], workdir)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    wait_gone(pid)
+    # It cleaned up after itself, as nobody, in nobody's directory.
+    assert not os.path.exists(os.path.join(workdir, "daemon.pid"))
+    assert not os.path.exists(os.path.join(workdir, "daemon.sock"))
+
+
+def wait_looping_at(address, name, other_than=None):
+    def looping():
+        found = rpc(address, "worker.info", [name])["result"]
+        if found["status"] == 1 and found["pid"] and found["pid"] != other_than:
+            return found
+        return None
+    return wait_until(looping, 15, message="worker %r LOOPING" % name)
+
+
+@pytest.mark.parametrize("config, install, message", [
+    ({"user": "no-such-user"}, "", "user: unknown user 'no-such-user'"),
+    ({"user": "nobody", "group": "no-such-group"}, "", "group: unknown group 'no-such-group'"),
+    ({"user": "nobody"}, 'daemon.workers.install(Who("w"), user="root")',
+     "worker 'w': cannot switch to user root: the daemon runs as uid %d, not root" % NOBODY.pw_uid),
+])
+def test_what_a_daemon_cannot_become_is_a_one_line_start_up_error(nobody_dir, config, install, message):
+    path = write_daemon(nobody_dir, install or "pass", extra=WHO, config=config)
+    result = run([sys.executable, path, "-d"], nobody_dir)
+    assert result.returncode == 1, result
+    assert result.stdout + result.stderr == "error: %s\n" % message

@@ -479,7 +479,8 @@ def test_racing_starters_never_yield_two_owners(workdir):
 def _is_echo_in(proc, workdir):
     try:
         cmdline = proc.info["cmdline"] or []
-        return (any(part.endswith("gdaemon-echo") for part in cmdline) and "-d" in cmdline
+        # Its title (issue 16) replaced the command line.
+        return (" ".join(part for part in cmdline if part) == "gdaemon: Echo Daemon [daemon]"
                 and not gone(proc) and proc.ppid() == 1
                 and os.path.exists(os.path.join(workdir, "daemon.pid")) and _holds(proc, workdir))
     except psutil.Error:

@@ -90,3 +90,38 @@ def test_nofile_above_what_the_kernel_allows_is_refused_at_once():
         match = "rlimit nofile: hard limit %d is above the current" % (ceiling + 1)
     with pytest.raises(WorkerError, match=match):
         parse_rlimits({"nofile": ceiling + 1}, "worker 'w'")
+
+
+def test_a_process_that_is_not_root_may_only_name_itself():
+    """In a child that dropped to nobody: only nobody is accepted, as user or group."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become nobody")
+    nobody = resolve_identity("nobody", None)
+    root = resolve_identity("root", None)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read)
+        report = []
+        try:
+            nobody.switch()
+            check_switchable(nobody)
+            report.append("nobody ok")
+            for other in (root, resolve_identity(None, 0)):
+                try:
+                    check_switchable(other, "worker 'w'", error=WorkerError)
+                    report.append("accepted")
+                except WorkerError as exc:
+                    report.append(str(exc))
+        finally:
+            os.write(write, "\n".join(report).encode())
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        lines = f.read().splitlines()
+    os.waitpid(pid, 0)
+    uid = NOBODY.pw_uid
+    assert lines == ["nobody ok",
+                     "worker 'w': cannot switch to user root: the daemon runs as uid %d, not root" % uid,
+                     "worker 'w': cannot switch to group 0: the daemon runs as gid %d, not root"
+                     % NOBODY.pw_gid]
