@@ -38,6 +38,9 @@ SPEC_DEFAULTS = {
     "shutdowntimeout": 10,
     "restartintensity": 5,
     "restartperiod": 10,
+    "user": None,
+    "group": None,
+    "rssinterval": 1,
 }
 
 
