@@ -1,5 +1,7 @@
 """The range of gevent versions gdaemon supports (shared by the gevent modules here)."""
 
+import gevent
+
 from . import require
 
 #: The oldest gevent tested (``.ci/run`` runs the suite against it).
@@ -7,4 +9,5 @@ LOWEST = "25.4.1"
 #: The first gevent release not known to work: its next major version.
 BELOW = "27"
 
-VERSION = require("gevent", LOWEST, BELOW, "private hub, server and pywsgi APIs")
+VERSION = require("gevent", LOWEST, BELOW, "private hub, server and pywsgi APIs",
+                  installed=gevent.__version__)

@@ -19,6 +19,7 @@ version within the range and the names above present; otherwise a
 one-line :class:`ImportError`.
 """
 
+import geventwebsocket
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import WebSocket
 
@@ -29,7 +30,8 @@ __all__ = ["WebSocketHandler", "mark_closed", "handler_of"]
 #: The oldest gevent-websocket tested, and the first not known to work.
 LOWEST, BELOW = "0.10.1", "0.11"
 
-VERSION = require("gevent-websocket", LOWEST, BELOW, "its handler's upgrade hook")
+VERSION = require("gevent-websocket", LOWEST, BELOW, "its handler's upgrade hook",
+                  installed=".".join(map(str, geventwebsocket.VERSION[:3])))
 
 _absent = [name for owner, name in ((WebSocketHandler, "upgrade_websocket"), (WebSocket, "closed"),
                                                (WebSocket, "handler"))

@@ -1,6 +1,6 @@
 """How ``gdaemon-ctl`` shows results to people: tables, durations, times, sizes, worker states.
 
-Worker states are named by :class:`gdaemon.workers.WorkerStatus`, the enum
+Worker states are named by :class:`gdaemon.wire.status.WorkerStatus`, the enum
 the daemon itself uses, never by a copied table: a daemon's ``worker.info``
 names them already (``status_name``), the enum names the bare codes of
 ``daemon.status``.
@@ -9,7 +9,7 @@ names them already (``status_name``), the enum names the bare codes of
 import json
 import time
 
-from ..workers import WorkerStatus
+from ..wire.status import WorkerStatus
 
 __all__ = ["table", "duration", "timestamp", "human", "size", "seconds", "status_name", "worker_rows",
            "signature_line", "WORKER_HEADERS"]

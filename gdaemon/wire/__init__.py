@@ -7,7 +7,8 @@ thing they must agree on:
 - :mod:`~gdaemon.wire.codec`: JSON texts to and from bytes, integers of any size exact;
 - :mod:`~gdaemon.wire.address`: ``unix://``, ``tcp://``, ``tls://``, ``ws://`` and ``wss://`` addresses;
 - :mod:`~gdaemon.wire.unix`: unix sockets by path (long paths too), and whether one is live;
-- :mod:`~gdaemon.wire.websocket`: RFC 6455 frames, their checks and the message size limit.
+- :mod:`~gdaemon.wire.websocket`: RFC 6455 frames, their checks and the message size limit;
+- :mod:`~gdaemon.wire.status`: worker status codes (``WorkerStatus``).
 
 What it refuses to do: hold a connection, run a greenlet, or know about
 the JSON-RPC engine, the daemon or its workers.  Every function here is

@@ -14,14 +14,24 @@ worker forked right after a bind cannot inherit it.
 import errno
 import os
 import socket
+import sys
 
 from ..errors import ProcessError
-from ..process import close_fd
 
 __all__ = ["UNIX_PATH_MAX", "connect_unix", "bind_unix", "unix_socket_is_live"]
 
 #: Longest unix socket path ``bind()``/``connect()`` take as they are (``sun_path`` is 108 bytes).
 UNIX_PATH_MAX = 107
+
+
+def _close_now(fd):
+    """``os.close`` as it was before any monkey-patching (gevent's defers the close).
+
+    Looked up only where gevent is already imported: the client imports this
+    module without gevent.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    (monkey.get_original("os", "close") if monkey is not None else os.close)(fd)
 
 
 def _at_path(sock_method, path):
@@ -34,7 +44,7 @@ def _at_path(sock_method, path):
     try:
         return sock_method("/proc/self/fd/%d/%s" % (dirfd, basename))
     finally:
-        close_fd(dirfd)
+        _close_now(dirfd)
 
 
 def connect_unix(path, timeout=None):

@@ -21,22 +21,11 @@ import logging
 
 from ..errors import ChannelClosed
 from ..events import EventBus
+from ..wire.status import WorkerStatus
 from .messages import MSG, encode
 
 __all__ = ["Worker", "GreenletWorker", "WorkerStatus", "WorkerExit", "WorkerKind", "exposed",
            "is_exposed"]
-
-
-class WorkerStatus(enum.IntEnum):
-    """Status codes of a worker (SPEC 4.3; the first four are comodojo's)."""
-
-    SPINUP = 0
-    LOOPING = 1
-    PAUSED = 2
-    SPINDOWN = 3
-    #: dead, respawn pending or backing off.
-    RESTARTING = 4
-    STOPPED = 5
 
 
 class WorkerExit(enum.IntEnum):
