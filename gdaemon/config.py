@@ -154,6 +154,10 @@ _SCHEMA = {
         1, _NUMBER, "positive",
         "Seconds between two readings of the resident memory of forked workers "
         "installed with ``maxrss``."),
+    "upgradetimeout": Key(
+        30, _NUMBER, "positive",
+        "Seconds a new daemon gets to become ready during an upgrade "
+        "(``daemon.upgrade``); past that the running daemon kills it and serves on."),
     "basepath": Key(
         None, _OPT_STR, None,
         "Directory relative paths resolve against; ``None``: the current "

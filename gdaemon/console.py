@@ -1,4 +1,4 @@
-"""The daemon's own command line (SPEC 6): ``-d -f -s -v -h --stop --status``.
+"""The daemon's own command line: ``-d -f -s -v -h --stop --status --upgrade --version``.
 
 A program may replace the usage with its own docopt string
 (``config["arguments"]``), which must keep ``-d`` and ``-f``; the parsed
@@ -28,9 +28,11 @@ import time
 from docopt import DocoptExit, docopt
 
 from . import process
+from .version import __version__
+from .upgrade import upgrading
 from .wire.unix import unix_socket_is_live
 
-__all__ = ["Console", "USAGE", "OPTIONS", "parse_arguments"]
+__all__ = ["Console", "USAGE", "OPTIONS", "parse_arguments", "version_line"]
 
 #: The options every console has (SPEC 6); programs that write their own
 #: usage (``config["arguments"]``, ``gdaemon-echo``) append them to theirs.
@@ -42,6 +44,8 @@ OPTIONS = """\
   -h, --help         print the console and exit 0
   --stop             stop the running daemon (SIGTERM via the pid file, wait until it is gone)
   --status           print whether it runs (exit 0) or not (exit 3)
+  --upgrade          replace the running daemon by a new one without downtime
+  --version          print the version and exit 0
 """
 
 #: The default console; ``{prog}`` is the program's name.
@@ -50,10 +54,19 @@ Usage:
   {prog} [-d | -f] [-s] [-v]
   {prog} --stop [-v]
   {prog} --status
+  {prog} --upgrade [-v]
+  {prog} --version
   {prog} -h | --help
 
 Options:
 """ + OPTIONS
+
+
+def version_line(prog):
+    """What ``--version`` prints: ``"PROG (gdaemon VERSION)"``, or ``"gdaemon VERSION"``."""
+    if prog in ("", "gdaemon"):
+        return "gdaemon %s" % __version__
+    return "%s (gdaemon %s)" % (prog, __version__)
 
 
 def parse_arguments(usage, argv):
@@ -236,11 +249,20 @@ class Console:
         if opt("--help"):
             print(self.banner())
             return 0
+        if opt("--version"):
+            print(version_line(self.prog))
+            return 0
         self.daemon.verbose = bool(opt("--verbose"))
         if opt("--status"):
             return self.status()
+        if opt("--upgrade"):
+            return self.upgrade()
         if opt("--stop"):
             return self.stop()
+        if upgrading():
+            # Started by the daemon it replaces: that one holds the pid file
+            # and the sockets; this one is already detached when it was.
+            return self.daemon.run_upgrade(foreground=bool(opt("--foreground")))
         if opt("--clean"):
             self.clean()
             if not (opt("--daemon") or opt("--foreground")):
@@ -261,6 +283,11 @@ class Console:
             return self.daemon.run_foreground()
         print(self.banner())
         return 0
+
+    def upgrade(self):
+        """Ask the running daemon to replace itself (``daemon.upgrade``); wait for the new one."""
+        from .upgrade import request_upgrade
+        return request_upgrade(self.daemon.config)
 
     def status(self):
         owner = process.pidfile_owner(self.daemon.config["pidfile"])

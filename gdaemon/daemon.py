@@ -3,11 +3,16 @@
 Life of a daemon (``run_foreground`` / ``daemonize``)::
 
     lock pid file -> logging -> niceness -> signal handlers -> daemon.start
-    -> bind the RPC socket(s) and pools' ``listen=`` -> drop to ``user``/``group``
+    -> bind (or adopt) the RPC socket(s) and pools' ``listen=`` -> drop to ``user``/``group``
     -> setup() -> serve -> start workers
-    -> daemon.ready (READY=1, -d returns) -> ... wait for stop ...
+    -> daemon.ready (READY=1) -> every worker LOOPING (-d returns)
+    -> ... wait for stop ...
     -> daemon.stop (STOPPING=1) -> stop accepting -> stop workers
     -> close connections, remove the socket file -> release the pid file
+
+Listening sockets passed by systemd (socket activation) or by the daemon
+this one replaces (an upgrade) are adopted instead of bound
+(:mod:`gdaemon.inherited`); the upgrade itself is :mod:`gdaemon.upgrade`.
 
 The RPC server, the worker manager and the event bus are separate objects;
 the daemon only sequences them.
@@ -31,7 +36,7 @@ import time
 import gevent
 from gevent.event import Event
 
-from . import listeners, process
+from . import inherited, listeners, process
 from .forking import ForkRegistry
 from .logfiles import LogFormatter, reopen_file_handlers
 from .config import Config, slugify
@@ -40,6 +45,7 @@ from .events import EventBus, SignalRouter
 from .identity import drop_privileges
 from .proctitle import set_title
 from .logring import LogRing
+from .readiness import StartupWatch
 from .rpc.builtin import register_builtins, status_dict
 from .rpc.methods import MethodRegistry
 from .rpc.protocol import Engine, Subscribers
@@ -112,6 +118,20 @@ class Daemon:
         self._log_handler = None
         self._notifier = Notifier()
         self._exits_with_run = False
+        self._ready_fd = None
+        #: How this daemon was started, for the successor of an upgrade.
+        self.launch_argv = list(sys.argv)
+        self.launch_cwd = os.getcwd()
+        self.launch_environ = dict(os.environ)
+        #: Upgrades this line of daemons went through (``daemon.status``).
+        self.upgrades = 0
+        #: The pid of the daemon this one replaced, else ``None``.
+        self.replaced_pid = None
+        self._successor = None
+        self._upgrading = False
+        self._handing_over = False
+        self._owns_pidfile = False
+        self._startup_watch = None
 
     # -- to override ----------------------------------------------------------
 
@@ -156,6 +176,68 @@ class Daemon:
         self.forking.add_fd(ready_fd, "readiness pipe of the -d launcher")
         process.redirect_stdio()
         return self._run(ready_fd=ready_fd, foreground=False)
+
+    def run_upgrade(self, foreground):
+        """Run as the successor of an upgrade (started by the daemon it replaces).
+
+        Like :meth:`run_foreground` (``foreground``) or a detached daemon: the
+        predecessor detached already, so this one only takes a detached
+        daemon's umask and working directory.
+        """
+        from .forking import CHILD_SIGNALS
+        from .upgrade import Successor
+        import signal
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_SIGNALS)
+        self._successor = successor = Successor.from_environ()
+        self.upgrades = successor.upgrades
+        self.replaced_pid = successor.replaces
+        if not foreground:
+            os.umask(self.config["umask"])
+            os.chdir("/")
+        self.forking.add_fd(successor.ready_fd, "readiness pipe of the upgrade")
+        return self._run(ready_fd=successor.ready_fd, foreground=foreground)
+
+    def upgrade(self):
+        """Replace this daemon by a new one started from the same command line,
+        without refusing a connection; returns once the new one is ready and
+        this one hands over (it then stops).
+
+        :raises UpgradeFailed: ``-32010`` with the reason; this daemon serves on.
+        """
+        from .upgrade import PID1_REFUSAL, Upgrade, UpgradeFailed
+        if os.getpid() == 1:
+            raise UpgradeFailed(PID1_REFUSAL)
+        if self._upgrading or self._handing_over:
+            raise UpgradeFailed("an upgrade is in progress already")
+        if not self.serving or self._pidfile is None:
+            raise UpgradeFailed("the daemon is not serving (starting or stopping)")
+        if not self._owns_pidfile:
+            raise UpgradeFailed("the previous upgrade is not finished (the replaced daemon is still there)")
+        self._upgrading = True
+        try:
+            pid = Upgrade(self, self.listening_sockets()).run()
+        except UpgradeFailed as exc:
+            self.logger.error("upgrade failed: %s", exc.message)
+            raise
+        finally:
+            self._upgrading = False
+        self.logger.info("upgrade: the new daemon (pid %d) is ready; handing over", pid)
+        self._handing_over = True
+        self.stop()
+        return True
+
+    def listening_sockets(self):
+        """``[(name, socket)]``: every listening socket the daemon holds (``rpc``,
+        ``http``, ``pool:NAME``)."""
+        from .rpc.server import RpcServer
+        found = []
+        for transport in self.transports:
+            if transport.listener is not None:
+                found.append(("rpc" if isinstance(transport, RpcServer) else "http", transport.listener))
+        for name, pool in self.workers.pools().items():
+            if pool.listener is not None:
+                found.append(("pool:" + name, pool.listener))
+        return found
 
     def stop(self, exitcode=ExitCode.OK):
         """Request a graceful stop (from any greenlet or receiver); returns at once."""
@@ -206,10 +288,19 @@ class Daemon:
         if self._stop_requested:
             self._stop_event.set()
         started = False
+        self._ready_fd = ready_fd
+        watch = None
         try:
             set_title(cfg["description"], "daemon")
             self._check_security()
-            self._pidfile = process.PidFile(cfg["pidfile"]).acquire()
+            inherited.adopt_environ()
+            if self._successor is not None:
+                # The predecessor keeps its pid file until it is gone.
+                self._pidfile = process.PidFile(cfg["pidfile"]).join()
+                self._owns_pidfile = False
+            else:
+                self._pidfile = process.PidFile(cfg["pidfile"]).acquire()
+                self._owns_pidfile = True
             self.forking.add_fd(self._pidfile.fd, "pid file")
             self._setup_logging(foreground)
             process.set_niceness(cfg["niceness"])
@@ -224,29 +315,31 @@ class Daemon:
             self.workers.bind_listeners()
             self._drop_privileges()
             self.setup()
+            self.workers.bind_listeners()  # those setup() installed
+            inherited.check_all_taken()
+            watch = self._startup_watch = StartupWatch(self)
             self._start_transports()
             self.workers.start()
             started = True
         except (GDaemonError, OSError) as exc:
-            self.logger.error("cannot start: %s", exc)
-            if foreground and not isinstance(self._log_handler, logging.StreamHandler):
-                sys.stderr.write("error: %s\n" % exc)
-            self._report_ready(ready_fd, str(exc))
-            self.exitcode = ExitCode.FAILURE
+            self._start_failed(str(exc), foreground)
+        except Exception as exc:
+            # A bug in setup() or a worker's install: one line, the traceback with -v.
+            self._start_failed("%s: %s" % (type(exc).__name__, exc), foreground, exc_info=self.verbose)
         except BaseException as exc:
             self.logger.exception("cannot start")
-            self._report_ready(ready_fd, "%s: %s" % (type(exc).__name__, exc))
+            self._report_ready("%s: %s" % (type(exc).__name__, exc))
             self.exitcode = ExitCode.FAILURE
             self._shutdown(started)
             raise
         if started:
             self.started_at = time.time()
             self.logger.info("%s ready on %s (pid %d)", cfg["description"], cfg["sockethandler"], os.getpid())
-            self._report_ready(ready_fd)
-            if foreground:
+            if foreground and self._successor is None:
                 self._notifier.notify("READY=1")
                 self._notifier.start_watchdog()
             self.events.emit("daemon.ready")
+            gevent.spawn(self._announce_ready, watch)
             try:
                 self._stop_event.wait()
             except KeyboardInterrupt:
@@ -254,9 +347,52 @@ class Daemon:
         self._shutdown(started)
         return self.exitcode
 
-    def _report_ready(self, ready_fd, error=None):
-        if ready_fd is not None:
-            self.forking.discard_fd(ready_fd)
+    def _start_failed(self, reason, foreground, exc_info=False):
+        self.logger.error("cannot start: %s", reason, exc_info=exc_info)
+        if foreground and not isinstance(self._log_handler, logging.StreamHandler):
+            sys.stderr.write("error: %s\n" % reason)
+        self._report_ready(reason)
+        self.exitcode = ExitCode.FAILURE
+
+    def _announce_ready(self, watch):
+        """Once every worker installed at start is LOOPING: tell whoever waits
+        (the ``-d`` launcher, the daemon this one replaces); a worker that
+        failed first makes the start fail when someone waits for it."""
+        error = watch.wait()
+        if self._ready_fd is None:
+            return  # -f: nobody waits; the workers are supervised as usual
+        if error is not None:
+            self.logger.error("cannot start: %s", error)
+            self._report_ready(error)
+            self.stop(ExitCode.FAILURE)
+            return
+        if self._successor is not None:
+            # Before the predecessor exits (systemd allows it with NotifyAccess=all).
+            self._notifier.notify("MAINPID=%d\nREADY=1" % os.getpid())
+            self._notifier.start_watchdog()
+        self._report_ready()
+        if self._successor is not None:
+            gevent.spawn(self._take_over_pidfile)
+
+    def _take_over_pidfile(self):
+        """The predecessor hands over: once it is gone, the pid file is ours."""
+        while self._pidfile is not None and not self._stop_requested:
+            try:
+                if self._pidfile.take_over():
+                    self._owns_pidfile = True
+                    self.logger.info("took over from pid %s", self.replaced_pid)
+                    return
+            except OSError as exc:
+                self.logger.error("cannot take the pid file over: %s", exc)
+                return
+            gevent.sleep(0.02)
+
+    def _report_ready(self, error=None):
+        """Tell whoever waits for this start (once): ready, or why not."""
+        ready_fd, self._ready_fd = self._ready_fd, None
+        if ready_fd is None:
+            return
+        self.forking.discard_fd(ready_fd)
         process.report_ready(ready_fd, error)
 
     def _forget_subscribers(self):
@@ -339,12 +475,24 @@ class Daemon:
 
     def _shutdown(self, started):
         """Undo whatever :meth:`_run` did, in reverse order; never raises."""
+        handing_over = self._handing_over
         if started:
-            self.logger.info("stopping")
-            self._notifier.notify("STOPPING=1")
+            self.logger.info("handing over to the new daemon" if handing_over else "stopping")
+            if not handing_over:  # the service goes on, under the new main pid
+                self._notifier.notify("STOPPING=1")
             self.events.emit("daemon.stop")
+        if self._ready_fd is not None:
+            watch = self._startup_watch
+            self._report_ready((watch.failure_at_stop() if watch is not None else None)
+                               or "stopped during start-up")
         for transport in self.transports:
             transport.close_listener()
+        if handing_over:
+            # The socket files are the new daemon's now.
+            for transport in self.transports:
+                transport.keep_socket_file = True
+            for pool in self.workers.pools().values():
+                pool.owns_file = False
         try:
             self.workers.stop(timeout=self.config["shutdowntimeout"])
         except Exception:
@@ -359,8 +507,11 @@ class Daemon:
             self._router.uninstall(ignore=self._exits_with_run)
             self._router = None
         if self._pidfile is not None:
-            self.forking.discard_fd(self._pidfile.fd)
-            self._pidfile.release()
+            if self._pidfile.fd is not None:
+                self.forking.discard_fd(self._pidfile.fd)
+            # Handing over, the file stays for the successor; a successor
+            # that never took it over leaves it to its predecessor.
+            self._pidfile.release(unlink=self._owns_pidfile and not handing_over)
             self._pidfile = None
         if getattr(self, "_hub_monitor", None) is not None:
             self._hub_monitor.stop()

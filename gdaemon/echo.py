@@ -27,6 +27,8 @@ Usage:
   {prog} [-a ADDRESS] [--http ADDRESS] [-d | -f] [-s] [-v]
   {prog} [-a ADDRESS] --stop [-v]
   {prog} [-a ADDRESS] --status
+  {prog} [-a ADDRESS] --upgrade [-v]
+  {prog} --version
   {prog} -h | --help
 
 Options:

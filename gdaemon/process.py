@@ -202,16 +202,81 @@ class PidFile:
             return None
         return fd
 
-    def release(self):
-        """Remove the file (it is ours while we hold the lock), then unlock. Idempotent."""
+    def release(self, unlink=True):
+        """Remove the file (it is ours while we hold the lock), then unlock. Idempotent.
+
+        :param unlink: ``False`` when a successor takes the file over (an upgrade).
+        """
         if self.fd is None:
             return
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        if unlink:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
         close_fd(self.fd)
         self.fd = None
+
+    # -- handing the file over to a successor (an upgrade) ------------------
+    #
+    # Locks are byte ranges.  The owner frees byte 1 (HANDOVER_BYTE) and keeps
+    # the rest; the successor locks that byte at start, so from then on both
+    # hold part of the file, and it is never unlocked: a probe finds a live
+    # daemon at every moment, and a third starter is refused.  When the owner
+    # exits its locks go; the successor then locks the whole file and writes
+    # its pid.
+
+    #: The byte the owner frees for its successor.
+    HANDOVER_BYTE = 1
+
+    def open_handover(self):
+        """Owner: free :attr:`HANDOVER_BYTE` for a successor."""
+        fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, self.HANDOVER_BYTE)
+
+    def cancel_handover(self):
+        """Owner: the successor failed; take :attr:`HANDOVER_BYTE` back."""
+        try:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self.HANDOVER_BYTE)
+        except OSError:
+            pass  # a dying successor still holds it: the owner still has the rest
+
+    def join(self):
+        """Successor: lock :attr:`HANDOVER_BYTE` of the owner's file.
+
+        :raises AlreadyRunning: the byte is locked (no handover is open).
+        """
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise ProcessError(exc.errno, "cannot open pid file %s: %s" % (self.path, exc.strerror)) from exc
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self.HANDOVER_BYTE)
+        except OSError as exc:
+            close_fd(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise AlreadyRunning(read_pid(self.path) or "unknown") from None
+            raise ProcessError(exc.errno, "cannot lock pid file %s: %s" % (self.path, exc.strerror)) from exc
+        self.fd = fd
+        return self
+
+    def take_over(self):
+        """Successor: lock the whole file once the owner is gone and write our pid.
+
+        :returns: ``False`` while the owner still holds its part (try again later).
+        """
+        try:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                return False
+            raise
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, b"%d\n" % os.getpid(), 0)
+            os.fsync(self.fd)
+        except OSError as exc:
+            raise ProcessError(exc.errno, "cannot write pid file %s: %s" % (self.path, exc.strerror)) from exc
+        return True
 
 
 def redirect_stdio(target=os.devnull):

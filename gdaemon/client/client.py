@@ -9,7 +9,7 @@ import itertools
 import logging
 import socket
 
-from ..errors import ConnectionLost
+from ..errors import ConnectionLost, Unauthorized
 from ..wire import codec
 from ..wire.address import CLIENT_SCHEMES, parse_address
 from .batch import Batch
@@ -87,6 +87,9 @@ class Client:
         if self.token is not None:
             try:
                 reply_result(self._exchange(make_request("system.auth", (), {"token": self.token}, next(self._ids))))
+            except Unauthorized as exc:
+                self.close()
+                raise explain_unauthorized(exc, self.token) from None
             except BaseException:
                 self.close()
                 raise
@@ -131,7 +134,10 @@ class Client:
             connection or did not reply within ``timeout``.
         """
         request = make_request(method, args, kwargs, next(self._ids))
-        return reply_result(self._exchange(request))
+        try:
+            return reply_result(self._exchange(request))
+        except Unauthorized as exc:
+            raise explain_unauthorized(exc, self.token) from None
 
     def notify(self, method, /, *args, **kwargs):
         """Send a notification: no id, no reply read.
@@ -291,3 +297,13 @@ class Client:
         self._events.append({"name": params.get("name"), "data": params.get("data", {}),
                              "time": params.get("time")})
 
+
+def explain_unauthorized(exc, token):
+    """``exc`` (``-32001``) with a message saying how to give a token."""
+    if token is None:
+        message = ("the daemon requires a token: give it as Client(address, token=...) "
+                   "(gdaemon-ctl: -t TOKEN or GDAEMON_TOKEN)")
+    else:
+        message = ("the daemon refused the token (%s): give the right one as Client(address, token=...) "
+                   "(gdaemon-ctl: -t TOKEN or GDAEMON_TOKEN)" % exc.message)
+    return Unauthorized(message, data=exc.data)

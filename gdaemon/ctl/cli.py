@@ -11,6 +11,7 @@ from docopt import DocoptExit, docopt
 
 from ..client import Client
 from ..errors import ConfigError
+from ..version import __version__
 from .commands import Session, UsageError, command_help, execute, parse_command
 from .shell import shell
 
@@ -23,6 +24,7 @@ _OPTIONS = """Control a running gdaemon through its RPC endpoint.
 Usage:
   gdaemon-ctl [options] [COMMAND [ARGS...]]
   gdaemon-ctl -h | --help
+  gdaemon-ctl --version
 
 Options:
   -a ADDRESS, --address ADDRESS  unix://PATH, tcp://HOST:PORT, tls://HOST:PORT,
@@ -33,6 +35,7 @@ Options:
   --cafile FILE                  CA certificates for tls:// and wss://
   --timeout SECONDS              seconds to wait for the daemon [default: 5]
   -h, --help                     show this help
+  --version                      print the version and exit
 """
 
 _EPILOGUE = """
@@ -61,6 +64,9 @@ def main(argv=None):
         return 2
     except SystemExit as exc:  # --help printed the usage
         return exc.code or 0
+    if options["--version"]:
+        print("gdaemon-ctl (gdaemon %s)" % __version__)
+        return 0
     address = options["--address"] or os.environ.get("GDAEMON_SOCKET") or DEFAULT_ADDRESS
     token = options["--token"] or os.environ.get("GDAEMON_TOKEN") or None
     try:

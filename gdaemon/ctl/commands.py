@@ -11,6 +11,7 @@ import inspect
 import json
 import re
 import sys
+import time
 
 from ..errors import ConnectionLost, RpcError
 from . import format as fmt
@@ -338,6 +339,39 @@ COMMANDS = _table(
 )
 
 
+#: Seconds ``upgrade`` waits for the daemon's answer at least (its
+#: ``upgradetimeout`` is 30 s by default, then the old one hands over).
+UPGRADE_WAIT = 60.0
+
+
+def cmd_upgrade(session):
+    """``upgrade``: have the daemon replace itself by a new one; print both pids."""
+    client = session.client
+    client.close()  # the wait is longer than the usual timeout
+    client.timeout = max(client.timeout, UPGRADE_WAIT)
+    before = client.call("daemon.status")["pid"]
+    result = client.call("daemon.upgrade")
+    client.close()
+    after = None
+    deadline = time.monotonic() + client.timeout
+    while time.monotonic() < deadline:
+        try:
+            after = client.call("daemon.status")["pid"]
+        except ConnectionLost:
+            after = None
+        finally:
+            client.close()
+        if after not in (None, before):
+            break
+        time.sleep(0.02)
+    session.emit(result, lambda _: session.print("upgraded: pid %s replaced pid %s" % (after, before)))
+    return 0
+
+
+COMMANDS["upgrade"] = Command("upgrade", cmd_upgrade, 0, 0, "",
+                              ["replace the daemon by a new one without downtime"], None)
+
+
 def command_help(extra=()):
     """The help lines of every command (then of ``extra``: ``(synopsis, text)`` pairs), as ``--help`` shows them."""
     lines = []
@@ -365,6 +399,15 @@ def parse_command(words):
     return command.handler, (command.parse(args) if command.parse else args)
 
 
+def token_hint(exc, token):
+    """The message of ``exc``; for ``-32001``, what to do instead of the protocol's words."""
+    if exc.code != -32001:
+        return exc.message
+    if token is None:
+        return "the daemon requires a token: give it with -t TOKEN or GDAEMON_TOKEN"
+    return "the daemon refused the token (%s): give the right one with -t TOKEN or GDAEMON_TOKEN" % exc.message
+
+
 def run_command(session, words):
     """Parse and run one command; print its output or error; return its status."""
     try:
@@ -382,7 +425,7 @@ def execute(session, handler, args):
     except RpcError as exc:
         if session.as_json:
             session.print_json(exc.to_dict())
-        session.err.write("error %d: %s\n" % (exc.code, exc.message))
+        session.err.write("error %d: %s\n" % (exc.code, token_hint(exc, session.client.token)))
         return 1
     except ConnectionLost as exc:
         text = str(exc)

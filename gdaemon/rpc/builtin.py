@@ -157,6 +157,13 @@ def register_builtins(daemon, engine, subscribers):
         daemon.reload()
         return True
 
+    @method("daemon.upgrade", returns=bool)
+    def upgrade():
+        """Replace the daemon by a new one started from the same command line,
+        without refusing a connection: true once the new daemon is ready and
+        this one hands over; error -32010 with the reason when it is not."""
+        return daemon.upgrade()
+
     @method("daemon.logtail", [("lines", int, DEFAULT_LINES)], returns=list)
     def logtail(lines):
         """Return the last LINES log lines (default 100, at most 10000) of the
@@ -224,4 +231,6 @@ def status_dict(daemon):
         "sockethandler": daemon.config["sockethandler"],
         "connections": daemon.connection_count(),
         "workers": daemon.workers.status_codes(),
+        "upgrades": getattr(daemon, "upgrades", 0),
+        "replaced_pid": getattr(daemon, "replaced_pid", None),
     }

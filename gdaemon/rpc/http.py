@@ -111,6 +111,7 @@ from ..errors import TooManyConnections
 from ..process import close_fd
 from ..ratelimit import RateLimitedLog
 from ..wire.websocket import CloseCode
+from .. import inherited
 from .endpoint import Admission, BoundedServer, Transport, bind_listener, connection_pool, refuse_connection
 from .routes import BODY_READ, DEADLINE, JSON, HttpApplication
 from .routes import peer as peer_of
@@ -468,6 +469,11 @@ class HttpEndpoint(Transport):
         if self.config["certfile"] and self.config["keyfile"]:
             from ..tls import server_context
             self.ssl_context = server_context(self.config["certfile"], self.config["keyfile"])
+        adopted = inherited.take("http", self.address)
+        if adopted is not None:
+            self.listener = adopted.socket()
+            self.listener.setblocking(False)
+            return
         self.listener = bind_listener(self.address)
 
     def start(self):

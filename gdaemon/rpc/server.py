@@ -56,6 +56,7 @@ import gevent
 from gevent.lock import Semaphore
 from gevent.server import StreamServer
 
+from .. import inherited
 from ..process import close_fd
 from ..errors import MessageTooLarge, TooManyConnections, Unauthorized
 from ..ratelimit import RateLimitedLog
@@ -367,6 +368,8 @@ class RpcServer(Transport):
         self.listener = None
         self._server = None
         self._inode = None
+        #: Leave the socket file in place at stop (a successor serves it).
+        self.keep_socket_file = False
         #: Who is counted against ``socketmaxconnections`` (set by start()).
         self.admission = None
         #: Errors clients cause (timeouts, oversized lines, refusals), logged
@@ -374,7 +377,17 @@ class RpcServer(Transport):
         self.client_errors = RateLimitedLog(log)
 
     def bind(self):
-        """Open the listening socket (before daemon.ready); raises ProcessError."""
+        """Open the listening socket (before daemon.ready), or adopt an inherited
+        one (:mod:`gdaemon.inherited`); raises ProcessError."""
+        adopted = inherited.take("rpc", self.address)
+        if adopted is not None:
+            self.listener = adopted.socket()
+            self.listener.setblocking(False)
+            # A socket file systemd made stays systemd's; one the daemon we
+            # replace made is ours now, removed when we stop.
+            if self.address.is_unix and adopted.origin == "upgrade":
+                self._inode = os.stat(self.address.path).st_ino
+            return
         self.listener = bind_listener(self.address, self.config["socketmode"])
         if self.address.is_unix:
             self._inode = os.stat(self.address.path).st_ino
@@ -450,8 +463,8 @@ class RpcServer(Transport):
         self.client_errors.flush()
 
     def remove_socket_file(self):
-        """Unlink our unix socket file, if it is still ours."""
-        if not self.address.is_unix or self._inode is None:
+        """Unlink our unix socket file, if it is still ours (never while handing over)."""
+        if not self.address.is_unix or self._inode is None or self.keep_socket_file:
             return
         try:
             st = os.stat(self.address.path)

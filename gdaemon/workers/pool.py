@@ -28,6 +28,7 @@ import stat
 from gevent import socket as gsocket
 from gevent.lock import Semaphore
 
+from .. import inherited
 from ..config import parse_address
 from ..errors import ConfigError, WorkerError
 from ..events import EventBus
@@ -65,6 +66,8 @@ class Pool:
         self.listen = listen
         #: The daemon's listening socket once bound (kept for the daemon's life).
         self.listener = None
+        #: Whether the unix socket file is removed when the listener closes.
+        self.owns_file = True
         self.plain = plain
         #: The instances' handles, in index order.
         self.handles = []
@@ -98,19 +101,27 @@ class Pool:
         """Bind the listening socket (once); register it so other children close it."""
         if self.listen is None or self.listener is not None:
             return
-        self.listener = bind_listener(self.listen)
+        adopted = inherited.take("pool:" + self.name, self.listen)
+        if adopted is not None:
+            self.listener = adopted.socket(gsocket.socket)
+            # systemd's socket file stays systemd's.
+            self.owns_file = adopted.origin == "upgrade"
+        else:
+            self.listener = bind_listener(self.listen)
+            self.owns_file = True
         forking.add_fd(self.listener.fileno(), "listener of pool %r" % self.name)
         for handle in self.handles:
             handle.worker.listener = self.listener
 
-    def close(self, forking):
-        """Close the listening socket (the daemon stops)."""
+    def close(self, forking, keep_file=False):
+        """Close the listening socket (the daemon stops); ``keep_file``: leave a
+        unix socket's file for the daemon that took over."""
         listener, self.listener = self.listener, None
         if listener is None:
             return
         forking.discard_fd(listener.fileno())
         listener.close()
-        if self.listen.scheme == "unix":
+        if self.listen.scheme == "unix" and self.owns_file and not keep_file:
             try:
                 os.unlink(self.listen.path)
             except OSError:

@@ -662,3 +662,107 @@ def test_explicit_basepath(workdir, spawn):
     assert os.path.exists(os.path.join(base, "daemon.pid"))
     assert pid_from_file(os.path.join(base, "daemon.pid")) == proc.pid
     assert not os.path.exists(sock(workdir, "b.sock"))
+
+
+# -- fit for service managers and people (issue 16) ---------------------------------
+
+def test_version_of_an_exec_script_and_of_ctl(workdir):
+    from gdaemon.version import __version__
+    for argv in ([ECHO, "--version"], [command("gdaemon-ctl"), "--version"],
+                 [sys.executable, write_script(workdir, echo_daemon({})), "--version"]):
+        completed = run(argv, workdir, timeout=20)
+        assert completed.returncode == 0, output(completed)
+        assert __version__ in completed.stdout and completed.stdout.count("\n") == 1, completed.stdout
+
+
+#: A worker whose spinup() takes SLOW seconds, and one (with FAIL=1) whose spinup() raises.
+STARTUP_WORKERS = """
+SLOW = float(os.environ.get("SLOW", "0"))
+
+
+class Slow(Worker):
+    def spinup(self):
+        time.sleep(SLOW)
+        if os.environ.get("FAIL") == "1":
+            raise RuntimeError("no database at db.example:5432")
+
+    def loop(self):
+        pass
+
+
+daemon = EchoDaemon({"description": "Startup Daemon"})
+daemon.workers.install(Slow("slow"), looptime=0.2, forever=os.environ.get("FOREVER") == "1")
+daemon.init()
+"""
+
+
+def test_daemon_mode_returns_once_every_worker_is_looping(workdir):
+    script = write_script(workdir, STARTUP_WORKERS)
+    completed = run([sys.executable, script, "-d"], workdir, timeout=30, env={"SLOW": "1.5"})
+    assert completed.returncode == 0, output(completed)
+    # No waiting: the worker is LOOPING the moment -d returned.
+    assert rpc(address(workdir), "worker.status", {"name": "slow"})["result"] == 1
+    assert run([sys.executable, script, "--stop"], workdir, timeout=30).returncode == 0
+
+
+@pytest.mark.parametrize("forever", ["0", "1"])
+def test_worker_failing_before_ready_makes_d_exit_1_naming_it(workdir, forever):
+    script = write_script(workdir, STARTUP_WORKERS)
+    completed = run([sys.executable, script, "-d"], workdir, timeout=30,
+                    env={"SLOW": "0.2", "FAIL": "1", "FOREVER": forever})
+    assert completed.returncode == 1, output(completed)
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert lines[0].startswith("error: ") and "'slow'" in lines[0]
+    assert "no database at db.example:5432" in lines[0]
+    # The daemon did not stay behind.
+    wait_until(lambda: not os.path.exists(pidfile(workdir)), 15, message="the daemon to stop")
+    assert run([sys.executable, script, "--status"], workdir).returncode == 3
+
+
+SETUP_RAISES = """
+class Broken(Daemon):
+    def setup(self):
+        raise ValueError("bad setting: colour=purple")
+
+
+Broken({"description": "Broken"}).init()
+"""
+
+
+@pytest.mark.parametrize("flag", ["-f", "-d"])
+def test_exception_in_setup_is_one_line(workdir, flag):
+    script = write_script(workdir, SETUP_RAISES)
+    completed = run([sys.executable, script, flag], workdir, timeout=20)
+    assert completed.returncode == 1, output(completed)
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert "ValueError: bad setting: colour=purple" in lines[0]
+    assert "Traceback" not in completed.stderr
+
+
+def test_exception_in_setup_with_verbose_has_one_traceback(workdir):
+    script = write_script(workdir, SETUP_RAISES)
+    completed = run([sys.executable, script, "-f", "-v"], workdir, timeout=20)
+    assert completed.returncode == 1, output(completed)
+    assert completed.stderr.count("Traceback") == 1, completed.stderr
+    assert "ValueError: bad setting: colour=purple" in completed.stderr
+
+
+def test_token_errors_say_how_to_give_a_token(spawn, workdir):
+    spawn([ECHO, "-f"], env={"GDAEMON_TOKEN": "s3cret"}, wait=False)
+    wait_until(lambda: os.path.exists(sock(workdir)), 15, message="the daemon's socket")
+    ctl = [command("gdaemon-ctl"), "-a", address(workdir)]
+    env = {"GDAEMON_TOKEN": ""}
+    for argv in (ctl + ["status"], ctl + ["-t", "wrong", "status"]):
+        completed = run(argv, workdir, env=env)
+        assert completed.returncode == 1, output(completed)
+        assert "-t TOKEN" in completed.stderr and "GDAEMON_TOKEN" in completed.stderr, completed.stderr
+        assert "system.auth" not in completed.stderr
+    completed = run(ctl + ["status"], workdir, env={"GDAEMON_TOKEN": "s3cret"})
+    assert completed.returncode == 0, output(completed)
+    from gdaemon.client import Client
+    from gdaemon.errors import Unauthorized
+    with pytest.raises(Unauthorized) as refused:
+        Client(address(workdir)).call("daemon.status")
+    assert "token" in refused.value.message and "system.auth" not in refused.value.message
