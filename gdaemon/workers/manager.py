@@ -72,6 +72,11 @@ class WorkerManager:
     #: Fork workers and standbys in a fork server, never in the daemon's hub
     #: (Linux; see :mod:`gdaemon.workers.forkserver`).
     use_forkserver = True
+    #: An instance that died sooner than this many seconds after its start is
+    #: crash-looping: its respawn is a fresh fork by the fork server (off the
+    #: hub as well), and the standby stays for a worker that was up, so a
+    #: healthy worker killed during a crash loop is back as fast as when idle.
+    standby_min_uptime = 1.0
     #: Consecutive failed activations after which no more standby is forked.
     standby_failures_max = 3
     #: Longest wait in seconds before re-forking a standby that keeps dying.
@@ -435,6 +440,11 @@ class WorkerManager:
 
         self.watchdog.wake()
 
+    def deserves_standby(self, uptime):
+        """May an instance that was up ``uptime`` seconds (``None``: unknown) be
+        replaced from the standby?  Not when it was crash-looping."""
+        return uptime is None or uptime >= self.standby_min_uptime
+
     def spawn(self, handle, respawn=False):
         """Start a new instance of ``handle``'s worker (a process or a greenlet)."""
         if self._stopping or handle.spawning:
@@ -444,11 +454,13 @@ class WorkerManager:
         handle.mode = Mode.RUN
         handle._exited.clear()
         handle.started_at = time.time()
+        # Whether the instance that died (if any) lived long enough to get the standby.
+        standby = not respawn or self.deserves_standby(handle.tracker.last_uptime)
         handle.tracker.started(self.watchdog.clock())
         try:
             if handle.kind == WorkerKind.GREENLET:
                 self.spawner.spawn_greenlet(handle)
-            elif not self.standbys.activate(handle):
+            elif not (standby and self.standbys.activate(handle)):
                 # This greenlet may wait for the fork server (the hub does not):
                 # no second spawn of this worker meanwhile.
                 handle.spawning = True

@@ -86,6 +86,9 @@ class RestartTracker:
         self._recent = deque()   # times of the respawns within the last period
         self._delay = 0.0        # current backoff; 0.0 while not backing off
         self._started = None
+        #: Seconds the last instance that died unexpectedly had been up
+        #: (``None`` before any such death, or when its start was not seen).
+        self.last_uptime = None
 
     @property
     def backing_off(self):
@@ -94,6 +97,11 @@ class RestartTracker:
     def started(self, now):
         """An instance started at ``now``."""
         self._started = now
+        self.last_uptime = None
+
+    def uptime(self, now):
+        """Seconds the current instance has been up at ``now`` (``None``: not started)."""
+        return None if self._started is None else now - self._started
 
     def reset(self):
         """Forget the history (the next deaths are respawned at once again)."""
@@ -113,6 +121,7 @@ class RestartTracker:
     def next_delay(self, now):
         """The instance died at ``now``: seconds to wait before respawning it."""
         policy = self.policy
+        self.last_uptime = self.uptime(now)
         if self._started is not None and now - self._started > policy.period:
             self.reset()
         horizon = now - policy.period
@@ -253,8 +262,10 @@ class Watchdog:
         else:
             # The standby starts becoming the new instance now, while the
             # exit waits its turn in the queue (see StandbyPool.preactivate).
+            now = self.clock()
             if (handle.forever and handle.mode == Mode.RUN and exitcode != WorkerExit.TERMINATED
-                    and not self.manager.stopping and handle.tracker.respawns_at_once(self.clock())):
+                    and not self.manager.stopping and handle.tracker.respawns_at_once(now)
+                    and self.manager.deserves_standby(handle.tracker.uptime(now))):
                 self.manager.standbys.preactivate(handle, generation)
             self.post(_EXIT, handle, generation, pid, exitcode)
 

@@ -8,12 +8,13 @@ else from ``/proc`` and the RPC.
 import os
 import signal
 import sys
+import time
 
 import psutil
 import pytest
 
 from support import gone, pid_from_file, run, wait_gone, wait_until
-from support.workers import (FORKSERVER_COMM, fd_targets, forkserver_pids, info, live_children,
+from support.workers import (FORKSERVER_COMM, fd_targets, forkserver_pids, info, live_children, standby_pids,
                              wait_looping, write_daemon)
 
 pytestmark = [pytest.mark.timeout(90),
@@ -94,6 +95,30 @@ def test_respawns_scaling_and_restarts_never_fork_the_daemon(start):
     for name in ("pool.%d" % i for i in range(8)):
         assert psutil.Process(info(proc, name)["pid"]).ppid() == proc.pid
     wait_gone([server], 5)  # the old server left once retired
+
+
+def test_a_crash_loop_leaves_the_standby_to_a_worker_that_was_up(start):
+    """Instances that die right after their start are respawned by fresh forks
+    from the fork server; the standby waits for a worker that had been up, which
+    then comes back from it (as fast as on an idle daemon)."""
+    proc = start("""
+        daemon.workers.install(Counter("ok"), looptime=0.05, forever=True)
+        for i in range(3):
+            daemon.workers.install(DiesSoon("c%d" % i), looptime=0.01, forever=True)
+    """, config={"restartintensity": 100000})
+    pid = wait_looping(proc, "ok")["pid"]
+    for _ in range(2):
+        # Up for longer than standby_min_uptime (1 s), and a standby ready.
+        wait_until(lambda: time.time() - info(proc, "ok")["started_at"] > 1.2, 5, message="ok up 1 s")
+        standby = wait_until(lambda: standby_pids(proc.pid), 5, message="a standby")[0]
+        restarts = sum(info(proc, "c%d" % i)["restarts"] for i in range(3))
+        time.sleep(0.5)  # the crash loop goes on meanwhile
+        assert sum(info(proc, "c%d" % i)["restarts"] for i in range(3)) >= restarts + 3
+        assert standby_pids(proc.pid) == [standby], "a crash-looping worker took the standby"
+        os.kill(pid, signal.SIGKILL)
+        pid = respawned(proc, "ok", pid)
+        assert pid == standby
+    assert proc.result("test.ping") == "pong"
 
 
 def test_fork_server_holds_only_its_socket_and_listeners(start, workdir):
