@@ -67,7 +67,7 @@ class WorkerHandle:
 
     def __init__(self, manager, worker, looptime, forever, timeout, policy):
         self.manager = manager
-        #: The installed :class:`Worker` (a forked instance runs a copy of it).
+        #: The installed :class:`~gdaemon.Worker` (a forked instance runs a copy of it).
         self.worker = worker
         self.name = worker.name
         #: Its pool's name and its index there.
