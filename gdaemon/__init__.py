@@ -22,6 +22,7 @@ _LAZY = {
     "RpcMethod": "gdaemon.rpc.methods",
     "Worker": "gdaemon.workers.worker",
     "GreenletWorker": "gdaemon.workers.worker",
+    "ExecWorker": "gdaemon.workers.exec",
     "exposed": "gdaemon.workers.worker",
     "WorkerStatus": "gdaemon.wire.status",
 }
@@ -70,6 +71,6 @@ def _install_excepthook():
 
 _install_excepthook()
 
-__all__ = ["Daemon", "Worker", "GreenletWorker", "WorkerStatus", "exposed", "RpcMethod",
+__all__ = ["Daemon", "Worker", "GreenletWorker", "ExecWorker", "WorkerStatus", "exposed", "RpcMethod",
            "RpcError", "ConfigError", "GDaemonError", "ProcessError", "WorkerError",
            "__version__"]

@@ -164,14 +164,21 @@ class LogRing(logging.Handler):
         """In a forked worker: ship records with ``forward(fields)`` (``None`` stops)."""
         self.forward = forward
 
-    def tail(self, lines=DEFAULT_LINES):
-        """The last ``lines`` lines, oldest first."""
+    def tail(self, lines=DEFAULT_LINES, loggers=None):
+        """The last ``lines`` lines, oldest first.
+
+        :param loggers: only lines of records of these loggers (a set of names).
+        """
         if lines <= 0:
             return []
-        kept = self._lines
-        if lines >= len(kept):
-            return list(kept)
-        return list(kept)[-lines:]
+        found = []
+        for line, logger in reversed(self._lines):
+            if loggers is None or logger in loggers:
+                found.append(line)
+                if len(found) >= lines:
+                    break
+        found.reverse()
+        return found
 
     def clear(self):
         self._lines.clear()
@@ -188,10 +195,10 @@ class LogRing(logging.Handler):
             line = line[:self.max_line] + " [... %d characters cut]" % (len(line) - self.max_line)
             fields["line"] = line
         lines = self._lines
-        lines.append(line)
+        lines.append((line, fields.get("logger")))  # the logger: daemon.logtail's worker filter
         self._chars += len(line)
         while len(lines) > self.capacity or (self._chars > self.max_bytes and len(lines) > 1):
-            self._chars -= len(lines.popleft())
+            self._chars -= len(lines.popleft()[0])
         self.counts[fields["level"]] += 1
         if self.bus is not None:
             self._publish(fields)

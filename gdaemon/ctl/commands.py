@@ -125,6 +125,32 @@ def _daemon_command(method, done):
     return command
 
 
+def cmd_stop(session, name=None):
+    """``stop``: the daemon; ``stop NAME``: that worker or pool, which stays stopped."""
+    if name is None:
+        return _daemon_command("daemon.stop", "stopping")(session)
+    result = session.client.call("worker.stop", name)
+    session.emit(result, lambda _: session.print("stopped %s" % name))
+    return 0
+
+
+def cmd_signal(session, name, signal):
+    result = session.client.call("worker.signal", name, signal)
+    session.emit(result, lambda _: session.print("signalled %s with %s" % (name, signal)))
+    return 0
+
+
+def parse_signal_args(args):
+    """``signal NAME SIG`` -> ``[NAME, SIG]`` (a number stays a number); raises :class:`UsageError`."""
+    from ..workers.exec import signal_number
+    try:
+        signal_number(args[1])
+    except ValueError as exc:
+        raise UsageError("signal: %s" % exc) from None
+    sig = args[1].strip()
+    return [args[0], int(sig) if sig.isdigit() else sig]
+
+
 def cmd_scale(session, name, instances):
     names = session.client.call("worker.scale", name, instances)
     session.emit(names, lambda names: session.print("%s: %d instance%s%s" % (
@@ -198,13 +224,17 @@ def cmd_watch(session, patterns):
     return 0
 
 
-def cmd_tail(session, lines=10, follow=False):
+def cmd_tail(session, lines=10, follow=False, name=None):
     client = session.client
     try:
+        mine = _worker_logger_test(client, name) if name is not None and follow else None
         events = client.subscribe(["log.record"]) if follow else None
         # Subscribed first, so no line falls between the tail and the events;
         # events of lines the tail already printed are skipped below.
-        tail = client.call("daemon.logtail", lines=lines)
+        if name is None:
+            tail = client.call("daemon.logtail", lines=lines)
+        else:
+            tail = client.call("daemon.logtail", lines=lines, worker=name)
         if session.as_json:
             session.print_json(tail)
         else:
@@ -215,6 +245,8 @@ def cmd_tail(session, lines=10, follow=False):
         printed = collections.Counter(tail)
         for event in events:
             data = event.get("data") or {}
+            if mine is not None and not mine(data.get("logger")):
+                continue
             line = data.get("line")
             if line is None:
                 line = "%s %s %s[%s]: %s" % (fmt.timestamp(data.get("time"), precise=True), data.get("level"),
@@ -231,6 +263,30 @@ def cmd_tail(session, lines=10, follow=False):
         if follow:
             client.close()
     return 0
+
+
+def _worker_logger_test(client, name):
+    """A test of a record's logger: is it worker (or pool) ``name``'s?
+
+    A worker logs as ``gdaemon.<slug>.worker.<name>``, its program's output
+    as ``gdaemon.<slug>.<name>``; an instance of pool ``name`` as
+    ``<name>.<index>``.  Asking ``daemon.logtail`` for no lines checks that
+    the worker exists first (an unknown one is the RPC error it should be).
+    """
+    client.call("daemon.logtail", lines=0, worker=name)
+    base = "gdaemon." + re.sub(r"[^a-z0-9]+", "-", str(client.call("daemon.status").get(
+        "description", "")).lower())
+    prefixes = (base + "." + name, base + ".worker." + name)
+
+    def mine(logger):
+        if not isinstance(logger, str):
+            return False
+        for prefix in prefixes:
+            if logger == prefix or (logger.startswith(prefix + ".")
+                                    and logger[len(prefix) + 1:].isdigit()):
+                return True
+        return False
+    return mine
 
 
 def _end_interrupted_line(session):
@@ -272,8 +328,8 @@ def parse_call_args(args):
 
 
 def parse_tail_args(args):
-    """``tail`` arguments -> ``[lines, follow]``; raises :class:`UsageError`."""
-    lines, follow = 10, False
+    """``tail`` arguments -> ``[lines, follow, name]``; raises :class:`UsageError`."""
+    lines, follow, name = 10, False, None
     words = list(args)
     synopsis = COMMANDS["tail"].synopsis
     while words:
@@ -289,6 +345,9 @@ def parse_tail_args(args):
             value = word[2:]
         elif word.startswith("--lines="):
             value = word[len("--lines="):]
+        elif name is None and not word.startswith("-"):
+            name = word
+            continue
         else:
             raise UsageError("tail: unexpected argument %r (usage: %s)" % (word, synopsis))
         try:
@@ -297,7 +356,7 @@ def parse_tail_args(args):
             raise UsageError("tail: -n takes a number of lines, got %r" % value) from None
         if not 0 <= lines <= 10000:
             raise UsageError("tail: -n must be between 0 and 10000, got %d" % lines)
-    return [lines, follow]
+    return [lines, follow, name]
 
 
 class Command(collections.namedtuple("Command", "name handler least most args help parse")):
@@ -319,18 +378,25 @@ COMMANDS = _table(
      ["pause a worker (every worker without NAME)"], None),
     ("resume", _worker_command("resume", "resumed"), 0, 1, "[NAME]",
      ["resume a worker (every worker without NAME)"], None),
+    ("start", _worker_command("start", "started"), 1, 1, "NAME",
+     ["start a stopped worker or pool, wait until it runs"], None),
     ("restart", _worker_command("restart", "restarted"), 1, 1, "NAME",
      ["restart a worker, wait until it runs again"], None),
+    ("signal", cmd_signal, 2, 2, "NAME SIG",
+     ["send signal SIG (HUP, TERM, 10...) to a worker or pool"], parse_signal_args),
     ("scale", cmd_scale, 2, 2, "NAME N",
      ["give pool NAME N instances, wait until it has them"], parse_scale_args),
-    ("stop", _daemon_command("daemon.stop", "stopping"), 0, 0, "", ["stop the daemon gracefully"], None),
+    ("stop", cmd_stop, 0, 1, "[NAME]",
+     ["stop worker or pool NAME (it stays stopped until start);", "without NAME, stop the daemon gracefully"], None),
+    ("shutdown", _daemon_command("daemon.stop", "stopping"), 0, 0, "", ["stop the daemon gracefully"], None),
     ("reload", _daemon_command("daemon.reload", "reloading"), 0, 0, "",
      ["reload the daemon (rolling restart of the workers)"], None),
     ("methods", cmd_methods, 0, 0, "", ["list the RPC methods"], None),
     ("help", cmd_help, 1, 1, "METHOD",
      ["a method's signature (parameter names, types, defaults)", "and description"], None),
-    ("tail", cmd_tail, 0, 3, "[-n N] [-f]",
-     ["the last N log lines (default 10); -f then follows the", "log until Ctrl-C"], parse_tail_args),
+    ("tail", cmd_tail, 0, 4, "[NAME] [-n N] [-f]",
+     ["the last N log lines (default 10), of worker or pool NAME", "only when given; -f then follows the log until Ctrl-C"],
+     parse_tail_args),
     ("call", cmd_call, 1, None, "METHOD [ARG...]",
      ["call a method; each ARG is JSON when it parses, else a",
       "string; key=value ARGs call by name"], parse_call_args),

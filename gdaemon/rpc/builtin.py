@@ -164,14 +164,18 @@ def register_builtins(daemon, engine, subscribers):
         this one hands over; error -32010 with the reason when it is not."""
         return daemon.upgrade()
 
-    @method("daemon.logtail", [("lines", int, DEFAULT_LINES)], returns=list)
-    def logtail(lines):
+    @method("daemon.logtail", [("lines", int, DEFAULT_LINES), ("worker", typing.Optional[str], None)],
+            returns=list)
+    def logtail(lines, worker):
         """Return the last LINES log lines (default 100, at most 10000) of the
-        daemon and its workers, oldest first, as formatted in the log file.
-        They are kept in memory, so this works in -f mode too."""
+        daemon and its workers, oldest first, as formatted in the log file;
+        with WORKER, only the lines of that worker (or of every instance of
+        that pool, and of its program's output). They are kept in memory, so
+        this works in -f mode too."""
         if not 0 <= lines <= MAX_LINES:
             raise InvalidParams("invalid param 'lines': expected 0 to %d, got %d" % (MAX_LINES, lines))
-        return daemon.logring.tail(lines)
+        loggers = daemon.workers.worker_loggers(worker) if worker is not None else None
+        return daemon.logring.tail(lines, loggers=loggers)
 
     @method("events.subscribe", [("patterns", list)], returns=bool)
     def subscribe(patterns, session):

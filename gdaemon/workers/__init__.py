@@ -4,6 +4,7 @@ The user's side:
 
 - :mod:`~gdaemon.workers.worker`: :class:`Worker`, :class:`GreenletWorker`,
   :func:`exposed`, :class:`WorkerStatus`, :class:`WorkerExit`, :class:`WorkerKind`;
+- :mod:`~gdaemon.workers.exec`: :class:`ExecWorker`, a worker that runs a program;
 
 what runs a worker:
 
@@ -12,6 +13,7 @@ what runs a worker:
 - :mod:`~gdaemon.workers.channel`: the shared-memory channel of a forked worker;
 - :mod:`~gdaemon.workers.local`: the in-process channel of a greenlet worker;
 - :mod:`~gdaemon.workers.child`: the life of a forked child;
+- :mod:`~gdaemon.workers.output`: a program's stdout and stderr into the log;
 
 and the daemon's side:
 
@@ -23,8 +25,9 @@ and the daemon's side:
 - :mod:`~gdaemon.workers.rpc`: the ``worker.*`` RPC methods.
 """
 
+from .exec import ExecWorker
 from .manager import WorkerManager
 from .worker import GreenletWorker, Worker, WorkerExit, WorkerKind, WorkerStatus, exposed
 
-__all__ = ["Worker", "GreenletWorker", "exposed", "WorkerStatus", "WorkerExit", "WorkerKind",
+__all__ = ["Worker", "GreenletWorker", "ExecWorker", "exposed", "WorkerStatus", "WorkerExit", "WorkerKind",
            "WorkerManager"]

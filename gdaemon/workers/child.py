@@ -43,6 +43,7 @@ from ..identity import apply_process_settings
 from ..logfiles import reopen_file_handlers
 from ..process import close_fd, closing_at_once
 from ..proctitle import set_title
+from .exec import exec_program
 from .messages import ACTIVATE, LOG, REOPEN, decode, encode
 from .runtime import WorkerRuntime
 from .worker import Worker, WorkerExit
@@ -93,7 +94,7 @@ def _ignore():
 
 
 def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
-               comm=None):  # pragma: no cover - runs in forked children
+               comm=None, streams=None):  # pragma: no cover - runs in forked children
     """The whole life of a forked child; never returns (``os._exit``).
 
     :param daemon: the daemon (its ``logring``, when it has one and
@@ -105,6 +106,8 @@ def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
     :param workers: a standby's ``{name: Worker}``: it waits for an
         ``ACTIVATE`` message on its channel, then runs that worker.
     :param comm: the process name to take back when a standby is activated.
+    :param streams: for an :class:`~gdaemon.workers.exec.ExecWorker`, the
+        write ends of its stdout and stderr pipes: the child execs its program.
     """
     code = WorkerExit.BOOT_FAILED
     logger = worker.logger if worker is not None else logging.getLogger("gdaemon.worker")
@@ -115,6 +118,8 @@ def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
             prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent:  # the daemon died before prctl took effect
             _leave(WorkerExit.ORPHANED)
+        if streams is not None:
+            _run_program(daemon, worker, end, streams)  # never returns
         signals = _ChildSignals()
         signals.install()
         description = _description(daemon)
@@ -154,6 +159,12 @@ def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
 def _description(daemon):  # pragma: no cover - runs in forked children
     config = getattr(daemon, "config", None) or {}
     return config.get("description") or "gdaemon"
+
+
+def _run_program(daemon, worker, end, streams):  # pragma: no cover - runs in forked children
+    """An exec worker's child: no hub, no handlers, straight to ``exec``."""
+    config = getattr(daemon, "config", None) or {}
+    exec_program(worker, end, streams, basepath=config.get("basepath"))
 
 
 def _adopt_listener(worker):  # pragma: no cover - runs in forked children

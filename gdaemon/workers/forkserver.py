@@ -174,7 +174,7 @@ class ForkServer:
         """The fork server's pid, ``None`` while there is none."""
         return self._pid
 
-    def spawn(self, channel, kind, name):
+    def spawn(self, channel, kind, name, extra_fds=()):
         """Have the server fork a worker (``kind`` ``"worker"``) or a standby.
 
         Blocks only the calling greenlet.  The returned child is the
@@ -183,6 +183,7 @@ class ForkServer:
 
         :param channel: a shareable :class:`~gdaemon.workers.channel.Channel`.
         :param name: the worker's name (ignored for a standby).
+        :param extra_fds: an exec worker's stdout and stderr pipes (write ends).
         :returns: ``(pid, gate)``: the child's pid and the gate's write end.
         :raises OSError: no server could be had, or it could not fork.
         """
@@ -198,7 +199,7 @@ class ForkServer:
                 fresh = True
             gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
             request = (_WORKER if kind == "worker" else _STANDBY) + name.encode("utf-8")
-            fds = channel.worker_fds() + [gate_r]
+            fds = channel.worker_fds() + [gate_r] + list(extra_fds)
             try:
                 try:
                     pid = self._ask(request, fds)
@@ -359,8 +360,8 @@ class _Server:
             sock.send(reply)
 
     def _fork(self, request, fds, sock):  # pragma: no cover - runs in the fork server
-        if len(fds) != 4:
-            raise ValueError("expected 4 descriptors, got %d" % len(fds))
+        if len(fds) not in (4, 6):  # 6: an exec worker's, with its output pipes
+            raise ValueError("expected 4 or 6 descriptors, got %d" % len(fds))
         kind, name = request[:1], request[1:].decode("utf-8")
         handles = {h.name: h for h in self.manager}
         if kind == _WORKER and name not in handles:
@@ -412,7 +413,8 @@ class _Server:
         sock.close()
         if pipe_w is not None:
             close_fd(pipe_w)
-        memfd, rfd, wfd, gate = fds
+        memfd, rfd, wfd, gate = fds[:4]
+        streams = fds[4:] or None
         # Wait until the daemon watches us; EOF: it gave up on us, or died.
         while True:
             try:
@@ -434,8 +436,25 @@ class _Server:
                     close_fd(fd)
         if worker is not None and manager.spawner._comm:
             self.prctl(_PR_SET_NAME, manager.spawner._comm, 0, 0, 0)  # not the server's name
+        if streams is not None:
+            # Received descriptors take the lowest free numbers, maybe 0..3,
+            # which the program's stdio and listener take over at exec: move
+            # them out of the way (the channel reports a failed exec).
+            memfd, rfd, wfd, *streams = [_lift(fd) for fd in [memfd, rfd, wfd] + streams]
         channel = Channel.attach(memfd, rfd, wfd)
-        fresh_default_hub()
+        if streams is None:  # a program needs no hub
+            fresh_default_hub()
         spawner = manager.spawner
         run_forked(manager.daemon, channel, self.parent, self.prctl, worker=worker,
-                   workers=None if worker is not None else workers, comm=spawner._comm)
+                   workers=None if worker is not None else workers, comm=spawner._comm,
+                   streams=streams)
+
+
+def _lift(fd):  # pragma: no cover - runs in a forked child
+    """``fd`` moved to a number above 10 (close-on-exec)."""
+    import fcntl
+    if fd > 10:
+        return fd
+    lifted = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    close_fd(fd)
+    return lifted

@@ -17,8 +17,10 @@ import gevent
 from gevent.event import AsyncResult, Event
 from gevent.lock import Semaphore
 
-from ..errors import ChannelClosed, ChannelFull, InvalidParams, RpcError, WorkerUnavailable
+from ..errors import (ChannelClosed, ChannelFull, InvalidParams, MethodNotFound, RpcError,
+                      WorkerUnavailable)
 from ..process import resource_usage
+from .exec import is_exec
 from .messages import CALL, CMD, encode
 from .worker import WorkerStatus
 
@@ -101,6 +103,8 @@ class WorkerHandle:
         self._link = None
         #: The greenlet of a greenlet worker's current instance.
         self.greenlet = None
+        #: An exec worker's current (or last) :class:`~gdaemon.workers.exec.Program`.
+        self.program = None
         self.mode = Mode.RUN
         self.killed = None
         self.respawn_timer = None
@@ -210,6 +214,9 @@ class WorkerHandle:
         return self._send(encode(CMD, command, payload))
 
     def _send(self, data):
+        if is_exec(self.worker):
+            raise ChannelClosed("worker %r runs a program: it takes signals (worker.signal), "
+                                "not commands" % (self.name,))
         push = self._push
         if push is None or not self.alive:
             raise ChannelClosed("worker %r is not running (%s)" % (self.name, self.status.name))
@@ -224,6 +231,8 @@ class WorkerHandle:
         :raises RpcError: what the worker's method raised (``-32601`` for an
             unknown method, ``-32603`` for an unexpected exception).
         """
+        if is_exec(self.worker):
+            raise MethodNotFound("worker %r runs a program: it has no methods to call" % (self.name,))
         if timeout is None:
             timeout = self.manager.call_timeout
         call_id = next(self.manager._call_ids)

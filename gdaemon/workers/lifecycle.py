@@ -13,13 +13,15 @@ import time
 import gevent
 
 from ..errors import ChannelClosed, ChannelFull, WorkerUnavailable
+from .exec import mark_spindown
 from .handle import Mode
 from .messages import CMD, encode
 from .pool import start_layers
 from .watchdog import describe_exit
 from .worker import WorkerKind, WorkerStatus
 
-__all__ = ["start_pools", "stop_pools", "reload_pools", "grow", "shrink", "restart_instance"]
+__all__ = ["start_pools", "stop_pools", "reload_pools", "grow", "shrink", "restart_instance",
+           "ask_to_stop"]
 
 
 def _looping(handles):
@@ -94,7 +96,7 @@ def stop_handles(manager, handles, wait, timeout):
             continue
         live.append(handle)
         try:
-            handle._send(encode(CMD, "stop", None))
+            ask_to_stop(manager, handle)
         except (ChannelFull, ChannelClosed) as exc:
             manager.logger.warning("cannot ask worker %r to stop (%s): killing it", handle.name, exc)
             manager.kill(handle)
@@ -107,6 +109,22 @@ def stop_handles(manager, handles, wait, timeout):
     if late:
         gevent.wait([h._exited for h in late], timeout=manager.kill_wait)
     return [h for h in live if h.alive]
+
+
+def ask_to_stop(manager, handle):
+    """Ask ``handle``'s instance to spin down: the ``stop`` command, or for a
+    program its ``stopsignal`` (SIGKILL after the worker's ``timeout``, if set).
+
+    :raises ChannelFull, ChannelClosed: the command cannot be sent.
+    """
+    program = handle.program
+    if program is not None and program.pid == handle.pid:
+        if program.running and not program.stopping:
+            mark_spindown(handle)
+            manager.set_state(handle, WorkerStatus.SPINDOWN)
+        program.request_stop(handle.worker.timeout)
+        return
+    handle._send(encode(CMD, "stop", None))
 
 
 def reload_pools(manager):
@@ -123,6 +141,8 @@ def reload_pools(manager):
                     return
                 if handle not in pool.handles:
                     continue  # scaled away meanwhile
+                if handle.mode == Mode.STOP and not handle.alive:
+                    continue  # stopped on request (worker.stop): stays so until worker.start
                 try:
                     manager.restart(handle)
                 except WorkerUnavailable as exc:
@@ -183,7 +203,7 @@ def restart_instance(manager, handle, grace, timeout):
         elif handle.alive:
             handle.mode = Mode.RESTART
             try:
-                handle._send(encode(CMD, "stop", None))
+                ask_to_stop(manager, handle)
             except (ChannelFull, ChannelClosed):
                 manager.kill(handle)
             if not handle._wait(lambda: handle.generation > first or manager.stopping,

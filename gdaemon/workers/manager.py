@@ -25,6 +25,7 @@ which the watchdog greenlet empties in order.
 import contextlib
 import itertools
 import logging
+import signal
 import time
 
 import gevent
@@ -32,16 +33,20 @@ from gevent.lock import Semaphore
 
 from ..errors import (ChannelClosed, ChannelFull, InvalidParams, UnknownWorker, WorkerError,
                       WorkerUnavailable)
+from ..events import posix_event_name
 from ..forking import ForkRegistry
 from .channel import DEFAULT_CAPACITY
 from .handle import Mode, OutputChannel, WorkerHandle
-from .lifecycle import grow, reload_pools, restart_instance, shrink, start_pools, stop_pools
-from .messages import LOG, MSG, REOPEN, REPLY, STATE, decode, encode
+from .exec import is_exec, mark_looping
+from .lifecycle import (grow, reload_pools, restart_instance, shrink, start_pools, stop_handles,
+                        stop_pools)
+from .messages import EXEC_FAILED, LOG, MSG, REOPEN, REPLY, STATE, decode, encode
+from .output import OutputRelay
 from .pool import (Pool, check_after, check_identities, check_install, instance_name, listen_address,
                    process_settings, start_layers)
 from .spawn import Spawner
 from .standby import StandbyPool
-from .watchdog import RestartPolicy, Watchdog
+from .watchdog import RestartPolicy, Watchdog, describe_exit
 from .worker import WorkerKind, WorkerStatus
 
 __all__ = ["WorkerManager", "WorkerHandle", "OutputChannel"]
@@ -92,6 +97,8 @@ class WorkerManager:
         self.forking = getattr(daemon, "forking", None) or ForkRegistry()
         self.watchdog = Watchdog(self)
         self.spawner = Spawner(self)
+        #: Reads the output of exec workers' programs into the log.
+        self.output = OutputRelay(self.forking)
         self.standbys = StandbyPool(self, self.spawner)
         self._pools = {}
         self._handles = {}
@@ -336,6 +343,7 @@ class WorkerManager:
         self.spawner.stop_forkserver()
         for pool in self._pools.values():
             pool.close(self.forking)
+        self.output.close()  # the last lines of the programs first
         self._started = False
 
     def reload(self):
@@ -410,6 +418,115 @@ class WorkerManager:
             timeout = grace + self.restart_timeout
         return restart_instance(self, handle, grace, timeout)
 
+    # -- one worker or pool, by name (worker.stop, worker.start, worker.signal) ---
+
+    def targets(self, name):
+        """The handles ``name`` designates: a pool's instances, or one instance.
+
+        :raises UnknownWorker: neither a pool nor a worker of that name.
+        """
+        pool = self._pools.get(name) if isinstance(name, str) else None
+        if pool is not None:
+            return list(pool.handles)
+        return [self.get(name)]
+
+    def stop_worker(self, name, timeout=None):
+        """Stop worker (or pool) ``name`` and keep it STOPPED: a forever worker is
+        not respawned, a reload leaves it alone, until :meth:`start_worker`.
+
+        Graceful: the ``stop`` command (a program's ``stopsignal``), SIGKILL
+        after ``timeout`` seconds (default ``shutdowntimeout``).  Returns True
+        once every instance is STOPPED.
+
+        :raises UnknownWorker: no such worker or pool.
+        :raises WorkerUnavailable: the daemon is stopping, or an instance could
+            not be reaped.
+        """
+        handles = self.targets(name)
+        if not self.running:
+            raise WorkerUnavailable("workers are not running")
+        grace = self._config("shutdowntimeout", 10) if timeout is None else timeout
+        unreaped = stop_handles(self, handles, grace, grace)
+        if unreaped:
+            raise WorkerUnavailable("worker %r (pid %s) could not be reaped"
+                                    % (unreaped[0].name, unreaped[0].pid))
+        return True
+
+    def start_worker(self, name, timeout=None):
+        """Start worker (or pool) ``name`` again if stopped (a pending respawn
+        happens now); return True once every instance is LOOPING (or PAUSED).
+
+        :raises UnknownWorker: no such worker or pool.
+        :raises WorkerUnavailable: the daemon is stopping, or an instance died
+            or did not reach LOOPING within ``timeout`` seconds (default
+            :attr:`restart_timeout`).
+        """
+        handles = self.targets(name)
+        if not self.running:
+            raise WorkerUnavailable("workers are not running")
+        if timeout is None:
+            timeout = self.restart_timeout
+        for handle in handles:
+            if not handle.alive and not handle.spawning:
+                self.watchdog.cancel_respawn(handle)
+                self.spawn(handle, respawn=handle.generation > 0)
+        deadline = time.monotonic() + timeout
+        up = (WorkerStatus.LOOPING, WorkerStatus.PAUSED)
+        for handle in handles:
+            ok = handle._wait(lambda: not self.running or not handle.alive or handle.emitted in up,
+                              max(0.0, deadline - time.monotonic()))
+            if not self.running:
+                raise WorkerUnavailable("the daemon is stopping")
+            if not handle.alive:
+                program = handle.program
+                why = (program.error if program is not None and program.error
+                       else describe_exit(handle.last_exit))
+                raise WorkerUnavailable("worker %r did not start: %s" % (handle.name, why))
+            if not ok:
+                raise WorkerUnavailable("worker %r is not LOOPING %gs after its start (%s)"
+                                        % (handle.name, timeout, handle.status.name))
+        return True
+
+    def signal_worker(self, name, signum):
+        """Send signal ``signum`` to worker (or every instance of pool) ``name``:
+        to a program's whole process group, to a forked worker's process; a
+        greenlet worker gets it as the ``posix.<name>`` event on its bus.
+
+        :raises UnknownWorker: no such worker or pool.
+        :raises WorkerUnavailable: none of them is running.
+        """
+        handles = self.targets(name)
+        sent = 0
+        for handle in handles:
+            if not handle.alive:
+                continue
+            if handle.greenlet is not None:
+                try:
+                    event = posix_event_name(signum)
+                except ValueError:
+                    continue
+                handle.worker.events.emit(event, signum=signum)
+                sent += 1
+            elif handle.program is not None and handle.program.pid == handle.pid:
+                sent += handle.program.signal(signum)
+            else:
+                sent += self.spawner.signal_child(handle.pid, handle, signum)
+        if not sent:
+            raise WorkerUnavailable("worker %r is not running" % (name,))
+        return True
+
+    def worker_loggers(self, name):
+        """The names of the loggers of worker (or pool) ``name``: its own and its
+        program's output (``daemon.logtail``'s ``worker``).
+
+        :raises UnknownWorker: no such worker or pool.
+        """
+        names = set()
+        for handle in self.targets(name):
+            names.add(handle.worker.logger.name)
+            names.add(self.output_logger(handle.name).name)
+        return names
+
     def wake(self):
         """Have the watchdog look at every worker now (``posix.sigchld``)."""
         self.watchdog.wake()
@@ -417,7 +534,7 @@ class WorkerManager:
     def reopen_logs(self):
         """Have every forked worker reopen its log files; replace the standby."""
         for handle in self._handles.values():
-            if handle.kind == WorkerKind.PROCESS and handle.alive:
+            if handle.kind == WorkerKind.PROCESS and handle.alive and not is_exec(handle.worker):
                 try:
                     handle._send(encode(REOPEN))
                 except (ChannelFull, ChannelClosed) as exc:
@@ -518,6 +635,8 @@ class WorkerManager:
             # The worker is gone (EOF on the doorbell): stop watching, or the
             # watcher would fire forever; its child watcher reports the exit.
             handle.stop_watching()
+            if handle.program is not None:
+                self._program_started(handle, generation)
             return
         for data in messages:
             self.on_message_bytes(handle, generation, data)
@@ -542,6 +661,8 @@ class WorkerManager:
             if result is not None:
                 result.set((message[2], message[3]))
             return
+        if message[0] == EXEC_FAILED and handle.program is not None:
+            handle.program.error = str(message[1])  # before the EOF that follows it
         handle.inbox.append(message)
         if len(handle.inbox) == 1:
             self.watchdog.post("message", handle)
@@ -564,6 +685,8 @@ class WorkerManager:
             logring = getattr(self.daemon, "logring", None)
             if logring is not None and isinstance(message[1], dict):
                 logring.ingest(message[1])
+        elif kind == EXEC_FAILED:
+            pass  # the exit's reason (logged with the exit, rate-limited), see on_message_bytes
         else:
             self.logger.warning("worker %r sent a message of unknown kind %r", handle.name, kind)
 
@@ -575,8 +698,31 @@ class WorkerManager:
                                 before_release=lambda: self.process_inbox(handle))
         if channel is not None:
             self.spawner.close_channel(channel)  # its io watcher is closed already
-        self.emit("worker.exited", name=handle.name, pid=pid, exitcode=exitcode)
+        if handle.program is None:
+            self.emit("worker.exited", name=handle.name, pid=pid, exitcode=exitcode)
+            return True
+        # A program's exit: also the signal that ended it, and also as
+        # ``worker.exit``, the name the exec workers' documentation uses.
+        data = {"name": handle.name, "pid": pid, "exitcode": exitcode,
+                "signal": _signal_name(-exitcode) if exitcode is not None and exitcode < 0 else None}
+        self.emit("worker.exited", **data)
+        self.emit("worker.exit", **data)
         return True
+
+    def _program_started(self, handle, generation):
+        """EOF on an exec worker's doorbell (hub context): its exec succeeded, or it died."""
+        program = handle.program
+        if generation != handle.generation or program.generation != generation or not program.started():
+            return
+        mark_looping(handle)
+        self.logger.info("worker %r runs %s (pid %d)", handle.name, handle.worker.describe(), program.pid)
+        handle.inbox.append((STATE, int(WorkerStatus.LOOPING)))
+        if len(handle.inbox) == 1:
+            self.watchdog.post("message", handle)
+
+    def output_logger(self, name):
+        """The logger of worker ``name``'s program output: ``gdaemon.<slug>.<name>``."""
+        return self.logger.getChild(name)
 
     # -- helpers -----------------------------------------------------------------
 
@@ -643,6 +789,13 @@ class WorkerManager:
 
     def __repr__(self):
         return "<WorkerManager %d workers%s>" % (len(self._handles), " started" if self._started else "")
+
+
+def _signal_name(signum):
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return "signal %d" % signum
 
 
 def _lookup(mapping, name, what):

@@ -15,6 +15,7 @@ kind               fields                                       direction
 ``ACTIVATE``       ``name``: "become worker NAME"               daemon -> standby
 ``REOPEN``         (none): reopen the log files                 daemon -> worker
 ``LOG``            a log record's fields (a dict)               worker -> daemon
+``EXEC_FAILED``    why the program could not be started         worker -> daemon
 =================  ==========================================  ===============
 """
 
@@ -22,7 +23,7 @@ import enum
 import pickle
 
 __all__ = ["MessageKind", "CMD", "CALL", "STATE", "MSG", "REPLY", "ACTIVATE", "REOPEN", "LOG",
-           "encode", "decode", "UnencodableMessage", "PROTOCOL"]
+           "EXEC_FAILED", "encode", "decode", "UnencodableMessage", "PROTOCOL"]
 
 
 class MessageKind(enum.IntEnum):
@@ -36,9 +37,10 @@ class MessageKind(enum.IntEnum):
     ACTIVATE = 5
     REOPEN = 6
     LOG = 7
+    EXEC_FAILED = 8
 
 
-CMD, CALL, STATE, MSG, REPLY, ACTIVATE, REOPEN, LOG = MessageKind
+CMD, CALL, STATE, MSG, REPLY, ACTIVATE, REOPEN, LOG, EXEC_FAILED = MessageKind
 
 #: The pickle protocol of every message.
 PROTOCOL = pickle.HIGHEST_PROTOCOL

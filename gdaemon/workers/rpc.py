@@ -14,6 +14,7 @@ import typing
 
 from ..errors import ChannelClosed, ChannelFull, InvalidParams, WorkerUnavailable
 from ..rpc.methods import RpcMethod
+from .exec import is_exec, signal_number
 
 __all__ = ["register"]
 
@@ -45,8 +46,8 @@ def register(registry, manager):
             send(manager.get(name), command)
             return True
         for handle in manager:
-            if not handle.alive:
-                continue
+            if not handle.alive or is_exec(handle.worker):
+                continue  # a program takes signals, not commands
             try:
                 handle.send(command)
             except (ChannelFull, ChannelClosed) as exc:
@@ -128,3 +129,28 @@ def register(registry, manager):
         if params is not None and not isinstance(params, (list, dict)):
             raise InvalidParams("invalid param 'params': expected an array or an object")
         return manager.get(name).call(method, params)
+
+    @method("worker.signal", [("name", str), ("signal", typing.Any)], returns=bool)
+    def signal_worker(name, signal):
+        """Send SIGNAL (a name like "HUP" or "SIGHUP", or a number) to worker NAME,
+        or to every instance of pool NAME: an exec worker's whole process group, a
+        forked worker's process; a greenlet worker gets the posix.* event."""
+        manager.targets(name)  # an unknown worker is -32002 whatever the signal
+        try:
+            signum = signal_number(signal)
+        except ValueError as exc:
+            raise InvalidParams("invalid param 'signal': %s" % (exc,)) from None
+        return manager.signal_worker(name, signum)
+
+    @method("worker.stop", [("name", str)], returns=bool)
+    def stop_worker(name):
+        """Stop worker NAME (every instance of pool NAME) gracefully, SIGKILL after
+        shutdowntimeout; returns true once it is STOPPED. It stays stopped (a
+        forever worker is not respawned) until worker.start."""
+        return manager.stop_worker(name)
+
+    @method("worker.start", [("name", str)], returns=bool)
+    def start_worker(name):
+        """Start worker NAME (every instance of pool NAME) if it is stopped;
+        returns true once it is LOOPING again."""
+        return manager.start_worker(name)

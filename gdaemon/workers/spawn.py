@@ -27,6 +27,7 @@ import gevent
 from ..process import closing_at_once
 from .channel import Channel
 from .child import run_forked
+from .exec import Program, is_exec
 from .forkserver import ForkServer, supported as forkserver_supported
 from .local import LocalLink, LocalStatus
 from .runtime import WorkerRuntime
@@ -84,7 +85,7 @@ class Spawner:
         if self.forkserver is not None:
             self.forkserver.retire()
 
-    def fork_child(self, what, keep=(), worker=None, workers=None):
+    def fork_child(self, what, keep=(), worker=None, workers=None, streams=None):
         """A new child with a new channel: ``(channel, daemon end, pid, gate)`` in the daemon.
 
         The child runs :func:`~gdaemon.workers.child.run_forked` for
@@ -96,12 +97,13 @@ class Spawner:
         Elsewhere the daemon forks it here, and ``gate`` is ``None``.
         The channel's descriptors are registered on the fork registry first,
         so every later child closes them; the child keeps its own, and
-        ``keep`` (its pool's listener).
+        ``keep`` (its pool's listener).  With ``streams`` (an exec worker's
+        stdout and stderr pipes) the child execs the worker's program.
         """
         self.prepare()
         if self.forkserver is not None:
             try:
-                return self._fork_by_server(what, worker, workers)
+                return self._fork_by_server(what, worker, workers, streams)
             except OSError:
                 pass  # no fork server just now (it says why, once): fork here
         forking = self.manager.forking
@@ -113,15 +115,16 @@ class Spawner:
             parent = os.getpid()
             prctl, comm, daemon = self._prctl, self._comm, self.manager.daemon
             pid = forking.fork(lambda: run_forked(daemon, channel, parent, prctl, comm=comm,
-                                                  worker=worker, workers=workers),
-                               what, keep=channel.fds() + list(keep))
+                                                  worker=worker, workers=workers, streams=streams),
+                               what, keep=channel.fds() + list(keep) + list(streams or ()),
+                               fresh_hub=streams is None)  # a program needs no hub
         except BaseException:
             self.close_channel(channel)
             raise
         self._take_daemon_end(channel, what)
         return channel, channel.daemon_end(), pid, None
 
-    def _fork_by_server(self, what, worker, workers):
+    def _fork_by_server(self, what, worker, workers, streams=None):
         channel = Channel(self.manager.channel_capacity, shareable=True)
         try:
             self._reset_status(channel)
@@ -129,7 +132,8 @@ class Spawner:
                 if fd is not None:                               # must not inherit them
                     self.manager.forking.add_fd(fd, "channel of " + what)
             pid, gate = self.forkserver.spawn(channel, "worker" if worker is not None else "standby",
-                                              worker.name if worker is not None else "")
+                                              worker.name if worker is not None else "",
+                                              extra_fds=streams or ())
         except BaseException:
             self.close_channel(channel)
             raise
@@ -169,8 +173,31 @@ class Spawner:
         listener = handle.worker.listener
         keep = (listener.fileno(),) if listener is not None else ()
         generation = handle.generation
+        if is_exec(handle.worker):
+            self._spawn_program(handle, keep, generation)
+            return
         channel, end, pid, gate = self.fork_child("worker %r" % handle.name, keep=keep,
                                                   worker=handle.worker)
+        self.started(pid, gate, handle, generation)
+        self.bind(handle, pid, channel, end)
+
+    def _spawn_program(self, handle, keep, generation):
+        """Fork an instance of an exec worker: its child execs the program, whose
+        output goes to pipes the daemon reads (:mod:`gdaemon.workers.output`)."""
+        manager = self.manager
+        what = "worker %r" % handle.name
+        program = Program(handle.worker, generation)
+        streams = manager.output.open(program, manager.output_logger(handle.name), what)
+        try:
+            channel, end, pid, gate = self.fork_child(what, keep=keep, worker=handle.worker,
+                                                      streams=streams)
+        finally:
+            manager.output.release(streams)
+        program.pid = pid
+        handle.program = program
+        # A program has no heartbeat: the watchdog must not time it out.  Its
+        # worker's timeout is how long it gets to stop (Program.request_stop).
+        handle.timeout = None
         self.started(pid, gate, handle, generation)
         self.bind(handle, pid, channel, end)
 
@@ -213,8 +240,16 @@ class Spawner:
         watcher.start(self.manager.watchdog.child_exited, watcher)
 
     def forget(self, pid):
-        """``pid`` was reaped: its ``[handle, generation]`` (``None`` if not ours)."""
-        return self.children.pop(pid, None)
+        """``pid`` was reaped: its ``[handle, generation]`` (``None`` if not ours).
+
+        A program's leftovers (its process group) are killed right here, at
+        the reaping, before its id could be anybody else's.
+        """
+        owner = self.children.pop(pid, None)
+        program = owner[0].program if owner is not None and owner[0] is not None else None
+        if program is not None and program.pid == pid:
+            program.ended()
+        return owner
 
     # -- signalling ---------------------------------------------------------------
 
@@ -239,6 +274,10 @@ class Spawner:
             return
         if handle.greenlet is not None:
             handle.greenlet.kill(block=False)
+            return
+        program = handle.program
+        if program is not None and program.pid == handle.pid and handle.pid in self.children:
+            program.signal(signal.SIGKILL)  # the program's whole process group
             return
         self.signal_child(handle.pid, handle, signal.SIGKILL)
 

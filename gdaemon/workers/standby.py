@@ -24,6 +24,7 @@ failed *activations* count toward giving the standby up.
 import signal
 
 from ..errors import ChannelClosed, ChannelFull
+from .exec import is_exec
 from .messages import ACTIVATE, encode
 from .watchdog import describe_exit
 from .worker import WorkerKind, WorkerStatus
@@ -69,7 +70,9 @@ class StandbyPool:
         if (not manager.standby or not manager.running or self.current is not None
                 or self._forking or self.failures >= manager.standby_failures_max):
             return
-        handles = [h for h in manager if h.kind == WorkerKind.PROCESS]
+        # Not exec workers: their child needs pipes made at each start (and
+        # the exec of a program dwarfs the fork a standby saves).
+        handles = [h for h in manager if h.kind == WorkerKind.PROCESS and not is_exec(h.worker)]
         if not any(h.forever for h in handles):
             return
         workers = {h.name: h.worker for h in handles}

@@ -408,7 +408,9 @@ class Watchdog:
             manager.set_state(handle, WorkerStatus.RESTARTING)
             manager.spawn(handle, respawn=True)
             return
-        reason = describe_exit(exitcode)
+        program = handle.program
+        # A program that could not even be exec'd says why (command not found...).
+        reason = program.error if program is not None and program.error else describe_exit(exitcode)
         if handle.killed is None and exitcode != 0:
             manager.emit("worker.failed", name=handle.name, reason=reason)
         if not handle.forever:

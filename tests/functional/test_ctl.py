@@ -65,7 +65,12 @@ def worker_status(proc, name):
     ["call"],
     ["status", "extra"],
     ["pause", "a", "b"],
-    ["stop", "now"],
+    ["stop", "a", "b"],
+    ["start"],
+    ["signal", "alpha"],
+    ["signal", "alpha", "NOSUCH"],
+    ["tail", "alpha", "beta"],
+    ["shutdown", "now"],
     ["scale", "alpha"],
     ["scale", "alpha", "many"],
     ["scale", "alpha", "-1"],
@@ -161,7 +166,7 @@ def test_help_shows_defaults_and_dedents_the_description(echo, workdir):
     result = ctl("help", "daemon.logtail", cwd=workdir)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "daemon.logtail(lines: int = 100) -> array"
+    assert lines[0] == "daemon.logtail(lines: int = 100, worker: string | nil = null) -> array"
     assert lines[1] == ""
     assert lines[2].startswith("Return the last LINES log lines")
     assert all(not line.startswith(" ") for line in lines[2:]), lines   # dedented docstring
@@ -296,6 +301,107 @@ def test_scale_a_pool(workers_daemon, workdir):
     assert result.returncode == 0 and json.loads(result.stdout) == ["alpha"]
     unknown = ctl("scale", "nobody", "2", cwd=workdir)
     assert unknown.returncode == 1 and unknown.stderr.startswith("error -32002: ")
+
+
+#: A daemon with an exec worker ``prog`` (a shell that traps HUP) and a pool ``farm``.
+EXEC_DAEMON = """
+daemon = EchoDaemon({"description": "Exec Daemon"})
+daemon.workers.install(gdaemon.ExecWorker(
+    "prog", "trap 'echo got-hup' HUP; echo prog-started; while true; do sleep 0.05; done",
+    shell=True), forever=True)
+daemon.workers.install(gdaemon.ExecWorker("farm", ["sleep", "1000"]), forever=True, instances=2)
+daemon.init()
+"""
+
+
+@pytest.fixture
+def exec_daemon(spawn, workdir):
+    path = write_script(workdir, EXEC_DAEMON, patched=False, name="exec_daemon.py")
+    proc = spawn([sys.executable, path, "-f"])
+    wait_until(lambda: set(proc.result("worker.status").values()) == {1}, 15,
+               message="every worker LOOPING")
+    return proc
+
+
+def test_stop_start_restart_a_worker_and_a_pool(exec_daemon, workdir):
+    result = ctl("stop", "prog", cwd=workdir)
+    assert (result.returncode, result.stdout) == (0, "stopped prog\n"), result.stderr
+    assert worker_status(exec_daemon, "prog") == 5
+    assert exec_daemon.result("examples.echo", ["alive"]) == "alive"   # the daemon runs on
+    result = ctl("start", "prog", cwd=workdir)
+    assert (result.returncode, result.stdout) == (0, "started prog\n"), result.stderr
+    assert worker_status(exec_daemon, "prog") == 1
+    assert ctl("stop", "farm", cwd=workdir).returncode == 0
+    assert [worker_status(exec_daemon, n) for n in ("farm.0", "farm.1")] == [5, 5]
+    assert ctl("--json", "start", "farm", cwd=workdir).stdout == "true\n"
+    assert [worker_status(exec_daemon, n) for n in ("farm.0", "farm.1")] == [1, 1]
+    pid = exec_daemon.result("worker.info", ["farm.1"])["pid"]
+    assert ctl("restart", "farm.1", cwd=workdir).returncode == 0
+    assert exec_daemon.result("worker.info", ["farm.1"])["pid"] != pid
+    unknown = ctl("stop", "nobody", cwd=workdir)
+    assert unknown.returncode == 1 and unknown.stderr.startswith("error -32002: ")
+    assert ctl("start", "nobody", cwd=workdir).returncode == 1
+    assert ctl("scale", "nobody", "3", cwd=workdir).returncode == 1
+
+
+def test_shutdown_is_stop_without_a_name(exec_daemon, workdir):
+    result = ctl("shutdown", cwd=workdir)
+    assert (result.returncode, result.stdout) == (0, "stopping\n"), result.stderr
+    assert exec_daemon.wait(15) == 0
+
+
+def test_signal_and_tail_of_one_worker(exec_daemon, workdir):
+    result = ctl("signal", "prog", "HUP", cwd=workdir)
+    assert (result.returncode, result.stdout) == (0, "signalled prog with HUP\n"), result.stderr
+
+    def tail_prog():
+        return ctl("tail", "prog", "-n", "50", cwd=workdir).stdout.splitlines()
+    lines = wait_until(lambda: [l for l in tail_prog() if "got-hup" in l] and tail_prog(), 10,
+                       message="the trapped HUP in tail prog")
+    assert lines and all("gdaemon.exec-daemon.prog[" in line for line in lines), lines
+    everything = ctl("tail", "-n", "50", cwd=workdir).stdout
+    assert "ready on" in everything and "ready on" not in "\n".join(lines)
+    assert ctl("signal", "prog", "1", cwd=workdir).returncode == 0
+    assert ctl("signal", "nobody", "HUP", cwd=workdir).returncode == 1
+    assert ctl("tail", "nobody", cwd=workdir).returncode == 1
+
+
+def test_tail_follow_of_one_worker(exec_daemon, workdir, watcher):
+    proc, reader = watcher("tail", "prog", "-n", "0", "-f")
+    deadline = time.monotonic() + 15
+    seen = []
+    while time.monotonic() < deadline and not any("got-hup" in line for line in seen):
+        exec_daemon.result("worker.restart", ["farm.0"])   # logs lines not to be printed
+        exec_daemon.result("worker.signal", ["prog", "HUP"])
+        try:
+            line = reader.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        assert line is not None, "tail -f exited early"
+        seen.append(line)
+    assert any("got-hup" in line for line in seen), seen
+    assert all(".prog[" in line for line in seen), seen
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(10) == 0
+
+
+def test_shell_completes_commands_and_worker_names():
+    from gdaemon.ctl.shell import Completer
+    fetched = []
+
+    def fetch():
+        fetched.append(1)
+        return ["web.0", "web.1", "web", "db"] + (["late"] if len(fetched) > 1 else [])
+    completer = Completer(fetch)
+    assert sorted(completer.candidates([], "sta")) == ["start ", "status "]
+    assert completer.candidates([], "sig") == ["signal "]
+    assert completer.candidates(["restart"], "we") == ["web ", "web.0 ", "web.1 "]
+    assert len(fetched) == 1
+    assert completer.candidates(["stop"], "d") == ["db "]
+    assert len(fetched) == 1   # fetched once
+    assert completer.candidates(["start"], "la") == ["late "]   # nothing matched: fetched again
+    assert completer.candidates(["signal", "web"], "h") == ["HUP "]
+    assert completer.candidates(["status"], "") == []
 
 
 # -- authentication -------------------------------------------------------------------

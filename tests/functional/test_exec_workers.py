@@ -1,0 +1,223 @@
+"""Issue 17: exec workers (ExecWorker), supervising real programs.
+
+Real daemons run real programs (sh, sleep, python -c servers): their output
+is checked in daemon.logtail, their process groups by pid, their sockets by
+a client that keeps connecting while instances are SIGKILLed.
+"""
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+from support import gone, rpc, wait_gone, wait_until
+from support.workers import events, info, wait_looping, wait_status, write_daemon
+
+pytestmark = pytest.mark.timeout(90)
+LOOPING, STOPPED = 1, 5
+
+
+@pytest.fixture
+def start(spawn, workdir):
+    def _start(install, **kw):
+        path = write_daemon(workdir, install, **kw)
+        return spawn([sys.executable, path, "-f"])
+    return _start
+
+
+def logtail(proc, worker=None, lines=1000):
+    params = {"lines": lines}
+    if worker is not None:
+        params["worker"] = worker
+    return proc.result("daemon.logtail", params)
+
+
+def lines_with(proc, text, worker=None):
+    return [line for line in logtail(proc, worker) if text in line]
+
+
+def test_output_lines_become_log_records(start):
+    proc = start('''
+        daemon.workers.install(gdaemon.ExecWorker(
+            "talker", ["sh", "-c", "echo out-line; echo err-line >&2; printf 'no newline at end'; sleep 1000"]),
+            forever=True)
+    ''')
+    found = wait_looping(proc, "talker")
+    pid = found["pid"]
+    assert psutil.Process(pid).name() == "sh"   # the worker's pid is the program's
+    out = wait_until(lambda: lines_with(proc, "out-line", "talker"), 10, message="stdout line")
+    err = wait_until(lambda: lines_with(proc, "err-line", "talker"), 10, message="stderr line")
+    assert " INFO gdaemon.worker-test.talker[%d]: out-line" % pid in out[0]
+    assert " WARNING gdaemon.worker-test.talker[%d]: err-line" % pid in err[0]
+    # Only that worker's lines with worker=.
+    mine = logtail(proc, "talker")
+    assert any("out-line" in line for line in mine)
+    assert all(".talker[" in line for line in mine), mine
+    # A line without its newline is logged once the program ends.
+    assert proc.result("worker.stop", ["talker"]) is True
+    wait_until(lambda: lines_with(proc, "no newline at end", "talker"), 10, message="last partial line")
+    assert info(proc, "talker")["status"] == STOPPED
+
+
+def test_stop_kills_the_whole_process_group(start, workdir):
+    proc = start('''
+        daemon.workers.install(gdaemon.ExecWorker("shell", "sleep 1000 & echo $! > bg.pid; sleep 1000",
+                                                  shell=True, cwd=HERE), forever=True)
+    ''')
+    pid = wait_looping(proc, "shell")["pid"]
+    bg_path = os.path.join(workdir, "bg.pid")
+    background = wait_until(lambda: int(open(bg_path).read()), 10, message="background pid")
+    assert os.getpgid(background) == pid          # the program leads its own group
+    assert os.getpgid(pid) != os.getpgid(proc.pid)
+    assert psutil.Process(background).ppid() == pid
+    started = time.monotonic()
+    assert proc.result("worker.stop", ["shell"]) is True
+    assert time.monotonic() - started < 5        # TERM was enough: no shutdowntimeout wait
+    wait_gone([pid, background], 5)
+    state = info(proc, "shell")
+    assert state["status"] == STOPPED and state["last_exit"] == -signal.SIGTERM
+    exits = [e["data"] for e in events(workdir, "worker.exited") if e["data"]["name"] == "shell"]
+    assert exits and exits[-1]["signal"] == "SIGTERM" and exits[-1]["exitcode"] == -15
+
+
+def test_grandchildren_of_a_dead_program_are_killed(start, workdir):
+    """A program that dies on its own (SIGKILL) leaves no background child behind."""
+    proc = start('''
+        daemon.workers.install(gdaemon.ExecWorker("shell", "sleep 1000 & echo $! > bg.pid; sleep 1000",
+                                                  shell=True, cwd=HERE), forever=True)
+    ''')
+    pid = wait_looping(proc, "shell")["pid"]
+    bg_path = os.path.join(workdir, "bg.pid")
+    background = wait_until(lambda: int(open(bg_path).read()), 10, message="background pid")
+    os.kill(pid, signal.SIGKILL)
+    wait_gone(background, 5)
+    wait_looping(proc, "shell", other_than=pid)
+
+
+def test_command_not_found_is_a_clear_failure(start, workdir):
+    proc = start('''
+        daemon.workers.install(gdaemon.ExecWorker("ghost", ["gdaemon-no-such-program"]), forever=True)
+        daemon.workers.install(gdaemon.ExecWorker("nowhere", ["true"], cwd="/no/such/dir"), forever=True)
+    ''')
+    failed = wait_until(lambda: [e["data"] for e in events(workdir, "worker.failed")
+                                 if e["data"]["name"] == "ghost"], 10, message="worker.failed")
+    assert failed[0]["reason"] == ("cannot exec 'gdaemon-no-such-program': "
+                                   "No such file or directory")
+    wait_until(lambda: lines_with(proc, "cannot exec 'gdaemon-no-such-program'"), 5,
+               message="the reason in the log")
+    assert info(proc, "ghost")["last_exit"] == 127
+    assert info(proc, "ghost")["status"] != LOOPING
+    failed = wait_until(lambda: [e["data"] for e in events(workdir, "worker.failed")
+                                 if e["data"]["name"] == "nowhere"], 10, message="worker.failed")
+    assert failed[0]["reason"].startswith("cannot change to directory '/no/such/dir'")
+    # worker.start says why it cannot.
+    response = proc.call("worker.start", ["ghost"])
+    assert response["error"]["code"] == -32005
+    assert "No such file or directory" in response["error"]["message"]
+    assert proc.result("system.listMethods")   # still serving
+
+
+def test_a_program_not_forever_that_fails_stops_the_daemon(spawn, workdir):
+    path = write_daemon(workdir, 'daemon.workers.install(gdaemon.ExecWorker("once", ["false"]))')
+    proc = spawn([sys.executable, path, "-f"], wait=False)
+    assert proc.wait(20) == 1
+    assert "worker 'once'" in proc.output() and "exited with code 1" in proc.output()
+
+
+def test_signal_reaches_the_program(start, workdir):
+    proc = start(r'''
+        daemon.workers.install(gdaemon.ExecWorker(
+            "trapper", "trap 'echo got-hup' HUP; trap 'echo got-usr1' USR1; "
+                       "while true; do sleep 0.05; done", shell=True), forever=True)
+    ''')
+    pid = wait_looping(proc, "trapper")["pid"]
+    assert proc.result("worker.signal", ["trapper", "HUP"]) is True
+    wait_until(lambda: lines_with(proc, "got-hup", "trapper"), 10, message="HUP trapped")
+    assert proc.result("worker.signal", {"name": "trapper", "signal": "SIGUSR1"}) is True
+    wait_until(lambda: lines_with(proc, "got-usr1", "trapper"), 10, message="USR1 trapped")
+    assert proc.result("worker.signal", ["trapper", int(signal.SIGHUP)]) is True
+    wait_until(lambda: len(lines_with(proc, "got-hup", "trapper")) >= 2, 10, message="second HUP")
+    assert info(proc, "trapper")["pid"] == pid    # trapped, not killed
+    # Errors.
+    assert proc.call("worker.signal", ["nobody", "HUP"])["error"]["code"] == -32002
+    assert proc.call("worker.signal", ["trapper", "NOSUCH"])["error"]["code"] == -32602
+    assert proc.call("worker.signal", ["trapper", 99999])["error"]["code"] == -32602
+    assert proc.call("worker.call", ["trapper", "anything"])["error"]["code"] == -32601
+    assert proc.call("worker.send", ["trapper", "note"])["error"]["code"] == -32005
+    # A TERM from outside: exit status and signal are recorded, it is respawned.
+    assert proc.result("worker.signal", ["trapper", "KILL"]) is True
+    wait_looping(proc, "trapper", other_than=pid)
+    assert info(proc, "trapper")["last_exit"] == -signal.SIGKILL
+
+
+def test_stop_and_start_forever_workers_and_pools(start, workdir):
+    proc = start('''
+        daemon.workers.install(gdaemon.ExecWorker("prog", ["sleep", "1000"]), forever=True)
+        daemon.workers.install(gdaemon.ExecWorker("farm", ["sleep", "1000"]), forever=True, instances=3)
+        daemon.workers.install(Counter("py"), looptime=0.1, forever=True)
+    ''')
+    for name in ("prog", "farm.0", "farm.1", "farm.2", "py"):
+        wait_looping(proc, name)
+    for name in ("prog", "py"):
+        pid = info(proc, name)["pid"]
+        assert proc.result("worker.stop", [name]) is True
+        assert info(proc, name)["status"] == STOPPED
+        wait_gone(pid, 5)
+        # Stays stopped: no respawn, also across a reload.
+        time.sleep(0.5)
+        assert info(proc, name)["status"] == STOPPED and info(proc, name)["pid"] is None
+    assert proc.result("daemon.reload") is True
+    wait_until(lambda: proc.result("worker.status", ["farm.2"]) == LOOPING
+               and info(proc, "farm.2")["restarts"] >= 1, 20, message="reload done")
+    assert info(proc, "prog")["status"] == STOPPED and info(proc, "py")["status"] == STOPPED
+    for name in ("prog", "py"):
+        assert proc.result("worker.start", [name]) is True
+        assert info(proc, name)["status"] == LOOPING
+    # A pool.
+    pids = [info(proc, "farm.%d" % i)["pid"] for i in range(3)]
+    assert proc.result("worker.stop", ["farm"]) is True
+    assert [info(proc, "farm.%d" % i)["status"] for i in range(3)] == [STOPPED] * 3
+    wait_gone(pids, 5)
+    assert proc.result("worker.start", ["farm"]) is True
+    assert [info(proc, "farm.%d" % i)["status"] for i in range(3)] == [LOOPING] * 3
+    # One instance of a pool; unknown names.
+    assert proc.result("worker.stop", ["farm.1"]) is True
+    assert proc.result("worker.status", ["farm.0"]) == LOOPING
+    assert proc.result("worker.start", ["farm.1"]) is True
+    assert proc.call("worker.stop", ["nobody"])["error"]["code"] == -32002
+    assert proc.call("worker.start", ["nobody"])["error"]["code"] == -32002
+    # worker.restart works on exec workers too.
+    pid = info(proc, "prog")["pid"]
+    assert proc.result("worker.restart", ["prog"]) is True
+    assert info(proc, "prog")["pid"] != pid
+    wait_gone(pid, 5)
+
+
+def test_environment_and_working_directory(start, workdir):
+    proc = start('''
+        daemon.workers.install(gdaemon.ExecWorker(
+            "envy", 'echo "W=$GDAEMON_WORKER I=$GDAEMON_INSTANCE X=$EXTRA L=${LISTEN_FDS:-none} D=$(pwd)"; '
+                    'sleep 1000', shell=True, env={"EXTRA": "yes"}, cwd="/tmp"),
+            forever=True, instances=2)
+    ''')
+    wait_until(lambda: lines_with(proc, "W=envy I=1 X=yes L=none D=/tmp", "envy"), 10, message="env of envy.1")
+    assert lines_with(proc, "W=envy I=0 X=yes L=none D=/tmp", "envy")
+
+
+def test_bad_arguments_are_refused_at_construction():
+    from gdaemon import ConfigError, ExecWorker
+    with pytest.raises(ConfigError, match="shell=True"):
+        ExecWorker("w", "sleep 10")
+    with pytest.raises(ConfigError, match="non-empty"):
+        ExecWorker("w", [])
+    with pytest.raises(ConfigError, match="stopsignal"):
+        ExecWorker("w", ["true"], stopsignal="NOPE")
+    with pytest.raises(ConfigError, match="env"):
+        ExecWorker("w", ["true"], env={"A": 1})
+    assert ExecWorker("w", ["true"], stopsignal="int").stopsignal == signal.SIGINT
+    assert ExecWorker("w", "true", shell=True).argv == ["/bin/sh", "-c", "true"]
