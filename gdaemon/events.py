@@ -74,7 +74,12 @@ EVENTS = tuple(
         Event("worker.state", ("name", "status", "status_name"), "A worker's status changed "
               "(``status``: the code, ``status_name``: ``SPINUP``, ``LOOPING``...)."),
         Event("worker.exited", ("name", "pid", "exitcode"), "A worker's process ended "
-              "(``exitcode``: its exit status, or minus the signal that killed it)."),
+              "(``exitcode``: its exit status, or minus the signal that killed it; for an exec "
+              "worker also ``signal``, that signal's name or ``null``).", optional=("signal",)),
+        Event("worker.exit", ("name", "pid", "exitcode", "signal"), "An exec worker's program "
+              "ended, sent after ``worker.exited`` with the same keys: ``exitcode`` (its exit "
+              "status, or minus the signal that killed it) and ``signal`` (``\"SIGTERM\"``..., "
+              "or ``null`` when it exited)."),
         Event("worker.failed", ("name", "reason"), "A worker could not be started or kept "
               "running (``reason``: one line saying why)."),
         Event("worker.message", ("name", "command", "payload"), "A worker wrote to the "

@@ -43,7 +43,7 @@ from ..identity import apply_process_settings
 from ..logfiles import reopen_file_handlers
 from ..process import close_fd, closing_at_once
 from ..proctitle import set_title
-from .exec import exec_program
+from .exec import EXEC_FAILED_EXIT, exec_program, report_exec_failure
 from .messages import ACTIVATE, LOG, REOPEN, decode, encode
 from .runtime import WorkerRuntime
 from .worker import Worker, WorkerExit
@@ -162,7 +162,12 @@ def _description(daemon):  # pragma: no cover - runs in forked children
 
 
 def _run_program(daemon, worker, end, streams):  # pragma: no cover - runs in forked children
-    """An exec worker's child: no hub, no handlers, straight to ``exec``."""
+    """An exec worker's child: no hub, no handlers; its limits and identity, then ``exec``."""
+    try:
+        apply_process_settings(getattr(worker, "process_settings", None), worker.name)
+    except WorkerError as exc:
+        report_exec_failure(end, str(exc))  # the reason of worker.failed
+        _leave(EXEC_FAILED_EXIT)
     config = getattr(daemon, "config", None) or {}
     exec_program(worker, end, streams, basepath=config.get("basepath"))
 

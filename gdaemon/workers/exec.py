@@ -44,7 +44,7 @@ from .messages import EXEC_FAILED, encode
 from .worker import Worker, WorkerStatus
 
 __all__ = ["ExecWorker", "is_exec", "signal_number", "exec_program", "Program", "mark_looping",
-           "mark_spindown", "EXEC_FAILED_EXIT"]
+           "mark_spindown", "report_exec_failure", "EXEC_FAILED_EXIT"]
 
 #: Exit status of a child whose exec failed (a shell's "command not found").
 EXEC_FAILED_EXIT = 127
@@ -216,11 +216,16 @@ def exec_program(worker, end, streams, basepath=None):  # pragma: no cover - run
                                          exc.strerror or exc)
         if cwd is not None and not os.path.isdir(cwd):
             reason = "cannot change to directory %r: %s" % (cwd, exc.strerror or exc)
-        try:
-            end.send(encode(EXEC_FAILED, reason))
-        except (ChannelFull, ChannelClosed, OSError):
-            pass
+        report_exec_failure(end, reason)
     os._exit(EXEC_FAILED_EXIT)
+
+
+def report_exec_failure(end, reason):  # pragma: no cover - runs in the child
+    """Tell the daemon why the program could not be started (before exiting)."""
+    try:
+        end.send(encode(EXEC_FAILED, reason))
+    except (ChannelFull, ChannelClosed, OSError):
+        pass
 
 
 def _default_signals():  # pragma: no cover - runs in the child
