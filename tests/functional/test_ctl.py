@@ -350,7 +350,14 @@ def test_shutdown_is_stop_without_a_name(exec_daemon, workdir):
     assert exec_daemon.wait(15) == 0
 
 
+def prog_started(proc):
+    """Wait until prog's shell has set its trap (it says so after)."""
+    wait_until(lambda: any("prog-started" in line for line in proc.result(
+        "daemon.logtail", {"lines": 100, "worker": "prog"})), 10, message="prog started")
+
+
 def test_signal_and_tail_of_one_worker(exec_daemon, workdir):
+    prog_started(exec_daemon)
     result = ctl("signal", "prog", "HUP", cwd=workdir)
     assert (result.returncode, result.stdout) == (0, "signalled prog with HUP\n"), result.stderr
 
@@ -367,6 +374,7 @@ def test_signal_and_tail_of_one_worker(exec_daemon, workdir):
 
 
 def test_tail_follow_of_one_worker(exec_daemon, workdir, watcher):
+    prog_started(exec_daemon)
     proc, reader = watcher("tail", "prog", "-n", "0", "-f")
     deadline = time.monotonic() + 15
     seen = []

@@ -132,10 +132,12 @@ def test_a_program_not_forever_that_fails_stops_the_daemon(spawn, workdir):
 def test_signal_reaches_the_program(start, workdir):
     proc = start(r'''
         daemon.workers.install(gdaemon.ExecWorker(
-            "trapper", "trap 'echo got-hup' HUP; trap 'echo got-usr1' USR1; "
+            "trapper", "trap 'echo got-hup' HUP; trap 'echo got-usr1' USR1; echo trapping; "
                        "while true; do sleep 0.05; done", shell=True), forever=True)
     ''')
     pid = wait_looping(proc, "trapper")["pid"]
+    # LOOPING: the exec succeeded; the shell has set its traps once it says so.
+    wait_until(lambda: lines_with(proc, "trapping", "trapper"), 10, message="traps set")
     assert proc.result("worker.signal", ["trapper", "HUP"]) is True
     wait_until(lambda: lines_with(proc, "got-hup", "trapper"), 10, message="HUP trapped")
     assert proc.result("worker.signal", {"name": "trapper", "signal": "SIGUSR1"}) is True
