@@ -142,7 +142,7 @@ def cmd_signal(session, name, signal):
 
 def parse_signal_args(args):
     """``signal NAME SIG`` -> ``[NAME, SIG]`` (a number stays a number); raises :class:`UsageError`."""
-    from ..workers.exec import signal_number
+    from ..signalnames import signal_number
     try:
         signal_number(args[1])
     except ValueError as exc:

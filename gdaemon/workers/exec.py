@@ -40,6 +40,7 @@ import signal
 import gevent
 
 from ..errors import ChannelClosed, ChannelFull, ConfigError
+from ..signalnames import signal_number
 from .messages import EXEC_FAILED, encode
 from .worker import Worker, WorkerStatus
 
@@ -52,29 +53,6 @@ EXEC_FAILED_EXIT = 127
 #: Environment variables of systemd's socket passing, removed unless the
 #: worker has a listener of its own to pass.
 _LISTEN_VARIABLES = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
-
-
-def signal_number(value):
-    """A signal given as ``"HUP"``, ``"SIGHUP"``, ``"hup"`` or ``1``: its number.
-
-    :raises ValueError: not a signal of this system (the message names it).
-    """
-    if isinstance(value, bool):
-        raise ValueError("unknown signal %r" % (value,))
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, int):
-        if value in signal.valid_signals():
-            return int(value)
-        raise ValueError("unknown signal %d" % value)
-    if isinstance(value, str):
-        name = value.strip().upper()
-        if not name.startswith("SIG"):
-            name = "SIG" + name
-        number = getattr(signal.Signals, name, None) if name.isidentifier() else None
-        if isinstance(number, signal.Signals):
-            return int(number)
-    raise ValueError("unknown signal %r (expected a name like \"HUP\" or a number)" % (value,))
 
 
 def is_exec(worker):

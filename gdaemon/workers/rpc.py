@@ -14,7 +14,8 @@ import typing
 
 from ..errors import ChannelClosed, ChannelFull, InvalidParams, WorkerUnavailable
 from ..rpc.methods import RpcMethod
-from .exec import is_exec, signal_number
+from ..signalnames import signal_number
+from .exec import is_exec
 
 __all__ = ["register"]
 
