@@ -77,10 +77,12 @@ class WorkerManager:
     #: Fork workers and standbys in a fork server, never in the daemon's hub
     #: (Linux; see :mod:`gdaemon.workers.forkserver`).
     use_forkserver = True
-    #: An instance that died sooner than this many seconds after its start is
-    #: crash-looping: its respawn is a fresh fork by the fork server (off the
-    #: hub as well), and the standby stays for a worker that was up, so a
-    #: healthy worker killed during a crash loop is back as fast as when idle.
+    #: An instance that ended by itself (an exit, or a signal other than
+    #: SIGKILL) sooner than this many seconds after its start is crash-looping
+    #: (supervisord's ``startsecs`` is 1 s too): its respawn is a fresh fork by
+    #: the fork server (off the hub as well), and the standby stays for the
+    #: others, so a healthy worker killed during a crash loop is back as fast
+    #: as on an idle daemon.
     standby_min_uptime = 1.0
     #: Consecutive failed activations after which no more standby is forked.
     standby_failures_max = 3
@@ -557,10 +559,14 @@ class WorkerManager:
 
         self.watchdog.wake()
 
-    def deserves_standby(self, uptime):
-        """May an instance that was up ``uptime`` seconds (``None``: unknown) be
-        replaced from the standby?  Not when it was crash-looping."""
-        return uptime is None or uptime >= self.standby_min_uptime
+    def deserves_standby(self, uptime, exitcode):
+        """May an instance that was up ``uptime`` seconds (``None``: unknown) and
+        ended with ``exitcode`` be replaced from the standby?  Not when it is
+        crash-looping: it ended by itself soon after its start.  SIGKILL comes
+        from outside (an operator, the OOM killer, a heartbeat timeout), so a
+        SIGKILLed instance always may."""
+        return (exitcode == -signal.SIGKILL or uptime is None
+                or uptime >= self.standby_min_uptime)
 
     def spawn(self, handle, respawn=False):
         """Start a new instance of ``handle``'s worker (a process or a greenlet)."""
@@ -571,8 +577,9 @@ class WorkerManager:
         handle.mode = Mode.RUN
         handle._exited.clear()
         handle.started_at = time.time()
-        # Whether the instance that died (if any) lived long enough to get the standby.
-        standby = not respawn or self.deserves_standby(handle.tracker.last_uptime)
+        # Whether the instance that died (if any) may be replaced from the standby.
+        death = handle.tracker.last_death
+        standby = not respawn or death is None or self.deserves_standby(*death)
         handle.tracker.started(self.watchdog.clock())
         try:
             if handle.kind == WorkerKind.GREENLET:

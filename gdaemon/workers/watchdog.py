@@ -86,9 +86,9 @@ class RestartTracker:
         self._recent = deque()   # times of the respawns within the last period
         self._delay = 0.0        # current backoff; 0.0 while not backing off
         self._started = None
-        #: Seconds the last instance that died unexpectedly had been up
-        #: (``None`` before any such death, or when its start was not seen).
-        self.last_uptime = None
+        #: ``(uptime, exitcode)`` of the instance whose death :meth:`next_delay`
+        #: counted last; ``None`` once the next instance started.
+        self.last_death = None
 
     @property
     def backing_off(self):
@@ -97,7 +97,7 @@ class RestartTracker:
     def started(self, now):
         """An instance started at ``now``."""
         self._started = now
-        self.last_uptime = None
+        self.last_death = None
 
     def uptime(self, now):
         """Seconds the current instance has been up at ``now`` (``None``: not started)."""
@@ -118,10 +118,11 @@ class RestartTracker:
         horizon = now - policy.period
         return sum(1 for t in self._recent if t > horizon) < policy.intensity
 
-    def next_delay(self, now):
-        """The instance died at ``now``: seconds to wait before respawning it."""
+    def next_delay(self, now, exitcode=None):
+        """The instance died at ``now`` (with ``exitcode``, as ``os.waitstatus_to_exitcode``
+        gives it): seconds to wait before respawning it."""
         policy = self.policy
-        self.last_uptime = self.uptime(now)
+        self.last_death = (self.uptime(now), exitcode)
         if self._started is not None and now - self._started > policy.period:
             self.reset()
         horizon = now - policy.period
@@ -265,7 +266,7 @@ class Watchdog:
             now = self.clock()
             if (handle.forever and handle.mode == Mode.RUN and exitcode != WorkerExit.TERMINATED
                     and not self.manager.stopping and handle.tracker.respawns_at_once(now)
-                    and self.manager.deserves_standby(handle.tracker.uptime(now))):
+                    and self.manager.deserves_standby(handle.tracker.uptime(now), exitcode)):
                 self.manager.standbys.preactivate(handle, generation)
             self.post(_EXIT, handle, generation, pid, exitcode)
 
@@ -419,18 +420,20 @@ class Watchdog:
                                  handle.name, pid, reason)
             manager.stop_daemon(1)
             return
-        self.respawn_later(handle, reason)
+        self.respawn_later(handle, reason, exitcode=exitcode)
 
-    def respawn_later(self, handle, reason, failed_start=False):
+    def respawn_later(self, handle, reason, failed_start=False, exitcode=None):
         """Apply the policy to a dead forever worker: respawn now or after a backoff.
 
         :param failed_start: the instance could not even be started; a
             respawn "now" then goes through the respawn timer (no recursion
             into another start that may fail the same way).
+        :param exitcode: how the instance ended (decides whether its
+            respawn may take the standby: see ``deserves_standby``).
         """
         manager = self.manager
         manager.set_state(handle, WorkerStatus.RESTARTING)
-        delay = handle.tracker.next_delay(self.clock())
+        delay = handle.tracker.next_delay(self.clock(), exitcode)
         # One line per worker per interval, then a count: a crash loop
         # (backoff disabled, or many workers) cannot fill the log.
         log = self._crash_log

@@ -91,16 +91,16 @@ def test_trackers_are_independent():
     assert crash_after(b, clock, 0.0) == 0.0
 
 
-def test_uptime_of_the_last_unexpected_death_is_kept_until_the_next_start():
+def test_the_last_death_is_kept_until_the_next_start():
     # What decides whether a respawn may take the standby (crash loops may not).
     tracker = RestartPolicy(intensity=5, period=10.0).tracker()
-    assert tracker.uptime(3.0) is None and tracker.last_uptime is None
+    assert tracker.uptime(3.0) is None and tracker.last_death is None
     tracker.started(1.0)
     assert tracker.uptime(3.5) == 2.5
-    tracker.next_delay(1.25)
-    assert tracker.last_uptime == 0.25 and tracker.uptime(2.0) is None
+    tracker.next_delay(1.25, 1)
+    assert tracker.last_death == (0.25, 1) and tracker.uptime(2.0) is None
     tracker.started(2.0)
-    assert tracker.last_uptime is None
+    assert tracker.last_death is None
 
 
 def test_reset_forgets_history():
