@@ -131,3 +131,26 @@ def test_stopping_on_daemon_stop_rpc(spawn, notify):
     assert proc.result("daemon.stop") is True
     notify.index_after("STOPPING=1", ready)
     assert proc.wait(10) == 0
+
+
+def test_upgrade_hands_the_service_over_with_mainpid(spawn, notify, workdir):
+    """The new daemon sends MAINPID=<its pid> and READY=1 before the old one exits
+    (before the old one even answers daemon.upgrade), and nobody says STOPPING=1."""
+    proc = spawn([ECHO, "-f"], env={"NOTIFY_SOCKET": notify.path})
+    notify.wait_for("READY=1")
+    old_pid = proc.result("daemon.status")["pid"]
+    address = "unix://" + os.path.join(workdir, "daemon.sock")
+    assert rpc(address, "daemon.upgrade", timeout=60)["result"] is True
+    # Already sent: a short wait only covers the datagram's way through the socket.
+    handover = [i for i, message in enumerate(notify.messages) if any(a.startswith("MAINPID=") for a in message)]
+    if not handover:
+        handover = [notify.index_after("READY=1", len(notify.messages) - 1, timeout=1.0)]
+    message = notify.messages[handover[0]]
+    assert "READY=1" in message, message
+    new_pid = int([a for a in message if a.startswith("MAINPID=")][0].split("=", 1)[1])
+    assert new_pid != old_pid
+    assert proc.wait(30) == 0
+    assert rpc(address, "daemon.status")["result"]["pid"] == new_pid
+    assert not any("STOPPING=1" in message for message in notify.messages)
+    os.kill(new_pid, signal.SIGTERM)
+    notify.index_after("STOPPING=1", len(notify.messages) - 1)
