@@ -11,6 +11,7 @@ import shutil
 import socket
 import sys
 
+import psutil
 import pytest
 
 from support import DaemonProcess, free_port, rpc, run, wait_until
@@ -177,3 +178,20 @@ def test_under_systemd_socket_activate(workdir):
         assert completed.returncode == 3
     finally:
         proc.stop()
+
+
+def test_an_upgraded_daemon_leaves_the_activated_socket_file_too(activated, workdir):
+    path = os.path.join(workdir, "daemon.sock")
+    port = free_port()
+    proc = activated(["unix:" + path, "tcp:%d" % port], "rpc:pool:echo", port=port)
+    inode = os.stat(path).st_ino
+    wait_until(lambda: proc.result("daemon.status")["started_at"], 15, message="the daemon ready")
+    assert proc.result("daemon.upgrade") is True
+    assert proc.wait(30) == 0
+    new_pid = rpc(proc.address, "daemon.status")["result"]["pid"]
+    assert new_pid != proc.pid
+    assert echo_line(port, b"z") == b"pool says z\n"
+    assert rpc(proc.address, "daemon.stop")["result"] is True
+    wait_until(lambda: not psutil.pid_exists(new_pid) or psutil.Process(new_pid).status() == psutil.STATUS_ZOMBIE,
+               20, message="the new daemon to stop")
+    assert os.path.exists(path) and os.stat(path).st_ino == inode
