@@ -223,6 +223,16 @@ def resolve_code_reference(app, env, node, contnode):
             owner = _find("%s.%s" % (module, cls.split(".")[0]))
             if getattr(owner, "__module__", None):
                 candidates.append("%s.%s" % (owner.__module__, target))
+            # An attribute documented on a base class (set in __init__, so
+            # not found on the class itself): link to the base's entry.
+            for base in getattr(owner, "__mro__", ())[:-1]:
+                for prefix in ("%s.%s" % (base.__module__, base.__qualname__),
+                               "gdaemon.%s" % base.__qualname__):
+                    found = env.get_domain("py").objects.get("%s.%s" % (prefix, target))
+                    if found is not None:
+                        from sphinx.util.nodes import make_refnode
+                        return make_refnode(app.builder, node["refdoc"], found.docname, found.node_id,
+                                            contnode, "%s.%s" % (prefix, target))
         candidates.append("%s.%s" % (module, target))
     if "." not in target:
         # A name a function imports where it needs it (``:raises UpgradeFailed:``):

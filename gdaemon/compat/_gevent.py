@@ -5,7 +5,7 @@ import gevent
 from . import require
 
 #: The oldest gevent tested (``.ci/run`` runs the suite against it).
-LOWEST = "25.4.1"
+LOWEST = "26.5.0"
 #: The first gevent release not known to work: its next major version.
 BELOW = "27"
 

@@ -14,6 +14,8 @@ from support.workers import wait_looping, write_daemon
 
 DECLARED = {event.name: event for event in EVENTS if event.where in ("daemon", "push")}
 
+PROGRAM = 'gdaemon.ExecWorker("program", ["sh", "-c", "sleep 0.2; exit 3"])'
+
 TALKER = """
 class Talker(Worker):
     def spinup(self):
@@ -26,7 +28,10 @@ class Talker(Worker):
 
 
 def test_a_daemons_events_have_the_declared_payload_keys(spawn, workdir):
-    proc = spawn([sys.executable, write_daemon(workdir, 'daemon.workers.install(Talker("talker"), looptime=0.05, forever=True)', extra=TALKER), "-f"])
+    proc = spawn([sys.executable, write_daemon(workdir, """
+        daemon.workers.install(Talker("talker"), looptime=0.05, forever=True)
+        daemon.workers.install(%s, forever=True)
+    """ % PROGRAM, extra=TALKER), "-f"])
     wait_looping(proc, "talker")
     seen = {}
     with Client("unix://%s/daemon.sock" % workdir, timeout=10) as client:
@@ -36,7 +41,7 @@ def test_a_daemons_events_have_the_declared_payload_keys(spawn, workdir):
         with Client("unix://%s/daemon.sock" % workdir, timeout=10) as other:
             other.call("daemon.status")
         wanted = {"worker.state", "worker.exited", "worker.spawned", "worker.message",
-                  "posix.sigusr2", "rpc.connect", "rpc.disconnect", "log.record"}
+                  "posix.sigusr2", "rpc.connect", "rpc.disconnect", "log.record", "worker.exit"}
         try:
             for event in events:
                 seen.setdefault(event["name"], []).append(event["data"])
