@@ -239,6 +239,16 @@ class Daemon:
                 found.append(("pool:" + name, pool.listener))
         return found
 
+    def unowned_socket_names(self):
+        """Names of the unix sockets whose files the daemon leaves in place at
+        stop (systemd made them)."""
+        from .rpc.server import RpcServer
+        names = [("rpc" if isinstance(t, RpcServer) else "http") for t in self.transports
+                 if t.address.is_unix and getattr(t, "_inode", None) is None]
+        names += ["pool:" + name for name, pool in self.workers.pools().items()
+                  if pool.listen is not None and pool.listen.scheme == "unix" and not pool.owns_file]
+        return names
+
     def stop(self, exitcode=ExitCode.OK):
         """Request a graceful stop (from any greenlet or receiver); returns at once."""
         if exitcode:

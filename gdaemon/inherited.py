@@ -30,6 +30,9 @@ __all__ = ["ENV_FDS", "Inherited", "adopt_environ", "take", "check_all_taken", "
 
 #: The variable an upgrading daemon describes its sockets in.
 ENV_FDS = "GDAEMON_FDS"
+#: Names (comma-separated) of those whose unix socket file is not the
+#: daemon's to remove (systemd made it).
+ENV_KEEP = "GDAEMON_FDS_KEEP"
 _SYSTEMD_VARS = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 #: The first descriptor systemd passes (``SD_LISTEN_FDS_START``).
 LISTEN_FDS_START = 3
@@ -66,10 +69,13 @@ class Inherited:
     :param origin: ``"upgrade"`` (the predecessor's) or ``"systemd"``.
     """
 
-    def __init__(self, fd, name, origin):
+    def __init__(self, fd, name, origin, owns_file=None):
         self.fd = fd
         self.name = name if _known_name(name) else None
         self.origin = origin
+        #: Whether the daemon removes the unix socket file when it stops: not
+        #: systemd's; the predecessor's only when that one made it.
+        self.owns_file = origin == "upgrade" if owns_file is None else owns_file
         self.sock = None
 
     def socket(self, factory=None):
@@ -101,13 +107,14 @@ class InheritedSockets:
         environ = os.environ if environ is None else environ
         found = []
         fds = environ.pop(ENV_FDS, None)
+        keep = set((environ.pop(ENV_KEEP, None) or "").split(","))
         if fds:
             for pair in fds.replace(" ", ",").split(","):
                 if not pair:
                     continue
                 name, eq, fd = pair.rpartition("=")
                 try:
-                    found.append(Inherited(int(fd), name, "upgrade"))
+                    found.append(Inherited(int(fd), name, "upgrade", owns_file=name not in keep))
                 except ValueError:
                     raise ProcessError(0, "bad %s=%r: expected name=fd pairs" % (ENV_FDS, fds)) from None
         pid, count, names = (environ.pop(var, None) for var in _SYSTEMD_VARS)

@@ -53,7 +53,7 @@ ENV_UPGRADES = "GDAEMON_UPGRADES"
 PID1_REFUSAL = "PID 1 cannot hand over; let the orchestrator roll the pod"
 
 #: Variables of the first environment a successor must not see again.
-_NOT_PASSED = {inherited.ENV_FDS, "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", ENV_READY, ENV_REPLACES,
+_NOT_PASSED = {inherited.ENV_FDS, inherited.ENV_KEEP, "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", ENV_READY, ENV_REPLACES,
                ENV_UPGRADES}
 
 
@@ -119,6 +119,9 @@ class Upgrade:
         read_end, write_end = os.pipe()
         env = {key: value for key, value in daemon.launch_environ.items() if key not in _NOT_PASSED}
         env[inherited.ENV_FDS] = inherited.format_fds([(name, sock.fileno()) for name, sock in self.sockets])
+        kept = daemon.unowned_socket_names()
+        if kept:
+            env[inherited.ENV_KEEP] = ",".join(kept)
         env[ENV_READY] = str(write_end)
         env[ENV_REPLACES] = str(os.getpid())
         env[ENV_UPGRADES] = str(daemon.upgrades + 1)

@@ -385,7 +385,7 @@ class RpcServer(Transport):
             self.listener.setblocking(False)
             # A socket file systemd made stays systemd's; one the daemon we
             # replace made is ours now, removed when we stop.
-            if self.address.is_unix and adopted.origin == "upgrade":
+            if self.address.is_unix and adopted.owns_file:
                 self._inode = os.stat(self.address.path).st_ino
             return
         self.listener = bind_listener(self.address, self.config["socketmode"])

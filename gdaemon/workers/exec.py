@@ -145,9 +145,10 @@ class ExecWorker(Worker):
             return ["/bin/sh", "-c", self.command]
         return list(self.command)
 
-    def describe(self):
-        """The command as one line, for log lines (shell-quoted)."""
-        return self.command if self.shell else shlex.join(self.command)
+    def describe(self, limit=200):
+        """The command as one line for log lines (shell-quoted), cut at ``limit`` characters."""
+        text = self.command if self.shell else shlex.join(self.command)
+        return text if len(text) <= limit else text[:limit] + "..."
 
     def loop(self):  # pragma: no cover - never called: the child execs
         raise RuntimeError("an ExecWorker runs a program, not a loop")
@@ -187,6 +188,12 @@ def exec_program(worker, end, streams, basepath=None):  # pragma: no cover - run
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in sources]
         for target, fd in enumerate(high):
             os.dup2(fd, target, inheritable=True)
+        if worker.listener is not None:
+            # Blocking, as systemd passes sockets: the daemon's gevent socket
+            # made it non-blocking, and a program's plain accept() would fail
+            # with EAGAIN (the daemon never accepts on it; a program that wants
+            # it non-blocking says so itself, as servers do).
+            os.set_blocking(3, True)
         _default_signals()
         os.execvpe(argv[0], argv, env)
     except OSError as exc:

@@ -105,7 +105,7 @@ class Pool:
         if adopted is not None:
             self.listener = adopted.socket(gsocket.socket)
             # systemd's socket file stays systemd's.
-            self.owns_file = adopted.origin == "upgrade"
+            self.owns_file = adopted.owns_file
         else:
             self.listener = bind_listener(self.listen)
             self.owns_file = True

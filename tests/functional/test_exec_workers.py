@@ -6,16 +6,18 @@ a client that keeps connecting while instances are SIGKILLed.
 """
 
 import os
+import re
 import signal
 import socket
 import sys
 import threading
 import time
+import urllib.request
 
 import psutil
 import pytest
 
-from support import gone, rpc, wait_gone, wait_until
+from support import free_port, kill_pidfile_daemon, rpc, run, wait_gone, wait_until
 from support.workers import events, info, wait_looping, wait_status, write_daemon
 
 pytestmark = pytest.mark.timeout(90)
@@ -223,3 +225,175 @@ def test_bad_arguments_are_refused_at_construction():
         ExecWorker("w", ["true"], env={"A": 1})
     assert ExecWorker("w", ["true"], stopsignal="int").stopsignal == signal.SIGINT
     assert ExecWorker("w", "true", shell=True).argv == ["/bin/sh", "-c", "true"]
+
+
+#: A server that takes its listening socket as fd 3 (systemd's protocol) and
+#: answers each connection with its pid.
+FD3_SERVER = r'''
+import os, socket
+assert os.environ["LISTEN_FDS"] == "1" and os.environ["LISTEN_PID"] == str(os.getpid())
+listener = socket.socket(fileno=3)
+print("serving", flush=True)
+while True:
+    conn, _ = listener.accept()
+    conn.recv(100)
+    conn.sendall(b"%d" % os.getpid())
+    conn.close()
+'''
+
+
+def test_a_pool_of_programs_on_a_shared_socket_refuses_nothing(start, workdir):
+    port = free_port()
+    proc = start('''
+        daemon.workers.install(gdaemon.ExecWorker("web", [sys.executable, "-c", %r]),
+                               forever=True, instances=3, listen="tcp://127.0.0.1:%d")
+    ''' % (FD3_SERVER, port))
+    names = ["web.0", "web.1", "web.2"]
+    for name in names:
+        wait_looping(proc, name)
+    wait_until(lambda: len(lines_with(proc, "serving", "web")) >= 3, 10, message="3 servers")
+    answers, errors = [], []
+    done = threading.Event()
+
+    def client():
+        while not done.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                    sock.sendall(b"hi")
+                    answer = sock.recv(100)
+                if not answer:
+                    raise ConnectionError("connection closed without an answer")
+                answers.append(int(answer))
+            except OSError as exc:
+                errors.append(repr(exc))
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        for round in range(2):
+            for name in names:
+                pid = info(proc, name)["pid"]
+                os.kill(pid, signal.SIGKILL)
+                new = wait_looping(proc, name, other_than=pid)["pid"]
+                wait_until(lambda: lines_with(proc, "[%d]: serving" % new, name), 10,
+                           message="%s serving again" % name)
+        # Answers from the instances of the first and the last generation.
+        wait_until(lambda: len(set(answers)) >= 5, 10, message="answers of several generations")
+    finally:
+        done.set()
+        thread.join(20)
+    # A connection accepted by an instance that was then SIGKILLed is lost
+    # with it (no answer); none is refused by the kernel.
+    refused = [e for e in errors if "Refused" in e]
+    assert not refused, refused
+    assert len(errors) <= 6, errors
+    assert len(answers) > 20
+
+
+def test_a_program_flooding_its_output_neither_grows_nor_stalls_the_daemon(start, workdir):
+    proc = start('''
+        daemon.workers.install(gdaemon.ExecWorker("flood", ["yes", "flood-line"]), forever=True)
+        daemon.workers.install(gdaemon.ExecWorker("quiet", ["sleep", "1000"]), forever=True)
+    ''')
+    wait_looping(proc, "flood")
+    daemon = psutil.Process(proc.pid)
+    wait_until(lambda: lines_with(proc, "flood-line", "flood"), 10, message="flood lines")
+    baseline = daemon.memory_info().rss
+    latencies, peak = [], baseline
+    with proc.connect() as conn:
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            assert conn.result("daemon.status")["pid"] == proc.pid
+            latencies.append(time.monotonic() - started)
+            peak = max(peak, daemon.memory_info().rss)
+            time.sleep(0.02)
+    latencies.sort()
+    p95 = latencies[int(len(latencies) * 0.95)]
+    log_size = os.path.getsize(proc.stderr_path)
+    print("flood: %d status calls, p50 %.1f ms, p95 %.1f ms, max %.1f ms; rss %.1f -> %.1f MB; "
+          "log %.1f MB" % (len(latencies), latencies[len(latencies) // 2] * 1e3, p95 * 1e3,
+                          latencies[-1] * 1e3, baseline / 2**20, peak / 2**20, log_size / 2**20))
+    assert log_size > 2**18            # it did flood (lines as fast as the daemon logs them)
+    assert peak - baseline < 32 * 2**20
+    assert p95 < 0.05
+    # The program is slowed by its pipe, not killed; it stops when asked.
+    assert proc.result("worker.stop", ["flood"]) is True
+    assert info(proc, "quiet")["status"] == LOOPING
+
+
+def test_rlimits_and_long_binary_lines(start, workdir):
+    proc = start(r'''
+        daemon.workers.install(gdaemon.ExecWorker("limited", [sys.executable, "-c",
+            "import sys, time; sys.stdout.buffer.write(b'A' * 70000 + b'\\n' + b'bin\\xff\\x1b[31m\\n'); "
+            "sys.stdout.flush(); time.sleep(1000)"]),
+            forever=True, rlimits={"nofile": 321, "core": 0})
+    ''')
+    pid = wait_looping(proc, "limited")["pid"]
+    with open("/proc/%d/limits" % pid) as f:
+        limits = f.read()
+    assert re.search(r"Max open files\s+321\s+321\s", limits), limits
+    assert re.search(r"Max core file size\s+0\s+0\s", limits), limits
+    wait_until(lambda: lines_with(proc, ": bin", "limited"), 10, message="the binary line")
+    # The log file (here the daemon's stderr) has the whole records.
+    lines = [l for l in proc.output().splitlines() if ".limited[%d]: " % pid in l]
+    longs = [l for l in lines if ": AAAA" in l]
+    assert len(longs) == 2   # 70000 bytes: one record of 65536, one of the rest
+    assert longs[0].endswith(": " + "A" * 65536) and longs[1].endswith(": " + "A" * (70000 - 65536))
+    binary = [l for l in lines if ": bin" in l]
+    assert binary[0].endswith(": bin\\xff\\x1b[31m"), binary
+
+
+def readme_recipe():
+    """The code of README.rst's "Supervising programs" section, exactly as shown."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "README.rst")) as f:
+        text = f.read()
+    section = text[text.index("Supervising programs\n"):]
+    block = section[section.index(".. code-block:: python"):]
+    code = []
+    for line in block.splitlines()[2:]:
+        if line and not line.startswith("    "):
+            break
+        code.append(line[4:])
+    return "\n".join(code).strip() + "\n"
+
+
+@pytest.fixture
+def detached(workdir):
+    yield workdir
+    kill_pidfile_daemon(workdir)
+
+
+def test_readme_recipe(detached):
+    workdir = detached
+    path = os.path.join(workdir, "stack.py")
+    with open(path, "w") as f:
+        f.write(readme_recipe())
+    started = run([sys.executable, path, "-d"], cwd=workdir)
+    assert started.returncode == 0, started.stderr
+    address = "unix://" + os.path.join(workdir, "stack.sock")
+
+    def result(method, params=None):
+        response = rpc(address, method, params)
+        assert "error" not in response, response
+        return response["result"]
+    wait_until(lambda: set(result("worker.status").values()) == {LOOPING}, 15, message="LOOPING")
+    assert sorted(result("worker.list")) == ["ticker", "web.0", "web.1"]
+
+    def get():
+        with urllib.request.urlopen("http://127.0.0.1:18086/", timeout=5) as reply:
+            return reply.status, reply.read()
+    status, body = wait_until(get, 10, message="the web pool answering")
+    assert status == 200 and b"Directory listing" in body
+    ctl = [os.path.join(os.path.dirname(sys.executable), "gdaemon-ctl"), "-a", "unix://stack.sock"]
+    wait_until(lambda: any(": tick" in line for line in result("daemon.logtail", {"worker": "ticker"})),
+               10, message="a tick")
+    assert run(ctl + ["signal", "ticker", "HUP"], cwd=workdir).returncode == 0
+    wait_until(lambda: "INFO gdaemon.stack.ticker[" in run(ctl + ["tail", "ticker", "-n", "3"], cwd=workdir).stdout
+               and ": reloaded" in run(ctl + ["tail", "ticker", "-n", "20"], cwd=workdir).stdout,
+               10, message="reloaded in tail ticker")
+    stopped = run(ctl + ["stop", "web"], cwd=workdir)
+    assert stopped.returncode == 0, stopped.stderr
+    assert result("worker.status", ["web.0"]) == STOPPED == result("worker.status", ["web.1"])
+    assert run([sys.executable, path, "--stop"], cwd=workdir).returncode == 0
+    assert not os.path.exists(os.path.join(workdir, "stack.sock"))

@@ -124,3 +124,12 @@ def test_sigterm_stops_pid_1_with_exit_0(pid1):
     os.kill(daemon.pid, signal.SIGTERM)   # from outside the namespace, like a container runtime
     assert pid1.wait(15) == 0, output(pid1)
     assert "stopped (exit 0)" in output(pid1)
+
+
+def test_upgrade_as_pid_1_is_refused(pid1):
+    """PID 1 cannot hand over to a successor: the container would end with it (issue 16)."""
+    with RawConnection(pid1.address) as conn:
+        response = conn.call("daemon.upgrade")
+        assert response["error"]["code"] == -32010, response
+        assert response["error"]["message"] == "PID 1 cannot hand over; let the orchestrator roll the pod"
+        assert conn.result("test.pid") == 1
