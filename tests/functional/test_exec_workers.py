@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from support import free_port, kill_pidfile_daemon, rpc, run, wait_gone, wait_until
-from support.workers import events, info, wait_looping, wait_status, write_daemon
+from support.workers import events, info, marks, wait_looping, write_daemon
 
 pytestmark = pytest.mark.timeout(90)
 LOOPING, STOPPED = 1, 5
@@ -397,3 +397,58 @@ def test_readme_recipe(detached):
     assert result("worker.status", ["web.0"]) == STOPPED == result("worker.status", ["web.1"])
     assert run([sys.executable, path, "--stop"], cwd=workdir).returncode == 0
     assert not os.path.exists(os.path.join(workdir, "stack.sock"))
+
+
+SIGNALLED = '''
+class Signalled(Worker):
+    """Writes the signals it gets on its bus to its marker file."""
+
+    def spinup(self):
+        self.events.signal("posix.sigusr1").connect(self.on_signal, weak=False)
+
+    def on_signal(self, sender, signum=None, **kw):
+        mark(self.name, "signal %d %d" % (signum, os.getpid()))
+
+    def loop(self):
+        pass
+
+
+class GSignalled(Signalled, GreenletWorker):
+    pass
+'''
+
+
+def test_signal_forked_and_greenlet_workers_and_pools(start, workdir):
+    proc = start('''
+        daemon.workers.install(Signalled("forked"), looptime=0.1, forever=True, instances=2)
+        daemon.workers.install(GSignalled("green"), looptime=0.1, forever=True)
+    ''', extra=SIGNALLED)
+    for name in ("forked.0", "forked.1", "green"):
+        wait_looping(proc, name)
+    assert proc.result("worker.signal", ["forked", "USR1"]) is True   # every instance of the pool
+    for name in ("forked.0", "forked.1"):
+        pid = info(proc, name)["pid"]
+        wait_until(lambda: "signal %d %d" % (signal.SIGUSR1, pid) in marks(workdir, name), 10,
+                   message="USR1 in %s" % name)
+    assert proc.result("worker.signal", ["green", "SIGUSR1"]) is True
+    wait_until(lambda: any(line.startswith("signal %d " % signal.SIGUSR1) for line in marks(workdir, "green")),
+               10, message="posix.sigusr1 on the greenlet worker's bus")
+    assert proc.result("worker.stop", ["green"]) is True
+    assert proc.call("worker.signal", ["green", "USR1"])["error"]["code"] == -32005   # not running
+
+
+def test_exec_workers_in_metrics(spawn, workdir):
+    port = free_port()
+    path = write_daemon(workdir, 'daemon.workers.install(gdaemon.ExecWorker("prog", ["sleep", "1000"]), '
+                        'forever=True)', config={"websockethandler": "tcp://127.0.0.1:%d" % port})
+    proc = spawn([sys.executable, path, "-f"])
+    pid = wait_looping(proc, "prog")["pid"]
+
+    def metrics():
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as reply:
+            return reply.read().decode()
+    text = metrics()
+    assert 'gdaemon_worker_status{worker="prog"} 1.0' in text
+    rss = re.search(r'gdaemon_worker_rss_bytes\{worker="prog"\} (\S+)', text)
+    assert rss and float(rss.group(1)) > 0
+    assert info(proc, "prog")["pid"] == pid and info(proc, "prog")["kind"] == "process"
