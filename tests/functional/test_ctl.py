@@ -584,3 +584,39 @@ def test_tail_follow_prints_new_lines_until_ctrl_c(echo, workdir, watcher):
     assert "INFO gdaemon.echo-daemon[%d]: reloading" % echo.pid in line, line
     proc.send_signal(signal.SIGINT)
     assert proc.wait(10) == 0
+
+
+def test_shell_tab_completes_in_a_terminal(exec_daemon, workdir):
+    """Through a real pseudo-terminal: Tab completes a command, then a worker name."""
+    import pty
+    import select
+    master, slave = pty.openpty()
+    env = dict(os.environ, GDAEMON_SOCKET="", GDAEMON_TOKEN="", TERM="dumb", HOME=workdir)
+    proc = subprocess.Popen([CTL], cwd=workdir, env=env, stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True)
+    os.close(slave)
+    output = b""
+
+    def read_until(text, timeout=10):
+        nonlocal output
+        deadline = time.monotonic() + timeout
+        while text not in output:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, "no %r in %r" % (text, output)
+            if select.select([master], [], [], remaining)[0]:
+                output += os.read(master, 4096)
+    try:
+        read_until(b"gdaemon> ")
+        os.write(master, b"resta\t")
+        read_until(b"restart ")
+        os.write(master, b"pr\t")
+        read_until(b"restart prog ")
+        os.write(master, b"\n")
+        read_until(b"restarted prog")
+        os.write(master, b"quit\n")
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        os.close(master)
