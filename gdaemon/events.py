@@ -82,6 +82,10 @@ EVENTS = tuple(
               "or ``null`` when it exited)."),
         Event("worker.failed", ("name", "reason"), "A worker could not be started or kept "
               "running (``reason``: one line saying why)."),
+        Event("worker.recycled", ("name", "reason"), "A worker instance is being recycled "
+              "(a graceful restart): ``reason`` is ``\"maxrss\"``, ``\"maxloops\"`` or "
+              "``\"maxage\"``, with the figure that passed the limit: ``rss`` (bytes), "
+              "``loops`` or ``age`` (seconds).", optional=("rss", "loops", "age")),
         Event("worker.message", ("name", "command", "payload"), "A worker wrote to the "
               "daemon (``self.send(command, payload)``)."),
         Event("rpc.connect", ("peer",), "A client connected (``peer``: its address; "

@@ -33,7 +33,7 @@ import signal
 from .errors import ConfigError, ProcessError, WorkerError
 
 __all__ = ["Identity", "Limit", "ProcessSettings", "resolve_identity", "check_name", "parse_rlimits",
-           "check_switchable", "drop_privileges", "apply_process_settings", "RLIMIT_NAMES"]
+           "check_switchable", "check_limits", "drop_privileges", "apply_process_settings", "RLIMIT_NAMES"]
 
 #: ``{"nofile": resource.RLIMIT_NOFILE, ...}``: every limit this platform has.
 RLIMIT_NAMES = {name[len("RLIMIT_"):].lower(): getattr(resource, name)
@@ -246,18 +246,28 @@ def parse_rlimits(rlimits, what, error=WorkerError):
             raise error("%s: rlimit %s: soft limit %s is above the hard limit %s"
                         % (what, name, _show(soft), _show(hard)))
         resource_id = RLIMIT_NAMES[name]
+        limit = Limit(name, resource_id, soft, hard)
         if os.geteuid() != 0:
-            current = resource.getrlimit(resource_id)[1]
-            if _above(hard, current):
-                raise error("%s: rlimit %s: hard limit %s is above the current %s, which only "
-                            "root may raise" % (what, name, _show(hard), _show(current)))
+            check_limits([limit], what, error)
         elif name == "nofile":
             ceiling = _nr_open()
             if ceiling is not None and _above(hard, ceiling):
                 raise error("%s: rlimit nofile: %s is above the kernel's fs.nr_open (%d)"
                             % (what, _show(hard), ceiling))
-        limits.append(Limit(name, resource_id, soft, hard))
+        limits.append(limit)
     return tuple(limits)
+
+
+def check_limits(limits, what, error=WorkerError):
+    """Raise ``error`` for a hard limit above the current one when this process
+    is not root (the kernel would refuse to raise it)."""
+    if os.geteuid() == 0:
+        return
+    for limit in limits:
+        current = resource.getrlimit(limit.resource)[1]
+        if _above(limit.hard, current):
+            raise error("%s: rlimit %s: hard limit %s is above the current %s, which only "
+                        "root may raise" % (what, limit.name, _show(limit.hard), _show(current)))
 
 
 def _soft_hard(value, what, name, error):

@@ -38,6 +38,7 @@ name                                        type       meaning
 ``gdaemon_worker_loops_total{worker}``      counter
 ``gdaemon_worker_rss_bytes{worker}``        gauge      resident memory of the worker's process
 ``gdaemon_worker_cpu_seconds_total{worker}`` counter   CPU time of the worker's process
+``gdaemon_worker_recycles_total{worker,reason}`` counter  recycles (``maxrss``, ``maxloops``, ``maxage``)
 ``gdaemon_log_records_total{level}``        counter    records seen by the log ring
 ``process_*``                               various    the daemon process (prometheus_client)
 ==========================================  =========  ==================================
@@ -235,6 +236,9 @@ class _Collector:
         loops = counter("gdaemon_worker_loops", "loop() runs of the worker.")
         rss = gauge("gdaemon_worker_rss_bytes", "Resident memory of the worker's process, in bytes.")
         cpu = counter("gdaemon_worker_cpu_seconds", "CPU time used by the worker's process, in seconds.")
+        recycles = CounterMetricFamily("gdaemon_worker_recycles", "Times the worker was recycled, "
+                                       "by reason (maxrss, maxloops, maxage).",
+                                       labels=["worker", "reason"])
         count = 0
         for handle in self.daemon.workers:
             info = handle.info()
@@ -247,6 +251,8 @@ class _Collector:
                 rss.add_metric(labels, info["rss"])
             if info.get("cpu") is not None:
                 cpu.add_metric(labels, info["cpu"])
+            for reason, times in sorted(getattr(handle, "recycle_counts", {}).items()):
+                recycles.add_metric(labels + [reason], times)
         yield GaugeMetricFamily("gdaemon_workers", "Installed workers (pool instances count one each).",
                                 value=count)
-        yield from (status, restarts, loops, rss, cpu)
+        yield from (status, restarts, loops, rss, cpu, recycles)

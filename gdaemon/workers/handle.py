@@ -55,6 +55,9 @@ class Mode(enum.Enum):
     RESTART = "restart"
     #: Asked for (stop, scale down): the worker stays STOPPED.
     STOP = "stop"
+    #: Recycled (``maxrss``, ``maxloops``, ``maxage``): a fresh instance at
+    #: once, not counted as a restart.
+    RECYCLE = "recycle"
 
 
 class WorkerHandle:
@@ -82,8 +85,12 @@ class WorkerHandle:
         #: ``handle.output_channel.send(command, payload)``.
         self.output_channel = OutputChannel(self)
         self.tracker = policy.tracker()
-        #: Instances started after the first one.
+        #: Instances started after the first one (recycles not counted).
         self.restarts = 0
+        #: Times an instance was recycled, the last reason, and the count per reason.
+        self.recycles = 0
+        self.recycle_reason = None
+        self.recycle_counts = {}
         #: Epoch time the current (or last) instance started.
         self.started_at = None
         #: Exit code of the last instance (negative: killed by that signal).
@@ -138,13 +145,16 @@ class WorkerHandle:
 
     def info(self):
         """The ``worker.info`` dict; ``rss`` (bytes) and ``cpu`` (seconds) are those of
-        the worker's process, the daemon's for a greenlet worker (``None`` when down)."""
+        the worker's process, the daemon's for a greenlet worker (``None`` when down);
+        ``recycles`` counts its recycles, ``recycle_reason`` is the last one's
+        (``"maxrss"``, ``"maxloops"``, ``"maxage"``; ``None`` before any)."""
         status = self.status
         rss, cpu = resource_usage(self.pid) if self.pid else (None, None)
         return {"name": self.name, "kind": str(self.kind), "pid": self.pid, "status": int(status),
                 "status_name": status.name, "looptime": self.looptime, "forever": self.forever,
                 "restarts": self.restarts, "loops": self.loops, "started_at": self.started_at,
-                "last_exit": self.last_exit, "rss": rss, "cpu": cpu}
+                "last_exit": self.last_exit, "rss": rss, "cpu": cpu, "recycles": self.recycles,
+                "recycle_reason": self.recycle_reason}
 
     # -- the current instance ----------------------------------------------------
 

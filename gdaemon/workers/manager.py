@@ -42,6 +42,7 @@ from .lifecycle import (grow, reload_pools, restart_instance, shrink, start_pool
                         stop_pools)
 from .messages import EXEC_FAILED, LOG, MSG, REOPEN, REPLY, STATE, decode, encode
 from .output import OutputRelay
+from .recycle import RecyclePolicy
 from .pool import (Pool, check_after, check_identities, check_install, instance_name, listen_address,
                    process_settings, start_layers)
 from .spawn import Spawner
@@ -127,7 +128,8 @@ class WorkerManager:
     # -- the collection ---------------------------------------------------
 
     def install(self, worker, looptime=1.0, forever=False, timeout=None, instances=1, after=(),
-                listen=None, user=None, group=None, rlimits=None):
+                listen=None, user=None, group=None, rlimits=None, maxrss=None, maxloops=None,
+                maxloopsjitter=0, maxage=None, maxagejitter=0):
         """Install ``worker`` (spawned when the daemon starts, or now if it runs).
 
         :param looptime: seconds between the starts of two ``loop()`` runs (> 0).
@@ -150,6 +152,14 @@ class WorkerManager:
             ``spinup()``: ``{"nofile": 4096, "core": 0}``, names as
             ``resource.RLIMIT_*`` without the prefix, lower-case; an int
             (soft and hard) or a ``(soft, hard)`` pair.
+        :param maxrss: recycle a forked instance found over that resident
+            memory twice in a row (bytes, or ``"512M"``, ``"2G"``; read every
+            ``rssinterval`` seconds).
+        :param maxloops: recycle an instance after that many loops, plus
+            ``randint(0, maxloopsjitter)``.
+        :param maxage: recycle an instance after that many seconds up, plus
+            up to ``maxagejitter``.  A recycle is a graceful restart, one
+            instance of a pool at a time (see :mod:`gdaemon.workers.recycle`).
         :returns: the :class:`WorkerHandle` of its first instance (``None``
             for a pool of 0 instances; see :meth:`pool`).
         :raises ConfigError: a bad argument (the message names it).
@@ -160,6 +170,8 @@ class WorkerManager:
         """
         check_install(worker, looptime, forever, timeout, instances)
         settings = process_settings(worker, user, group, rlimits)
+        recycling = RecyclePolicy.from_options(worker, maxrss, maxloops, maxloopsjitter, maxage,
+                                               maxagejitter)
         limit = self._config("workerlimit", 1024)
         if len(self._handles) + instances > limit:
             # Before anything is allocated (issue 14: 10**30 instances).
@@ -179,6 +191,8 @@ class WorkerManager:
         worker.logger = self.logger.getChild("worker." + worker.name)
         #: Taken by each of its processes before spinup() (gdaemon.identity).
         worker.process_settings = settings
+        #: When its instances are recycled (gdaemon.workers.recycle), or None.
+        worker.recycle_policy = recycling
         pool = Pool(worker, worker.looptime, forever, worker.timeout, after, listen, plain)
         if after:
             start_layers(dict(self._pools, **{pool.name: pool}), known_only=True)

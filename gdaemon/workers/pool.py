@@ -32,7 +32,7 @@ from .. import inherited
 from ..config import parse_address
 from ..errors import ConfigError, WorkerError
 from ..events import EventBus
-from ..identity import ProcessSettings, check_switchable, parse_rlimits, resolve_identity
+from ..identity import ProcessSettings, check_limits, check_switchable, parse_rlimits, resolve_identity
 from ..wire.unix import unix_socket_is_live
 from .worker import Worker
 
@@ -266,11 +266,14 @@ def process_settings(worker, user, group, rlimits):
 
 def check_identities(pools):
     """At start: raise WorkerError for a worker whose ``user``/``group`` this
-    daemon cannot take (it dropped root after the worker was installed)."""
+    daemon cannot take, or whose hard limit it cannot raise (it dropped root
+    after the worker was installed)."""
     for pool in pools:
         settings = getattr(pool.template, "process_settings", None)
         if settings is not None:
-            check_switchable(settings.identity, "worker %r" % pool.name, error=WorkerError)
+            what = "worker %r" % pool.name
+            check_switchable(settings.identity, what, error=WorkerError)
+            check_limits(settings.limits, what)
 
 
 def listen_address(listen, worker, config):

@@ -7,7 +7,10 @@ Two layers:
   ``restartperiod``, exponential backoff) and :func:`heartbeat_stalled`;
 - the :class:`Watchdog`, one greenlet per daemon that serialises everything
   that happens to workers: child exits (gevent child watchers), messages from
-  workers, backoff timers and a short periodic tick that checks heartbeats.
+  workers, backoff timers, a short periodic tick that checks heartbeats (and
+  loop counts and ages for recycling), and the ``rssinterval`` timer that
+  reads the memory of workers installed with ``maxrss`` (its
+  :class:`~gdaemon.workers.recycle.Recycler`).
   Watchers and timers only *post* an item to its queue from the hub; the
   greenlet does the work, so receivers of ``worker.*`` events may block
   cooperatively.
@@ -35,6 +38,7 @@ from gevent.queue import SimpleQueue
 
 from ..ratelimit import RateLimitedLog
 from .handle import Mode
+from .recycle import Recycler
 from .worker import WorkerExit, WorkerKind, WorkerStatus
 
 __all__ = ["RestartPolicy", "RestartTracker", "heartbeat_stalled", "describe_exit",
@@ -158,7 +162,7 @@ def describe_exit(exitcode):
 
 
 # Queue item kinds.
-_EXIT, _MESSAGE, _RESPAWN, _TICK = "exit", "message", "respawn", "tick"
+_EXIT, _MESSAGE, _RESPAWN, _TICK, _RSS = "exit", "message", "respawn", "tick", "rss"
 _STANDBY, _STANDBY_EXIT, _QUIT = "standby", "standby-exit", "quit"
 
 
@@ -192,6 +196,9 @@ class Watchdog:
         self._standby_timer = None
         self._deferred = {}  # timer -> the exit item it holds
         self._crash_log = None  # made on first use, on the hub that runs the watchdog
+        self._rss_timer = None
+        #: Recycles workers past their ``maxrss``, ``maxloops`` or ``maxage``.
+        self.recycler = Recycler(manager, clock)
 
     # -- life ---------------------------------------------------------------
 
@@ -205,7 +212,14 @@ class Watchdog:
     def start_ticking(self):
         """Start the periodic heartbeat check (only once there are workers:
         a daemon without any has no periodic wake-up at all)."""
-        if self._tick is not None or self._greenlet is None:
+        if self._greenlet is None:
+            return
+        if self._rss_timer is None and self.recycler.wants_rss():
+            # Memory readings every ``rssinterval`` s, only for workers with ``maxrss``.
+            interval = self.manager._config("rssinterval", 1)
+            self._rss_timer = gevent.get_hub().loop.timer(interval, interval, ref=False)
+            self._rss_timer.start(self.post, _RSS)
+        if self._tick is not None:
             return
         self._tick = gevent.get_hub().loop.timer(self.tick_interval, self.tick_interval, ref=False)
         self._tick.start(self.post, _TICK)
@@ -213,10 +227,11 @@ class Watchdog:
     def stop(self):
         """Stop ticking, cancel pending respawns, let the greenlet handle what is
         queued (the last events of the workers) and end it."""
-        if self._tick is not None:
-            self._tick.stop()
-            self._tick.close()
-            self._tick = None
+        for timer in (self._tick, self._rss_timer):
+            if timer is not None:
+                timer.stop()
+                timer.close()
+        self._tick = self._rss_timer = None
         for handle in self.manager:
             self.cancel_respawn(handle)
         timer, self._standby_timer = self._standby_timer, None
@@ -335,6 +350,9 @@ class Watchdog:
                 elif kind == _TICK:
                     self._ticking = False
                     self._on_tick()
+                    self.recycler.step()
+                elif kind == _RSS:
+                    self.recycler.check_rss()
                 elif kind == _STANDBY:
                     if item[1] is self._standby_timer:
                         self._standby_timer = None
@@ -408,6 +426,12 @@ class Watchdog:
             # Asked for (worker.restart, reload): not a failure, not counted.
             manager.set_state(handle, WorkerStatus.RESTARTING)
             manager.spawn(handle, respawn=True)
+            return
+        if handle.mode == Mode.RECYCLE:
+            # Recycled (see gdaemon.workers.recycle): a fresh instance at once,
+            # whatever the exit, never a backoff, not a restart.
+            manager.set_state(handle, WorkerStatus.RESTARTING)
+            manager.spawn(handle)
             return
         program = handle.program
         # A program that could not even be exec'd says why (command not found...).

@@ -14,9 +14,10 @@ import sys
 
 import pytest
 
-from support import pid_from_file, rpc, run, wait_gone, wait_until
+from support import DaemonProcess, pid_from_file, rpc, run, wait_gone, wait_until
 from support.workers import forkserver_pids, info, standby_pids, wait_looping, write_daemon
 
+from test_recycling import readme_block
 from test_workers import stop_gracefully
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
@@ -252,3 +253,31 @@ def test_what_a_daemon_cannot_become_is_a_one_line_start_up_error(nobody_dir, co
     result = run([sys.executable, path, "-d"], nobody_dir)
     assert result.returncode == 1, result
     assert result.stdout + result.stderr == "error: %s\n" % message
+
+
+def test_the_readme_recipe_serves_port_80_style_sockets_as_nobody(nobody_dir):
+    port = privileged_port()
+    source = readme_block("Running as an unprivileged user")
+    assert 'listen="tcp://127.0.0.1:80"' in source
+    path = os.path.join(nobody_dir, "web.py")
+    with open(path, "w") as f:
+        f.write(source.replace("127.0.0.1:80", "127.0.0.1:%d" % port))
+    proc = DaemonProcess([sys.executable, path, "-f"], nobody_dir).start()
+    try:
+        assert proc_status(proc.pid)["Uid"] == [NOBODY.pw_uid] * 4
+        for name in ("web.0", "web.1"):
+            pid = wait_looping_at(proc.address, name)["pid"]
+            assert proc_status(pid)["Uid"] == [NOBODY.pw_uid] * 4
+            assert proc_limits(pid)["Max open files"] == ("4096", "4096")
+            assert proc_limits(pid)["Max core file size"] == ("0", "0")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.settimeout(5)
+            reply = b""
+            while True:
+                chunk = conn.recv(1024)
+                if not chunk:
+                    break
+                reply += chunk
+        assert reply.endswith(b"hello\n"), reply
+    finally:
+        proc.stop()

@@ -21,7 +21,7 @@ from support.workers import (cpu_seconds, events, fd_count, fd_targets, forkserv
 SPINUP, LOOPING, PAUSED, SPINDOWN, RESTARTING, STOPPED = range(6)
 
 INFO_KEYS = {"name", "kind", "pid", "status", "status_name", "looptime", "forever", "restarts",
-             "loops", "started_at", "last_exit", "rss", "cpu"}
+             "loops", "started_at", "last_exit", "rss", "cpu", "recycles", "recycle_reason"}
 
 
 @pytest.fixture
