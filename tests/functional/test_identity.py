@@ -11,6 +11,7 @@ import pwd
 import signal
 import socket
 import sys
+import time
 
 import pytest
 
@@ -109,10 +110,16 @@ def test_a_root_daemon_runs_a_worker_as_nobody_with_its_limits(start):
         boss = wait_looping(proc, "boss")["pid"]
         assert proc_status(boss)["Uid"][0] == 0
         assert proc_limits(boss)["Max open files"] == proc_limits(proc.pid)["Max open files"]
-        # Killed: the respawn (the pre-forked standby, root until it knows
-        # which worker it becomes) takes the identity and limits again.
+        # Killed once up a while: the respawn is the pre-forked standby (root
+        # until it knows which worker it becomes), which takes them too.
+        standby = wait_until(lambda: standby_pids(proc.pid), message="a standby")[0]
+        assert proc_status(standby)["Uid"][0] == 0
+        wait_until(lambda: time.time() - worker["started_at"] > 1.5, message="up for 1.5s")
         os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: info(proc, "who")["pid"] not in (None, pid), message="a respawn")
+        respawned = wait_until(lambda: info(proc, "who")["pid"] not in (None, pid) and info(proc, "who"),
+                               message="a respawn")
+        if attempt == "forked":
+            assert respawned["pid"] == standby
 
 
 @pytest.mark.parametrize("options, message", [

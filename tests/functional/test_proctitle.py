@@ -3,6 +3,7 @@
 import os
 import signal
 import sys
+import time
 
 import pytest
 
@@ -45,7 +46,10 @@ def test_the_daemon_its_workers_standby_and_fork_server_say_what_they_are(proc):
     server = wait_until(lambda: forkserver_pids(proc.pid), message="a fork server")[0]
     assert cmdline(server) == "gdaemon: Title Test [fork server]"
     # A standby that becomes a worker takes that worker's title.
-    copier = wait_looping(proc, "copier")["pid"]
+    found = wait_looping(proc, "copier")
+    copier = found["pid"]
+    # Only an instance that was up a while gets the standby (a crash loop forks).
+    wait_until(lambda: time.time() - found["started_at"] > 1.5, message="copier up for 1.5s")
     os.kill(copier, signal.SIGKILL)
     respawned = wait_looping(proc, "copier", other_than=copier)["pid"]
     assert respawned == standby
