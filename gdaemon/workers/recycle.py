@@ -40,7 +40,6 @@ import time
 
 from ..errors import ConfigError, WorkerError
 from .handle import Mode
-from .messages import CMD, encode
 from .worker import WorkerKind, WorkerStatus
 
 __all__ = ["RecyclePolicy", "RecycleLife", "Recycler", "parse_size", "read_rss", "REASONS"]
@@ -258,8 +257,9 @@ class Recycler:
         manager.logger.info("worker %r (pid %s) recycled: %s %s", handle.name, handle.pid,
                             REASONS[reason], figure)
         manager.emit("worker.recycled", name=handle.name, reason=reason, **{REASONS[reason]: figure})
+        from .lifecycle import ask_to_stop  # (lifecycle imports the watchdog, which imports us)
         try:
-            handle._send(encode(CMD, "stop", None))
+            ask_to_stop(manager, handle)  # the stop command, or a program's stopsignal
         except Exception as exc:  # full or closed channel: it cannot spin down, kill it
             manager.logger.warning("cannot ask worker %r to stop (%s): killing it", handle.name, exc)
             manager.kill(handle)

@@ -165,3 +165,18 @@ def test_the_readme_recipe_recycles_its_leaky_scrapers(workdir):
             assert found["recycle_reason"] == "maxrss" and found["restarts"] == 0
     finally:
         proc.stop()
+
+
+def test_an_exec_worker_is_recycled_by_age_and_memory(start, workdir):
+    hog = "import time; data = b'x' * (80 << 20); time.sleep(3600)"
+    proc = start('daemon.workers.install(gdaemon.ExecWorker("sleeper", ["sleep", "3600"]), '
+                 'maxage=0.5)\n'
+                 'daemon.workers.install(gdaemon.ExecWorker("hog", [sys.executable, "-c", %r]), '
+                 'maxrss="40M")' % hog, rssinterval=0.2)
+    first = wait_looping(proc, "sleeper")["pid"]
+    found = wait_until(lambda: recycled(workdir, "sleeper"), 10, message="the program recycled")
+    assert found[0]["reason"] == "maxage"
+    assert wait_looping(proc, "sleeper", other_than=first)["recycles"] >= 1
+    hogged = wait_until(lambda: recycled(workdir, "hog"), 20, message="the hog recycled")
+    assert hogged[0]["reason"] == "maxrss" and hogged[0]["rss"] > 40 << 20
+    assert info(proc, "hog")["restarts"] == 0 and info(proc, "sleeper")["restarts"] == 0
