@@ -465,6 +465,12 @@ class Watchdog:
             log = self._crash_log = RateLimitedLog(manager.logger, self.crash_log_interval)
         if delay <= 0 and failed_start:
             self.schedule_respawn(handle, 0.0)
+        elif delay <= 0 and not manager.deserves_standby(*handle.tracker.last_death):
+            # Crash-looping: a fresh fork, asked of the fork server by a greenlet
+            # of its own, so that this one goes on with the queue (the exit of a
+            # worker the standby is booting for, its LOOPING) meanwhile.
+            gevent.spawn(self._respawn_detached, handle, handle.generation)
+            log.log(handle.name, logging.WARNING, "worker %r %s: respawning", handle.name, reason)
         elif delay <= 0:
             manager.spawn(handle, respawn=True)
             log.log(handle.name, logging.WARNING, "worker %r %s: respawned (pid %s)",
@@ -474,6 +480,12 @@ class Watchdog:
                     "times within %gs)", handle.name, reason, delay,
                     handle.tracker.policy.intensity, handle.tracker.policy.period)
             self.schedule_respawn(handle, delay)
+
+    def _respawn_detached(self, handle, generation):
+        """The respawn :meth:`respawn_later` left to a greenlet of its own."""
+        if (not self.manager.stopping and not handle.alive and handle.mode == Mode.RUN
+                and handle.generation == generation):
+            self.manager.spawn(handle, respawn=True)
 
     def _on_respawn(self, handle, timer):
         if handle.respawn_timer is not timer:

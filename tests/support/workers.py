@@ -282,14 +282,27 @@ def live_children(pid, standby=False, forkserver=False):
     return alive
 
 
+def _named_children(pid, comm, **which):
+    """Pids of the live children of ``pid`` whose ``/proc/PID/comm`` is ``comm``
+    (children that die meanwhile, crash-looping workers, are left out)."""
+    found = []
+    for child in live_children(pid, **which):
+        try:
+            if child.name() == comm:
+                found.append(child.pid)
+        except psutil.Error:
+            pass
+    return found
+
+
 def standby_pids(pid):
     """Pids of the daemon's standby process(es): 0 or 1 of them."""
-    return [child.pid for child in live_children(pid, standby=True) if child.name() == STANDBY_COMM]
+    return _named_children(pid, STANDBY_COMM, standby=True)
 
 
 def forkserver_pids(pid):
     """Pids of the daemon's fork server: 0 or 1 of them."""
-    return [child.pid for child in live_children(pid, forkserver=True) if child.name() == FORKSERVER_COMM]
+    return _named_children(pid, FORKSERVER_COMM, forkserver=True)
 
 
 def zombies(pid):
