@@ -194,6 +194,7 @@ def exec_program(worker, end, streams, basepath=None):  # pragma: no cover - run
             # with EAGAIN (the daemon never accepts on it; a program that wants
             # it non-blocking says so itself, as servers do).
             os.set_blocking(3, True)
+        _close_on_exec_from(len(high))
         _default_signals()
         os.execvpe(argv[0], argv, env)
     except OSError as exc:
@@ -211,6 +212,25 @@ def report_exec_failure(end, reason):  # pragma: no cover - runs in the child
         end.send(encode(EXEC_FAILED, reason))
     except (ChannelFull, ChannelClosed, OSError):
         pass
+
+
+def _close_on_exec_from(first):  # pragma: no cover - runs in the child
+    """Mark every descriptor from ``first`` on close-on-exec.
+
+    The daemon's own are already; not those it inherited from whoever
+    started it (a shell's, a CI runner's): the program must get only its
+    stdio (and its socket), as ``subprocess`` does with ``close_fds``.
+    """
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except (OSError, ValueError):
+        return  # no /proc: what the daemon inherited goes on
+    for fd in fds:
+        if fd >= first:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass  # the listing's own descriptor, closed by now
 
 
 def _default_signals():  # pragma: no cover - runs in the child

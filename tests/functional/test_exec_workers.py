@@ -452,3 +452,20 @@ def test_exec_workers_in_metrics(spawn, workdir):
     rss = re.search(r'gdaemon_worker_rss_bytes\{worker="prog"\} (\S+)', text)
     assert rss and float(rss.group(1)) > 0
     assert info(proc, "prog")["pid"] == pid and info(proc, "prog")["kind"] == "process"
+
+
+def test_a_program_gets_only_its_stdio_and_socket(start):
+    """Not even a descriptor the daemon holds without close-on-exec (as one it inherited)."""
+    port = free_port()
+    lister = ("import os, time; print('fds', sorted(int(fd) for fd in os.listdir('/proc/self/fd'))); "
+              "time.sleep(1000)")
+    proc = start('''
+        stray = os.open(os.devnull, os.O_RDONLY)
+        os.set_inheritable(stray, True)
+        daemon.workers.install(gdaemon.ExecWorker("plain", [sys.executable, "-c", %r]), forever=True)
+        daemon.workers.install(gdaemon.ExecWorker("served", [sys.executable, "-c", %r]), forever=True,
+                               listen="tcp://127.0.0.1:%d")
+    ''' % (lister, lister, port))
+    # listdir's own descriptor is the one after the last.
+    wait_until(lambda: lines_with(proc, "fds [0, 1, 2, 3]", "plain"), 10, message="plain's fds")
+    wait_until(lambda: lines_with(proc, "fds [0, 1, 2, 3, 4]", "served"), 10, message="served's fds")
