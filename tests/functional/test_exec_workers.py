@@ -469,3 +469,20 @@ def test_a_program_gets_only_its_stdio_and_socket(start):
     # listdir's own descriptor is the one after the last.
     wait_until(lambda: lines_with(proc, "fds [0, 1, 2, 3]", "plain"), 10, message="plain's fds")
     wait_until(lambda: lines_with(proc, "fds [0, 1, 2, 3, 4]", "served"), 10, message="served's fds")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_a_program_runs_as_another_user(start):
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    proc = start('''
+        daemon.workers.install(gdaemon.ExecWorker("who", ["sh", "-c", "echo uid=$(id -u) gid=$(id -g); sleep 1000"]),
+                               forever=True, user="nobody")
+    ''')
+    pid = wait_looping(proc, "who")["pid"]
+    wait_until(lambda: lines_with(proc, "uid=%d gid=%d" % (nobody.pw_uid, nobody.pw_gid), "who"), 10,
+               message="the program's own id")
+    assert psutil.Process(pid).uids().real == nobody.pw_uid
+    # Still the daemon's to stop, group and all.
+    assert proc.result("worker.stop", ["who"]) is True
+    wait_gone(pid, 5)
