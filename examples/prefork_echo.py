@@ -23,6 +23,7 @@ monkey.patch_all()
 
 import os  # noqa: E402
 
+from gevent.pool import Pool  # noqa: E402
 from gevent.server import StreamServer  # noqa: E402
 
 from gdaemon import Daemon, Worker, exposed  # noqa: E402
@@ -33,7 +34,9 @@ class EchoWorker(Worker):
 
     def spinup(self):
         self.served = 0
-        self.server = StreamServer(self.listener, self.handle)
+        # A pool of handlers: stop() waits for them (gevent's default spawn
+        # does not), so a restart, a reload or an upgrade cuts no connection.
+        self.server = StreamServer(self.listener, self.handle, spawn=Pool())
         self.server.start()
 
     def handle(self, sock, address):

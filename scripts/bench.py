@@ -15,6 +15,7 @@
     python scripts/bench.py hostile      # daemon.status while attackers send 1 MB lines
     python scripts/bench.py hostile-requests  # worker.scale 10**30, 100 logtails, 60,000 patterns, auth
     python scripts/bench.py endpoint     # daemon.stop over HTTP, the unix socket during an HTTP flood
+    python scripts/bench.py upgrade      # daemon.upgrade under load: duration, connections served, none refused
     python scripts/bench.py --quick ...  # fewer iterations (a smoke run)
 
 Every daemon runs as a real process on a unix socket in a temporary
@@ -588,12 +589,15 @@ def bench_daemonmode(quick):
 # -- pools (issue 11) -----------------------------------------------------------
 
 POOL_WORKERS = """
+from gevent.pool import Pool
 from gevent.server import StreamServer
 
 
 class Echo(Worker):
     def spinup(self):
-        self.server = StreamServer(self.listener, self.handle)
+        # A pool, so that stop() waits for the connections in flight (with
+        # gevent's default spawn it does not, and they are cut).
+        self.server = StreamServer(self.listener, self.handle, spawn=Pool())
         self.server.start()
 
     def handle(self, sock, address):
@@ -603,6 +607,9 @@ class Echo(Worker):
 
     def loop(self):
         pass
+
+    def spindown(self):
+        self.server.stop(timeout=2)  # the connections it accepted are answered
 """
 
 SINGLE_SERVER = textwrap.dedent("""
@@ -1722,6 +1729,97 @@ def bench_echo_ab(quick):
 
 
 SECTIONS["echo-ab"] = bench_echo_ab
+
+
+# -- upgrade -------------------------------------------------------------------
+
+def _hammer(attempt, answered, failures, stopping):
+    """Connect in a loop until ``stopping``; log answered connections' times and every failure."""
+    while not stopping.is_set():
+        try:
+            ok = attempt()
+        except OSError as exc:
+            failures.append("%s: %r" % (attempt.__name__, exc))
+            continue
+        if ok:
+            answered.append(time.monotonic())
+        else:
+            failures.append("%s: closed without an answer" % attempt.__name__)
+
+
+def _gone(pid):
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def bench_upgrade(quick):
+    """daemon.upgrade of a daemon with a 4-instance listening pool while 8 client
+    threads connect in a loop (4 to the RPC socket, 4 to the pool)."""
+    import threading
+    rounds = 2 if quick else 5
+    port = free_port()
+    with BenchDaemon('daemon.workers.install(Echo("echo"), looptime=1, forever=True, instances=4, '
+                     'listen="tcp://127.0.0.1:%d")\n' % port, extra=POOL_WORKERS) as d:
+        c = d.client()
+        poll(lambda: all_looping(c) and len(c.call("worker.list", [])) == 4, interval=0.01)
+        c.close()
+
+        def rpc_attempt():
+            client = LineClient(d.path, timeout=10)
+            try:
+                return client.call("examples.echo", {"message": "hi"}) == "hi"
+            finally:
+                client.close()
+
+        def pool_attempt():
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"ping")
+                return sock.recv(64) == b"ping"
+
+        answered, failures, stopping = [], [], threading.Event()
+        threads = [threading.Thread(target=_hammer, args=(attempt, answered, failures, stopping))
+                   for attempt in [rpc_attempt] * 4 + [pool_attempt] * 4]
+        for t in threads:
+            t.start()
+        ready, handover, during, windows = [], [], 0, []
+        try:
+            time.sleep(1.0)
+            for _ in range(rounds):
+                c = LineClient(d.path, timeout=120)
+                old = c.call("daemon.status", {})["pid"]
+                start = time.monotonic()
+                assert c.call("daemon.upgrade", {}) is True
+                ready.append(time.monotonic() - start)
+                c.close()
+                poll(lambda: _gone(old), timeout=60, interval=0.005)
+                end = time.monotonic()
+                handover.append(end - start)
+                windows.append((start, end))
+                time.sleep(0.5)
+            time.sleep(0.5)
+        finally:
+            stopping.set()
+            for t in threads:
+                t.join(30)
+        during = sum(1 for t in answered if any(a <= t <= b for a, b in windows))
+        spent = sum(b - a for a, b in windows)
+        outside = len(answered) - during
+        total = answered[-1] - answered[0] if answered else 1
+    rows = [("daemon.upgrade answered (new daemon ready, 4 forked workers LOOPING)",
+             "median %.0f ms, max %.0f ms over %d upgrades" % (statistics.median(ready) * 1e3,
+                                                                max(ready) * 1e3, rounds)),
+            ("until the old daemon has exited",
+             "median %.0f ms, max %.0f ms" % (statistics.median(handover) * 1e3, max(handover) * 1e3)),
+            ("connections answered during the upgrades",
+             "%d (%.0f/s; %.0f/s outside them)" % (during, during / spent, outside / max(total - spent, 1e-9))),
+            ("connections refused, reset or unanswered", "%d%s" % (len(failures),
+                                                                   (": %s" % failures[:3]) if failures else ""))]
+    report(rows, "upgrade under load (8 client threads connecting in a loop)")
+
+
+SECTIONS["upgrade"] = bench_upgrade
 
 
 def main():

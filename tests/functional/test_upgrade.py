@@ -21,6 +21,7 @@ from support import RawConnection, free_port, gone, pid_from_file, rpc, run, wai
 from support.scripts import write_script
 
 UPGRADE_DAEMON = """
+from gevent.pool import Pool
 from gevent.server import StreamServer
 
 VERSION_FILE = os.path.join(HERE, "version.txt")
@@ -38,7 +39,8 @@ class EchoWorker(Worker):
         self.version = read_version()
         if self.version == "hang":
             gevent.sleep(3600)  # never ready
-        self.server = StreamServer(self.listener, self.handle)
+        # A pool: stop() then waits for the connections in flight.
+        self.server = StreamServer(self.listener, self.handle, spawn=Pool())
         self.server.start()
 
     def handle(self, sock, address):
@@ -262,3 +264,24 @@ def test_console_upgrade_of_a_detached_daemon(upgradable, workdir):
     assert gone(second)
     completed = run([sys.executable, script, "--upgrade"], workdir, env=env)
     assert completed.returncode == 3 and "not running" in completed.stderr
+
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "prefork_echo.py")
+
+
+def test_readme_recipe_upgrades_the_prefork_example(workdir):
+    """README, "An upgrade without downtime": -d, --upgrade, --status, --stop."""
+    port = free_port()
+    env = {"ECHO_LISTEN": "tcp://127.0.0.1:%d" % port}
+    argv = [sys.executable, os.path.abspath(EXAMPLE)]
+    assert run(argv + ["-d"], workdir, env=env, timeout=30).returncode == 0
+    first = pid_from_file(os.path.join(workdir, "daemon.pid"))
+    assert echo_line(port, "a").endswith(" says a\n")
+    completed = run(argv + ["--upgrade"], workdir, env=env, timeout=60)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    second = pid_from_file(os.path.join(workdir, "daemon.pid"))
+    assert second != first
+    completed = run(argv + ["--status"], workdir, env=env)
+    assert completed.returncode == 0 and "(pid %d)" % second in completed.stdout
+    assert echo_line(port, "b").endswith(" says b\n")
+    assert run(argv + ["--stop"], workdir, env=env, timeout=40).returncode == 0
