@@ -497,8 +497,9 @@ class Daemon:
                                or "stopped during start-up")
         for transport in self.transports:
             transport.close_listener()
-        if handing_over:
-            # The socket files are the new daemon's now.
+        if handing_over or not self._owns_pidfile:
+            # The socket files are the new daemon's now; or, in a new daemon
+            # that failed before it took over, still the old one's.
             for transport in self.transports:
                 transport.keep_socket_file = True
             for pool in self.workers.pools().values():

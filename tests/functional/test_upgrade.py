@@ -17,7 +17,7 @@ import time
 import psutil
 import pytest
 
-from support import RawConnection, free_port, gone, pid_from_file, rpc, run, wait_until
+from support import RawConnection, command, free_port, gone, pid_from_file, rpc, run, wait_until
 from support.scripts import write_script
 
 UPGRADE_DAEMON = """
@@ -150,6 +150,17 @@ def rpc_attempt(workdir):
     return attempt
 
 
+def pidfile_probe(workdir):
+    """What --status and --stop look at: a live daemon holds the pid file's lock."""
+    from gdaemon.process import pidfile_owner
+    path = os.path.join(workdir, "daemon.pid")
+
+    def attempt():
+        time.sleep(0.001)
+        return pidfile_owner(path) is not None
+    return attempt
+
+
 def pool_attempt(port):
     def attempt():
         answer = echo_line(port, "hi")
@@ -165,7 +176,8 @@ def test_upgrade_refuses_no_connection_and_runs_the_new_code(upgradable, workdir
     assert echo_line(port, "x") == "v1 x\n"
     old_pid = old.result("daemon.status")["pid"]
     hammers = ([Hammer(rpc_attempt(workdir), "rpc") for _ in range(2)]
-               + [Hammer(pool_attempt(port), "pool") for _ in range(2)])
+               + [Hammer(pool_attempt(port), "pool") for _ in range(2)]
+               + [Hammer(pidfile_probe(workdir), "pid file")])
     for hammer in hammers:
         hammer.start()
     try:
@@ -225,6 +237,7 @@ def test_failed_upgrade_leaves_the_old_daemon_serving(upgradable, workdir, spawn
     # Unchanged: same pid, same code, same workers, same pid file; the new one is gone.
     status = old.result("daemon.status")
     assert status["pid"] == before["pid"] and status["upgrades"] == 0 and set(status["workers"]) == workers_before
+    assert os.path.exists(os.path.join(workdir, "daemon.sock"))
     assert rpc(address(workdir), "test.version")["result"] == "v1"
     assert echo_line(port, "z") == "v1 z\n"
     assert pid_from_file(os.path.join(workdir, "daemon.pid")) == before["pid"]
@@ -259,9 +272,17 @@ def test_console_upgrade_of_a_detached_daemon(upgradable, workdir):
     assert proc.cwd() == "/" and os.getsid(second) != os.getsid(0)
     completed = run([sys.executable, script, "--status"], workdir, env=env)
     assert completed.returncode == 0 and str(second) in completed.stdout
+    # gdaemon-ctl does the same.
+    set_version(workdir, "v3")
+    completed = run([command("gdaemon-ctl"), "-a", address(workdir), "upgrade"], workdir, timeout=60)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    third = wait_until(lambda: pid_from_file(os.path.join(workdir, "daemon.pid")) != second and
+                       pid_from_file(os.path.join(workdir, "daemon.pid")), 10, message="the third pid")
+    assert "pid %d replaced pid %d" % (third, second) in completed.stdout and gone(second)
+    assert rpc(address(workdir), "test.version")["result"] == "v3"
     completed = run([sys.executable, script, "--stop"], workdir, env=env, timeout=40)
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert gone(second)
+    assert gone(third)
     completed = run([sys.executable, script, "--upgrade"], workdir, env=env)
     assert completed.returncode == 3 and "not running" in completed.stderr
 
