@@ -112,7 +112,10 @@ class WorkerSpec:
         :raises ConfigError: the class could not be constructed with the name.
         """
         if self.kind == "exec":
-            from . import ExecWorker
+            ExecWorker = _exec_worker_class()
+            if ExecWorker is None:
+                raise ConfigError("workers.%s.command: this version of gdaemon cannot run programs "
+                                  "(no gdaemon.ExecWorker)" % self.name)
             kwargs = {key: self.table[key] for key in EXEC_KEYS[1:] if key in self.table}
             return ExecWorker(self.name, self.table["command"], **kwargs)
         try:
