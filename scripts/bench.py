@@ -16,6 +16,7 @@
     python scripts/bench.py hostile-requests  # worker.scale 10**30, 100 logtails, 60,000 patterns, auth
     python scripts/bench.py endpoint     # daemon.stop over HTTP, the unix socket during an HTTP flood
     python scripts/bench.py upgrade      # daemon.upgrade under load: duration, connections served, none refused
+    python scripts/bench.py supervise    # gdaemon vs supervisord vs circus: 10 x sleep 1000 (installs them in a venv)
     python scripts/bench.py --quick ...  # fewer iterations (a smoke run)
 
 Every daemon runs as a real process on a unix socket in a temporary
@@ -1822,13 +1823,267 @@ def bench_upgrade(quick):
 SECTIONS["upgrade"] = bench_upgrade
 
 
+# -- supervise: gdaemon against supervisord and circus, on the same job --------------
+
+#: How many ``sleep 1000`` programs each supervisor runs.
+SUPERVISED = 10
+
+SUPERVISE_TOML = """\
+[daemon]
+description = "bench supervise"
+restartintensity = 100000    # no backoff: the others respawn at once too
+
+[workers.sleep]
+command = ["sleep", "1000"]
+instances = %d
+""" % SUPERVISED
+
+SUPERVISORD_CONF = """\
+[unix_http_server]
+file = %%(here)s/supervisor.sock
+
+[supervisord]
+logfile = %%(here)s/supervisord.log
+pidfile = %%(here)s/supervisord.pid
+nodaemon = true
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[program:sleep]
+command = sleep 1000
+numprocs = %d
+process_name = %%(program_name)s_%%(process_num)02d
+startsecs = 0
+autorestart = true
+stopasgroup = true
+killasgroup = true
+""" % SUPERVISED
+
+CIRCUS_INI = """\
+[circus]
+endpoint = ipc://{tmp}/circus.sock
+pubsub_endpoint = ipc://{tmp}/circus-pub.sock
+stats_endpoint = ipc://{tmp}/circus-stats.sock
+statsd = false
+
+[watcher:sleep]
+cmd = sleep 1000
+numprocesses = %d
+""" % SUPERVISED
+
+#: circusctl's client, run by the throwaway virtualenv's Python: calls/s of ``status``.
+CIRCUS_CLIENT = textwrap.dedent("""
+    import sys, time
+    from circus.client import CircusClient
+    client = CircusClient(endpoint=sys.argv[1], timeout=30)
+    command = {"command": "status", "properties": {}}
+    client.call(command)
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < float(sys.argv[2]):
+        client.call(command)
+        calls += 1
+    print(calls / (time.perf_counter() - start))
+""")
+
+
+def supervisors_venv(tmp):
+    """A throwaway virtualenv holding supervisor and circus (never the test extra's).
+
+    ``GDAEMON_BENCH_VENV=/path`` keeps and reuses one between runs.
+    """
+    path = os.environ.get("GDAEMON_BENCH_VENV") or os.path.join(tmp, "venv")
+    if not os.path.exists(os.path.join(path, "bin", "circusd")):
+        print("  (installing supervisor and circus into %s)" % path, flush=True)
+        subprocess.run([sys.executable, "-m", "venv", path], check=True)
+        subprocess.run([os.path.join(path, "bin", "python"), "-m", "pip", "install", "-q",
+                        "supervisor", "circus"], check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
+def _named_children(pid, comm):
+    """Pids of the direct children of ``pid`` whose command name is ``comm`` (from /proc)."""
+    found = set()
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                children = f.read().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                with open("/proc/%s/comm" % child) as f:
+                    if f.read().strip() == comm:
+                        found.add(int(child))
+            except OSError:
+                pass
+    return found
+
+
+def _sleepers(pid):
+    return _named_children(pid, "sleep")
+
+
+def respawn_by_proc(pid, kills, spacing):
+    """ms from SIGKILL of one of ``pid``'s ``sleep`` children to a new one running (the
+    count back to :data:`SUPERVISED`), read from /proc every 0.2 ms: the same for every supervisor."""
+    times = []
+    for index in range(kills):
+        time.sleep(spacing)
+        before = poll(lambda: (lambda s: s if len(s) == SUPERVISED else None)(_sleepers(pid)))
+        victim = sorted(before)[index % SUPERVISED]
+        start = time.perf_counter()
+        os.kill(victim, signal.SIGKILL)
+        poll(lambda: (lambda s: len(s) == SUPERVISED and victim not in s)(_sleepers(pid)), interval=0.0002)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def _calls_per_second(call, seconds):
+    call()
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        call()
+        calls += 1
+    return calls / (time.perf_counter() - start)
+
+
+def _xmlrpc_over_unix(path):
+    """A stdlib XML-RPC proxy to supervisord's unix socket, one kept-alive connection."""
+    import http.client
+    import xmlrpc.client
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(path)
+
+    class Transport(xmlrpc.client.Transport):
+        def make_connection(self, host):
+            if self._connection[1] is None:
+                self._connection = host, Connection("localhost")
+            return self._connection[1]
+
+    return xmlrpc.client.ServerProxy("http://localhost", transport=Transport())
+
+
+def _stop_supervisor(proc, timeout=20.0):
+    """SIGTERM, wait; SIGKILL the session when it lingers (it stops its programs itself)."""
+    try:
+        os.kill(proc.proc.pid, signal.SIGTERM)
+        proc.proc.wait(timeout)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    proc.kill()
+
+
+def _measure_supervisor(name, argv, cwd, control, kills, seconds):
+    """Start ``argv``; figures of one supervisor: start-up, control calls/s, respawn, RSS."""
+    start = time.perf_counter()
+    proc = Proc(argv, cwd=cwd)
+    try:
+        def running():
+            if proc.proc.poll() is not None:
+                raise RuntimeError("%s exited with status %s" % (name, proc.proc.returncode))
+            return len(_sleepers(proc.proc.pid)) == SUPERVISED
+        poll(running, interval=0.001)
+        started = (time.perf_counter() - start) * 1e3
+        time.sleep(1.0)  # let it settle (gdaemon forks its standby; circus its stats)
+        rate = control()
+        times = respawn_by_proc(proc.proc.pid, kills, 0.2)
+        main = psutil.Process(proc.proc.pid)
+        rss = main.memory_info().rss
+        helpers = [p for p in main.children(recursive=True) if p.name() != "sleep"]
+        helpers_rss = sum(p.memory_info().rss for p in helpers)
+    finally:
+        _stop_supervisor(proc)
+    return {"start": started, "rate": rate, "p50": pct(times, 50), "p99": pct(times, 99),
+            "rss": rss, "helpers": len(helpers), "helpers_rss": helpers_rss}
+
+
+def bench_supervise(quick):
+    """gdaemon, supervisord and circus supervising ten ``sleep 1000``: respawn, control, memory."""
+    kills = 20 if quick else 100
+    seconds = 1.0 if quick else 3.0
+    tmp = tempfile.mkdtemp(prefix="gdb-", dir="/tmp")
+    results = {}
+    try:
+        venv = os.path.join(supervisors_venv(tmp), "bin")
+        versions = subprocess.run([os.path.join(venv, "python"), "-c",
+                                   "import supervisor.options as o, circus; "
+                                   "print(o.VERSION, circus.__version__)"],
+                                  capture_output=True, text=True, check=True).stdout.split()
+
+        gd = os.path.join(tmp, "gdaemon")
+        os.mkdir(gd)
+        with open(os.path.join(gd, "bench.toml"), "w") as f:
+            f.write(SUPERVISE_TOML)
+
+        def gdaemon_control():
+            from gdaemon.client import Client
+            client = Client("unix://%s/daemon.sock" % gd, timeout=30)
+            try:
+                return _calls_per_second(lambda: client.call("worker.info"), seconds)
+            finally:
+                client.close()
+        results["gdaemon"] = _measure_supervisor(
+            "gdaemon", [os.path.join(BIN, "gdaemon"), "bench.toml", "-f"], gd, gdaemon_control, kills, seconds)
+
+        sv = os.path.join(tmp, "supervisord")
+        os.mkdir(sv)
+        with open(os.path.join(sv, "supervisord.conf"), "w") as f:
+            f.write(SUPERVISORD_CONF)
+
+        def supervisord_control():
+            proxy = _xmlrpc_over_unix(os.path.join(sv, "supervisor.sock"))
+            return _calls_per_second(proxy.supervisor.getAllProcessInfo, seconds)
+        results["supervisord"] = _measure_supervisor(
+            "supervisord", [os.path.join(venv, "supervisord"), "-c", "supervisord.conf"], sv,
+            supervisord_control, kills, seconds)
+
+        ci = os.path.join(tmp, "circus")
+        os.mkdir(ci)
+        with open(os.path.join(ci, "circus.ini"), "w") as f:
+            f.write(CIRCUS_INI.format(tmp=ci))
+
+        def circus_control():
+            out = subprocess.run([os.path.join(venv, "python"), "-c", CIRCUS_CLIENT,
+                                  "ipc://%s/circus.sock" % ci, str(seconds)],
+                                 capture_output=True, text=True, check=True, timeout=60).stdout
+            return float(out)
+        results["circus"] = _measure_supervisor(
+            "circus", [os.path.join(venv, "circusd"), "circus.ini"], ci, circus_control, kills, seconds)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    calls = {"gdaemon": "worker.info (Client)", "supervisord": "getAllProcessInfo (XML-RPC)",
+             "circus": "status (circus.client, zmq)"}
+    rows = []
+    for name, r in results.items():
+        helpers = (", +%d helper process%s %.1f MB" % (r["helpers"], "" if r["helpers"] == 1 else "es",
+                                                       r["helpers_rss"] / 2 ** 20)) if r["helpers"] else ""
+        rows.append((name, "respawn p50 %.1f ms, p99 %.1f ms; %s %.0f calls/s; RSS %.1f MB%s; "
+                     "start to %d running %.0f ms" % (r["p50"], r["p99"], calls[name], r["rate"],
+                                                      r["rss"] / 2 ** 20, helpers, SUPERVISED, r["start"])))
+    report(rows, "supervise %d x sleep 1000 (supervisor %s, circus %s); %d kills each, polled in /proc"
+           % (SUPERVISED, versions[0], versions[1], kills))
+
+
+SECTIONS["supervise"] = bench_supervise
+#: Sections run only when named: they install other software.
+ASKED_FOR_ONLY = {"supervise"}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sections", nargs="*", help="core, workers, websocket, metrics, codec (default: all)")
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
     args = parser.parse_args()
     sys.path.insert(0, HERE)
-    names = args.sections or list(SECTIONS)
+    names = args.sections or [name for name in SECTIONS if name not in ASKED_FOR_ONLY]
     for name in names:
         if name not in SECTIONS:
             parser.error("unknown section %r (have: %s)" % (name, ", ".join(SECTIONS)))
