@@ -12,10 +12,11 @@ import signal
 import socket
 import sys
 import textwrap
+import urllib.request
 
 import pytest
 
-from support import command, free_port, run, wait_until
+from support import command, free_port, gone, kill_pidfile_daemon, rpc, run, wait_until
 
 #: The console script; in a virtualenv installed before it existed, the same module run with -m.
 GDAEMON = command("gdaemon") if os.path.exists(command("gdaemon")) else None
@@ -309,3 +310,68 @@ def _port_taken(port):
         except OSError:
             return True
     return False
+
+
+# -- the shipped example ---------------------------------------------------------------
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                        "examples")
+STACK_FILES = ("stack.toml", "fd3_server.py", "stack_workers.py")
+
+
+@pytest.fixture
+def stack_copy(workdir, request):
+    """``examples/`` of a fresh clone, copied into ``workdir`` (the clone's root), with
+    the stack's two ports moved to free ones; its -d daemon is killed at teardown."""
+    examples = os.path.join(workdir, "examples")
+    os.mkdir(examples)
+    web, dashboard = free_port(), free_port()
+    for name in STACK_FILES:
+        with open(os.path.join(EXAMPLES, name)) as f:
+            text = f.read()
+        if name == "stack.toml":
+            assert "127.0.0.1:8000" in text and "127.0.0.1:8080" in text
+            text = text.replace("127.0.0.1:8000", "127.0.0.1:%d" % web)
+            text = text.replace("127.0.0.1:8080", "127.0.0.1:%d" % dashboard)
+        with open(os.path.join(examples, name), "w") as f:
+            f.write(text)
+    request.addfinalizer(lambda: kill_pidfile_daemon(examples))
+    return workdir, web, dashboard
+
+
+def _get(port, path="/"):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as response:
+        return response.status, response.read().decode()
+
+
+def test_the_shipped_stack_runs_as_the_readme_says(stack_copy):
+    root, web, dashboard = stack_copy
+    result = run(gdaemon("--check", "examples/stack.toml"), root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        "web (exec, 2 instances, listen tcp://127.0.0.1:%d)" % web,
+        "prober (class stack_workers:Prober, after web)",
+    ]
+    result = run(gdaemon("examples/stack.toml", "-d"), root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    address = "unix://%s/examples/daemon.sock" % root
+    try:
+        # The program: two processes accepting on the socket the daemon holds.
+        workers = {info["name"]: info for info in rpc(address, "worker.info")["result"]}
+        assert sorted(workers) == ["prober", "web.0", "web.1"]
+        web_pids = {workers["web.0"]["pid"], workers["web.1"]["pid"]}
+        status, body = _get(web)
+        assert status == 200 and body.startswith("hello from pid ")
+        assert int(body.split()[-1]) in web_pids
+        # The Python worker reaches it; the dashboard is on.
+        stats = wait_until(lambda: (lambda s: s if s["ok"] else None)(
+            rpc(address, "worker.call", ["prober", "stats"])["result"]), message="the prober's first probe")
+        assert stats["target"] == "http://127.0.0.1:%d/" % web
+        assert _get(dashboard, "/healthz") == (200, "ok")
+        # The program's lines are the daemon's log records.
+        wait_until(lambda: "GET / HTTP" in open(os.path.join(root, "examples", "daemon.log")).read(),
+                   message="the program's request line in the log")
+    finally:
+        stopped = run(gdaemon("examples/stack.toml", "--stop"), root)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert all(gone(pid) for pid in web_pids)
