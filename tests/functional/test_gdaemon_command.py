@@ -375,3 +375,38 @@ def test_the_shipped_stack_runs_as_the_readme_says(stack_copy):
         stopped = run(gdaemon("examples/stack.toml", "--stop"), root)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert all(gone(pid) for pid in web_pids)
+
+
+PROGRAMS = """
+[daemon]
+shutdowntimeout = 5
+
+[workers.steady]
+command = ["sleep", "1000"]
+
+[workers.changing]
+command = ["sleep", "1001"]
+env = {MODE = "one"}
+
+[workers.going]
+command = ["sleep", "1002"]
+"""
+
+
+def test_reload_of_programs(files, spawn):
+    write(files, PROGRAMS)
+    proc = spawn(gdaemon("daemon.toml", "-f"))
+    before = wait_until(lambda: looping(proc, ["steady", "changing", "going"]), message="the programs")
+    write(files, PROGRAMS.replace('MODE = "one"', 'MODE = "two"').replace(
+        '[workers.going]\ncommand = ["sleep", "1002"]\n', '[workers.added]\ncommand = ["sleep", "1003"]\n'))
+    proc.signal(signal.SIGHUP)
+    after = wait_until(lambda: looping(proc, ["steady", "changing", "added"])
+                       and infos(proc)["changing"]["pid"] != before["changing"]["pid"] and infos(proc),
+                       message="the programs reloaded")
+    assert after["steady"]["pid"] == before["steady"]["pid"]
+    wait_until(lambda: gone(before["going"]["pid"]) and gone(before["changing"]["pid"]),
+               message="the old programs to end")
+    with open("/proc/%d/environ" % after["changing"]["pid"], "rb") as f:
+        assert b"MODE=two" in f.read().split(b"\0")
+    with open("/proc/%d/cmdline" % after["added"]["pid"], "rb") as f:
+        assert f.read().split(b"\0")[:2] == [b"sleep", b"1003"]
