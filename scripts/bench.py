@@ -2007,7 +2007,7 @@ def _measure_supervisor(name, argv, cwd, control, kills, seconds):
 
 def bench_supervise(quick):
     """gdaemon, supervisord and circus supervising ten ``sleep 1000``: respawn, control, memory."""
-    kills = 20 if quick else 100
+    kills = 10 if quick else 40
     seconds = 1.0 if quick else 3.0
     tmp = tempfile.mkdtemp(prefix="gdb-", dir="/tmp")
     results = {}

@@ -367,7 +367,8 @@ def test_the_shipped_stack_runs_as_the_readme_says(stack_copy):
         stats = wait_until(lambda: (lambda s: s if s["ok"] else None)(
             rpc(address, "worker.call", ["prober", "stats"])["result"]), message="the prober's first probe")
         assert stats["target"] == "http://127.0.0.1:%d/" % web
-        assert _get(dashboard, "/healthz") == (200, "ok")
+        status, body = _get(dashboard, "/healthz")
+        assert (status, body.strip()) == (200, "ok")
         # The program's lines are the daemon's log records.
         wait_until(lambda: "GET / HTTP" in open(os.path.join(root, "examples", "daemon.log")).read(),
                    message="the program's request line in the log")
