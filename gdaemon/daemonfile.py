@@ -39,6 +39,7 @@ import sys
 from .config import DEFAULTS, Config
 from .errors import ConfigError
 from .identity import RLIMIT_NAMES, parse_rlimits, resolve_identity
+from .signalnames import signal_number
 from .wire.address import parse_address
 
 try:
@@ -237,22 +238,16 @@ def parse_size(value):
 
 
 def signal_name(value):
-    """``"TERM"`` for ``"TERM"``, ``"SIGTERM"``, ``"term"`` or ``15``.
+    """``"TERM"`` for ``"TERM"``, ``"SIGTERM"``, ``"term"`` or ``15`` (a number without a
+    name, a real-time signal, stays a number).
 
     :raises ValueError: not a signal of this system.
     """
-    if isinstance(value, int) and not isinstance(value, bool):
-        try:
-            return signal.Signals(value).name[3:]
-        except ValueError:
-            raise ValueError("unknown signal number %d" % value) from None
-    if isinstance(value, str):
-        name = value.upper()
-        name = name[3:] if name.startswith("SIG") else name
-        if name and hasattr(signal.Signals, "SIG" + name) and not name.startswith("_"):
-            return name
-        raise ValueError("unknown signal %s" % _show(value))
-    raise ValueError("expected a signal name like \"TERM\", got %s" % _show(value))
+    number = signal_number(value)
+    try:
+        return signal.Signals(number).name[3:]
+    except ValueError:
+        return number
 
 
 # -- the checks ----------------------------------------------------------------------

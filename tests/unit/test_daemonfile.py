@@ -179,7 +179,7 @@ def test_every_problem_is_named_by_table_and_key(folder):
         ("workers.web.command:", "empty"),
         ('workers.web.maxrss:', 'expected a size like "512M", got "lots"'),
         ("workers.web.rlimits:", "unknown limit 'nofle' (did you mean 'nofile'?)"),
-        ("workers.web.stopsignal:", 'unknown signal "FOO"'),
+        ("workers.web.stopsignal:", "unknown signal 'FOO'"),
         ("workers.web.loptime:", "unknown key (did you mean 'looptime'?)"),
         ("workers.web.instances:", "expected an integer >= 0, got -1"),
         ("workers.web.forever:", 'expected true or false, got "yes"'),
@@ -389,7 +389,7 @@ def test_signal_names(value, name):
     assert signal_name(value) == name
 
 
-@pytest.mark.parametrize("value", ["FOO", "SIG", "", 0, 1000, True, "_DFL"])
+@pytest.mark.parametrize("value", ["FOO", "SIG", "", 0, 1000, True, "_DFL", 1.5])
 def test_bad_signal_names(value):
     with pytest.raises(ValueError):
         signal_name(value)
