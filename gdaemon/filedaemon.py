@@ -22,7 +22,7 @@ import sys
 from docopt import DocoptExit
 
 from . import daemonfile
-from .console import OPTIONS, USAGE, parse_arguments, report_usage_error
+from .console import OPTIONS, USAGE, parse_arguments, report_usage_error, version_line
 from .daemon import Daemon
 from .errors import ConfigError, GDaemonError
 
@@ -175,8 +175,7 @@ def main(argv=None):
         print(text.rstrip("\n"))
         return 0
     if options.get("--version"):
-        from .version import __version__
-        print("gdaemon %s" % __version__)
+        print(version_line("gdaemon"))
         return 0
     path = options["FILE"]
     if options.get("--check"):

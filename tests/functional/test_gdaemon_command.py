@@ -411,3 +411,23 @@ def test_reload_of_programs(files, spawn):
         assert b"MODE=two" in f.read().split(b"\0")
     with open("/proc/%d/cmdline" % after["added"]["pid"], "rb") as f:
         assert f.read().split(b"\0")[:2] == [b"sleep", b"1003"]
+
+
+def test_upgrade_and_version(files):
+    write(files, BASE)
+    assert run(gdaemon("--version"), files).stdout.startswith("gdaemon ")
+    result = run(gdaemon("daemon.toml", "-d"), files)
+    try:
+        assert result.returncode == 0, result.stderr
+        address = "unix://%s/daemon.sock" % files
+        old = rpc(address, "daemon.status")["result"]["pid"]
+        # The new daemon reads the file again: a worker added meanwhile runs in it.
+        write(files, BASE + '\n[workers.fresh]\nclass = "fileworkers:Tick"\nforever = true\n')
+        upgraded = run(gdaemon("daemon.toml", "--upgrade"), files, timeout=60)
+        assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+        status = rpc(address, "daemon.status")["result"]
+        assert status["pid"] != old and status["upgrades"] == 1
+        assert "fresh" in rpc(address, "worker.list")["result"]
+    finally:
+        stopped = run(gdaemon("daemon.toml", "--stop"), files)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
