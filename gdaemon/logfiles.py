@@ -82,7 +82,10 @@ def reopen_file_handlers():
     """Reopen the file of every ``logging.FileHandler`` of every logger; return how many.
 
     The new file is opened in append mode (a handler opened with ``"w"``
-    must not truncate the log it just started again).
+    must not truncate the log it just started again).  A file this process
+    may not open (a worker running as another user than the daemon that
+    made it) keeps its old stream, with one warning: losing the worker over
+    a log rotation would be worse.
     """
     seen = set()
     loggers = [logging.getLogger()]
@@ -94,8 +97,14 @@ def reopen_file_handlers():
             if id(handler) in seen or not isinstance(handler, logging.FileHandler):
                 continue
             seen.add(id(handler))
-            stream = open(handler.baseFilename, "a", encoding=handler.encoding,
-                          errors=getattr(handler, "errors", None))
+            try:
+                stream = open(handler.baseFilename, "a", encoding=handler.encoding,
+                              errors=getattr(handler, "errors", None))
+            except OSError as exc:
+                logging.getLogger("gdaemon.logfiles").warning(
+                    "cannot reopen %s (%s): writing on to the file it had open",
+                    handler.baseFilename, exc.strerror or exc)
+                continue
             old = handler.setStream(stream)
             if old is not None:
                 old.close()

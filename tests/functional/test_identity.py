@@ -288,3 +288,29 @@ def test_the_readme_recipe_serves_port_80_style_sockets_as_nobody(nobody_dir):
         assert reply.endswith(b"hello\n"), reply
     finally:
         proc.stop()
+
+
+def test_a_worker_running_as_nobody_survives_a_log_rotation(workdir):
+    """The daemon (root) reopens its log; the worker (nobody) cannot open root's
+    new file, says so once and writes on: it is not lost over a logrotate."""
+    path = write_daemon(workdir, 'daemon.workers.install(Who("who"), looptime=0.1, forever=True, '
+                        'user="nobody")', extra=WHO)
+    started = run([sys.executable, path, "-d"], workdir)
+    assert started.returncode == 0, started.stdout + started.stderr
+    pid = pid_from_file(os.path.join(workdir, "daemon.pid"))
+    address = "unix://" + os.path.join(workdir, "daemon.sock")
+    try:
+        worker = wait_looping_at(address, "who")
+        log = os.path.join(workdir, "daemon.log")
+        os.rename(log, log + ".1")
+        os.kill(pid, signal.SIGUSR1)
+        wait_until(lambda: os.path.exists(log), message="a new daemon.log")
+        wait_until(lambda: "cannot reopen" in open(log + ".1").read() + open(log).read(),
+                   message="the worker's warning")
+        assert rpc(address, "worker.call", ["who", "ids"])["result"]["euid"] == NOBODY.pw_uid
+        assert rpc(address, "worker.info", ["who"])["result"]["pid"] == worker["pid"]
+        assert not [e for e in open(log).read().splitlines() if "Traceback" in e]
+    finally:
+        stopped = run([sys.executable, path, "--stop"], workdir)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    wait_gone(pid)
