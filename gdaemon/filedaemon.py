@@ -10,9 +10,10 @@
 :class:`FileDaemon` is a :class:`~gdaemon.daemon.Daemon` whose workers come
 from the file.  A reload (SIGHUP, ``daemon.reload``) reads the file again
 and applies the difference without touching what did not change: removed
-workers are stopped and uninstalled, changed ones replaced one at a time
-(each LOOPING before the next; a change of ``instances`` alone scales the
-pool), added ones installed and started in start order.  A file that does not
+workers are stopped and uninstalled, changed ones replaced one instance at a
+time (``WorkerManager.replace``; a change of ``instances`` alone scales the
+pool), added ones installed and started in start order, each worker LOOPING
+before the next.  A file that does not
 check out is refused: the daemon goes on unchanged and logs why on one line.
 """
 
@@ -115,10 +116,8 @@ class FileDaemon(Daemon):
                              old.instances, new.instances)
             self.workers.scale(new.name, new.instances)
             return
-        self.logger.info("reload: replacing worker %s", new.describe())
-        worker = new.make()  # before the old one stops: a class that fails leaves it running
-        self.workers.uninstall(new.name)
-        self.workers.install(worker, **new.options)
+        self.logger.info("reload: replacing worker %s, one instance at a time", new.describe())
+        self.workers.replace(new.make(), **new.options)
 
     def _apply_daemon_table(self, old, new):
         """Take the ``[daemon]`` keys that can change at run time; log the others."""

@@ -250,6 +250,67 @@ class WorkerManager:
         if self.running:
             self.refresh_standby()
 
+    def replace(self, worker, instances=1, **options):
+        """Put ``worker`` (a new object, named as an installed one) in the place of the
+        installed worker of that name, with new ``install()`` options, one instance
+        at a time; return once done.
+
+        The new worker and options are checked as ``install()`` checks them
+        before anything changes.  Then, like a rolling reload, each instance in
+        turn spins down gracefully and an instance of the new worker takes its
+        place (``restart``: its name, its restart count), the next one once that
+        one is LOOPING; a pool keeps its ``listen`` socket, so no connection is
+        refused.  Then the pool is scaled to ``instances``.  A change that
+        cannot be made that way (another kind of worker, another ``listen``,
+        the daemon not running) uninstalls the old worker and installs the new.
+
+        :raises UnknownWorker: no worker of that name.
+        :raises ConfigError: a bad option (nothing changed).
+        :raises WorkerError: as ``install()`` (nothing changed).
+        """
+        name = worker.name
+        old = self.pool(name)
+        config = getattr(self.daemon, "config", None) or {}
+        listen = options.get("listen")
+        address = listen_address(listen, worker, config) if listen is not None else None
+        if (not self.running or worker.kind != old.kind
+                or str(address or "") != str(old.listen or "")):
+            self.uninstall(name)
+            self.install(worker, instances=instances, **options)
+            return
+        # install() checks and configures the new worker, in a pool of no
+        # instance taken aside at once: nothing else runs in between (no yield).
+        order = list(self._pools)
+        handles = {h.name: self._handles.pop(h.name) for h in old.handles if self._handles.get(h.name) is h}
+        del self._pools[name]
+        try:
+            self.install(worker, instances=0, **dict(options, listen=None))
+            fresh = self._pools.pop(name)
+        finally:
+            self._pools[name] = old
+            self._pools = {key: self._pools[key] for key in order if key in self._pools}
+            self._handles.update(handles)
+        grace = self._config("shutdowntimeout", 10)
+        with old.lock:
+            old.template = fresh.template
+            old.looptime, old.forever, old.timeout, old.after = (fresh.looptime, fresh.forever,
+                                                                 fresh.timeout, fresh.after)
+            for handle in old.handles:
+                handle.worker = old.make_worker(handle.instance)
+                handle.looptime, handle.forever, handle.timeout = old.looptime, old.forever, old.timeout
+            # Standbys and the fork server are copies holding the old objects.
+            self.refresh_standby()
+            for handle in list(old.handles):
+                if not self.running:
+                    return
+                try:
+                    restart_instance(self, handle, grace, grace + self.restart_timeout)
+                except WorkerUnavailable as exc:
+                    self.logger.warning("replacing worker %r: %s; going on with the next instance",
+                                        name, exc.message)
+        if len(old.handles) != instances:
+            self.scale(name, instances)
+
     def wait_looping(self, name, timeout):
         """Wait until every instance of pool ``name`` is LOOPING; False after
         ``timeout`` seconds, or when one of them is down and not respawning.

@@ -12,6 +12,7 @@ import signal
 import socket
 import sys
 import textwrap
+import threading
 import urllib.request
 
 import pytest
@@ -431,3 +432,70 @@ def test_upgrade_and_version(files):
     finally:
         stopped = run(gdaemon("daemon.toml", "--stop"), files)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+
+def test_a_changed_pool_is_replaced_one_instance_at_a_time_refusing_no_connection(files, spawn):
+    port = free_port()
+    with open(os.path.join(EXAMPLES, "fd3_server.py")) as f:
+        server = f.read()
+    with open(os.path.join(files, "fd3_server.py"), "w") as f:
+        f.write(server)
+    web = """
+[daemon]
+shutdowntimeout = 5
+
+[workers.web]
+command = ["%s", "fd3_server.py"]
+cwd = "."
+instances = 3
+listen = "tcp://127.0.0.1:%d"
+env = {MODE = "%%s"}
+""" % (sys.executable, port)
+    write(files, web % "one")
+    proc = spawn(gdaemon("daemon.toml", "-f"))
+    before = wait_until(lambda: looping(proc, ["web.0", "web.1", "web.2"]), message="the pool")
+    failures, answers, stop = [], [], threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            try:
+                answers.append(_get(port)[1])
+            except OSError as exc:
+                failures.append(repr(exc))
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    events = proc.connect()
+    try:
+        assert events.result("events.subscribe", [["worker.state"]]) is True
+        wait_until(lambda: len(answers) > 5, message="answers before the reload")
+        write(files, web % "two")
+        proc.signal(signal.SIGHUP)
+        # One at a time: never two instances down together.
+        down, most, looped = set(), 0, set()
+        while looped != {"web.0", "web.1", "web.2"}:
+            message = events.read()
+            assert message is not None, "connection closed during the reload"
+            data = message["params"]["data"]
+            if data["status_name"] == "LOOPING":
+                down.discard(data["name"])
+                looped.add(data["name"])
+            else:
+                down.add(data["name"])
+            most = max(most, len(down))
+        assert most == 1
+        after = wait_until(lambda: (lambda found: found if found and all(
+            found[name]["pid"] != before[name]["pid"] for name in found) else None)(
+                looping(proc, ["web.0", "web.1", "web.2"])), timeout=30, message="every instance replaced")
+        count = len(answers)
+        wait_until(lambda: len(answers) > count + 5, message="answers after the reload")
+    finally:
+        events.close()
+        stop.set()
+        thread.join(10)
+    assert failures == []
+    assert all(info["restarts"] == 1 for info in after.values())
+    for info in after.values():
+        with open("/proc/%d/environ" % info["pid"], "rb") as f:
+            assert b"MODE=two" in f.read().split(b"\0")
+    output = proc.output()
+    assert "reload: replacing worker web" in output and "one instance at a time" in output
