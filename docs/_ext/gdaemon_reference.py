@@ -136,6 +136,11 @@ class InstallOptionsDirective(Directive):
             if name in ("self", "worker"):
                 continue
             default = "required" if param.default is param.empty else _literal(param.default)
+            if name not in docs:
+                # An error under -W: every option is documented where it is defined.
+                self.state.document.reporter.warning(
+                    "install() option %r has no ':param %s:' in its docstring" % (name, name),
+                    line=self.lineno)
             lines += ["   * - ``%s``" % name, "     - %s" % default,
                       "     - %s" % docs.get(name, "(undocumented)")]
         return _render(self, lines)

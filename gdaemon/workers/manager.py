@@ -157,9 +157,13 @@ class WorkerManager:
             ``rssinterval`` seconds).
         :param maxloops: recycle an instance after that many loops, plus
             ``randint(0, maxloopsjitter)``.
+        :param maxloopsjitter: up to that many more loops, drawn for each
+            instance, so that a pool's instances do not recycle together.
         :param maxage: recycle an instance after that many seconds up, plus
             up to ``maxagejitter``.  A recycle is a graceful restart, one
             instance of a pool at a time (see :mod:`gdaemon.workers.recycle`).
+        :param maxagejitter: up to that many more seconds, drawn for each
+            instance.
         :returns: the :class:`WorkerHandle` of its first instance (``None``
             for a pool of 0 instances; see :meth:`pool`).
         :raises ConfigError: a bad argument (the message names it).
