@@ -34,7 +34,6 @@ import time
 
 import gevent
 import gevent.socket
-from gevent import subprocess
 
 from . import inherited
 from .errors import RpcError
@@ -130,6 +129,9 @@ class Upgrade:
         pidfile.open_handover()
         try:
             try:
+                # Imported here: every daemon would pay 5 ms and its memory for a rare call.
+                from gevent import subprocess
+
                 self.process = subprocess.Popen(
                     argv, cwd=daemon.launch_cwd, env=env, close_fds=True,
                     pass_fds=[write_end] + [sock.fileno() for _, sock in self.sockets])
