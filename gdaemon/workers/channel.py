@@ -66,8 +66,8 @@ full barriers: a consumer woken by the doorbell (the slow path, always taken
 when the ring was empty) sees everything the producer wrote before ringing.
 The remaining window is the fast path, when the consumer finds a message
 without having waited; it is narrow (the interpreter runs thousands of
-instructions between the two stores) but real.  Linux on x86-64 is the
-supported target; see the ``_STRONGLY_ORDERED`` note below.
+instructions between the two stores) but real.  Linux on x86-64, whose
+stores are seen in order, is the supported target.
 
 The status block fields are single aligned 8-byte words, so each is read and
 written atomically; the heartbeat is stored as integer nanoseconds of

@@ -245,7 +245,7 @@ class WorkerHandle:
             raise MethodNotFound("worker %r runs a program: it has no methods to call" % (self.name,))
         if timeout is None:
             timeout = self.manager.call_timeout
-        call_id = next(self.manager._call_ids)
+        call_id = self.manager.next_call_id()
         result = AsyncResult()
         self._calls[call_id] = result
         try:

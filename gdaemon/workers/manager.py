@@ -123,6 +123,7 @@ class WorkerManager:
         return self._started and not self._stopping
 
     def next_call_id(self):
+        """A new id for a ``worker.call`` (unique among the daemon's calls)."""
         return next(self._call_ids)
 
     # -- the collection ---------------------------------------------------
@@ -635,8 +636,6 @@ class WorkerManager:
         self.standbys.refresh()
 
     # -- the supervision interface (the watchdog's) ------------------------------
-
-        self.watchdog.wake()
 
     def deserves_standby(self, uptime, exitcode):
         """May an instance that was up ``uptime`` seconds (``None``: unknown) and

@@ -8,7 +8,6 @@ single-producer single-consumer ring of length-prefixed records, and
 :class:`StatusBlock`, the worker's status words.
 """
 
-import platform
 import time
 
 from ..errors import ChannelClosed, ChannelFull, ChannelMessageTooLarge
@@ -22,10 +21,6 @@ DEFAULT_CAPACITY = 256 * 1024
 HEADER_SIZE = 4096
 #: Bytes of the length prefix of every record.
 RECORD_HEADER_SIZE = 4
-
-#: True on CPUs whose memory model orders the producer's stores (see the
-#: module docstring, "Memory ordering").  Informational: the code is the same.
-_STRONGLY_ORDERED = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 
 MAGIC_VALUE = 0x67644368616E3031  # "gdChan01"
 MAX_CAPACITY = 1 << 31            # lengths are stored as uint32
