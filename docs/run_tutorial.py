@@ -4,8 +4,10 @@ Every ``.. code-block:: console`` of ``docs/tutorial.rst`` is a session:
 each ``$ COMMAND`` line runs (bash, in a temporary directory holding the
 files of ``docs/tutorial/``, with this Python's ``bin`` first on ``PATH``),
 must exit 0, and its output must match the lines shown after it, ``...``
-matching anything (doctest's ELLIPSIS).  Whatever happens, every daemon the
-tutorial started is stopped at the end.
+matching anything and a run of blanks any blanks (doctest's ELLIPSIS and
+NORMALIZE_WHITESPACE: ``gdaemon-ctl workers`` sizes its columns to the
+pids).  Whatever happens, every daemon the tutorial started is stopped at
+the end.
 
 Usage: python docs/run_tutorial.py   (exit 0 when every command matched)
 """
@@ -21,6 +23,17 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONSOLE = re.compile(r"^\.\. code-block:: console\n\n((?:    .*\n|\n)+)", re.M)
+
+
+FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+
+
+def _tail(path, lines=20):
+    try:
+        with open(path) as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return "(none)\n"
 
 
 def sessions(path):
@@ -53,13 +66,16 @@ def main():
         for session in sessions(os.path.join(HERE, "tutorial.rst")):
             for command, want in session:
                 ran += 1
-                proc = subprocess.run(["bash", "-c", command], cwd=workdir, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True, timeout=60)
-                got = proc.stdout
-                if proc.returncode != 0 or not checker.check_output(want, got, doctest.ELLIPSIS):
+                try:
+                    proc = subprocess.run(["bash", "-c", command], cwd=workdir, env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True, timeout=60)
+                    got, status = proc.stdout, proc.returncode
+                except subprocess.TimeoutExpired as exc:
+                    got, status = (exc.output or b"").decode(errors="replace"), "timed out after 60 s"
+                if status != 0 or not checker.check_output(want, got, FLAGS):
                     failures += 1
-                    print("FAILED: $ %s (exit %d)\n--- expected ---\n%s--- got ---\n%s"
-                          % (command, proc.returncode, want, got))
+                    print("FAILED: $ %s (exit %s)\n--- expected ---\n%s--- got ---\n%s--- daemon.log ---\n%s"
+                          % (command, status, want, got, _tail(os.path.join(workdir, "daemon.log"))))
                 else:
                     print("ok: $ %s" % command)
     finally:
