@@ -11,6 +11,7 @@ Booleans are never integers.
 """
 
 import inspect
+import types
 import typing
 
 from ..errors import InvalidParams
@@ -28,9 +29,14 @@ _XMLRPC_NAMES = {str: "string", int: "int", float: "double", bool: "boolean",
 INJECTABLE = ("daemon", "session")
 
 
+#: What ``typing.get_origin`` gives for a union: ``Optional[int]`` and, from
+#: Python 3.10, ``int | None`` (a ``types.UnionType``).
+_UNION_ORIGINS = tuple(o for o in (typing.Union, getattr(types, "UnionType", None)) if o is not None)
+
+
 def _optional_inner(tp):
-    """``Optional[int]`` -> ``(int, True)``; ``int`` -> ``(int, False)``."""
-    if typing.get_origin(tp) is typing.Union:
+    """``Optional[int]`` or ``int | None`` -> ``(int, True)``; ``int`` -> ``(int, False)``."""
+    if typing.get_origin(tp) in _UNION_ORIGINS:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         nullable = len(args) != len(typing.get_args(tp))
         inner = args[0] if len(args) == 1 else typing.Any

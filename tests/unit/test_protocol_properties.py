@@ -7,6 +7,7 @@ never raises; ids are echoed; error codes come from the documented set.
 """
 
 import json
+import sys
 import tracemalloc
 import typing
 
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from gdaemon.errors import RpcError
 from gdaemon.rpc.builtin import register_builtins
-from gdaemon.rpc.methods import MethodRegistry
+from gdaemon.rpc.methods import MethodRegistry, xmlrpc_type_name
 from gdaemon.rpc.protocol import Engine, Session, Subscribers
 
 #: SPEC 4.2: standard and server codes, plus what our handler raises on purpose.
@@ -542,3 +543,23 @@ def test_the_exact_path_is_as_strict_as_the_fast_one():
     deep = ("[" * 3000 + big + "]" * 3000).encode()
     assert handle(deep)["error"]["code"] == -32700
     assert handle(b'["\xff", ' + big.encode() + b"]")["error"]["code"] == -32700
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="int | None needs Python 3.10")
+def test_a_param_declared_int_or_none_takes_null_and_ints():
+    # PEP 604 unions (types.UnionType) are optional like typing.Optional.
+    registry = MethodRegistry()
+
+    @registry.method("t.pep604", params=[("x", eval("int | None"))], returns=eval("int | None"))
+    def pep604(x):
+        return x
+
+    engine = Engine(registry)
+    for value in (None, 7):
+        response = handle(dumps({"jsonrpc": "2.0", "method": "t.pep604", "params": [value], "id": 1}),
+                          engine=engine)
+        assert response == {"jsonrpc": "2.0", "result": value, "id": 1}
+    response = handle(dumps({"jsonrpc": "2.0", "method": "t.pep604", "params": ["7"], "id": 1}),
+                      engine=engine)
+    assert response["error"]["code"] == -32602 and "x" in response["error"]["message"]
+    assert xmlrpc_type_name(eval("int | None")) == "int"
