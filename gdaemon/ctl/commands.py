@@ -443,8 +443,8 @@ def command_help(extra=()):
     lines = []
     entries = [(c.synopsis, c.help) for c in COMMANDS.values()] + [(s, [t]) for s, t in extra]
     for synopsis, text in entries:
-        lines.append("  %s %s" % (synopsis.ljust(22), text[0]))
-        lines.extend(" " * 25 + more for more in text[1:])
+        lines.append("  %s %s" % (synopsis.ljust(24), text[0]))
+        lines.extend(" " * 27 + more for more in text[1:])
     return lines
 
 
