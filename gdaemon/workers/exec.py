@@ -7,13 +7,16 @@ of running a Python loop.  It has the same life as every forked worker
 
 **Start.**  The daemon makes two pipes for the program's stdout and stderr
 (:mod:`gdaemon.workers.output` reads them) and forks the child as usual
-(through the fork server).  The child (:func:`exec_program`) starts a
+(through the fork server; never from the pre-forked standby, which could
+not be given the pipes).  The child takes the worker's resource limits and
+identity (:mod:`gdaemon.identity`), then (:func:`exec_program`) starts a
 session of its own (so the program and everything it starts form one
 process group the daemon can signal as a whole), puts ``/dev/null`` on
 stdin, the pipes on stdout and stderr, the pool's listening socket on fd 3
-(with ``LISTEN_FDS=1`` and ``LISTEN_PID``, systemd's protocol), restores
-default signal handling and ``exec``\\ s the command.  No gevent hub and no
-signal handlers are set up before: the exec happens at once.
+(with ``LISTEN_FDS=1`` and ``LISTEN_PID``, systemd's protocol), makes every
+other descriptor close-on-exec, restores default signal handling and
+``exec``\\ s the command.  No gevent hub and no signal handlers are set up
+before: the exec happens at once.
 
 **LOOPING.**  Every descriptor the child holds is close-on-exec, the
 channel's doorbell among them: the daemon reads EOF on it the moment the
@@ -44,7 +47,7 @@ from ..signalnames import signal_number
 from .messages import EXEC_FAILED, encode
 from .worker import Worker, WorkerStatus
 
-__all__ = ["ExecWorker", "is_exec", "signal_number", "exec_program", "Program", "mark_looping",
+__all__ = ["ExecWorker", "is_exec", "exec_program", "Program", "mark_looping",
            "mark_spindown", "report_exec_failure", "EXEC_FAILED_EXIT"]
 
 #: Exit status of a child whose exec failed (a shell's "command not found").

@@ -92,8 +92,11 @@ def register(registry, manager):
     @method("worker.restart", [("name", str)], returns=bool)
     def restart(name):
         """Restart worker NAME gracefully (spindown, then a new instance); returns
-        true once the new instance is LOOPING."""
-        return manager.restart(name)
+        true once the new instance is LOOPING. A pool's instances are restarted
+        one at a time, each once the previous is LOOPING again."""
+        for handle in manager.targets(name):
+            manager.restart(handle)
+        return True
 
     @method("worker.send", [("name", str), ("command", str), ("payload", typing.Any, None)],
             returns=int)

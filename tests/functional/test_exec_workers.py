@@ -195,11 +195,17 @@ def test_stop_and_start_forever_workers_and_pools(start, workdir):
     assert proc.result("worker.start", ["farm.1"]) is True
     assert proc.call("worker.stop", ["nobody"])["error"]["code"] == -32002
     assert proc.call("worker.start", ["nobody"])["error"]["code"] == -32002
-    # worker.restart works on exec workers too.
+    # worker.restart works on exec workers too, and on a whole pool (one at a time).
     pid = info(proc, "prog")["pid"]
     assert proc.result("worker.restart", ["prog"]) is True
     assert info(proc, "prog")["pid"] != pid
     wait_gone(pid, 5)
+    pids = [info(proc, "farm.%d" % i)["pid"] for i in range(3)]
+    assert proc.result("worker.restart", ["farm"]) is True
+    after = [info(proc, "farm.%d" % i) for i in range(3)]
+    assert all(a["status"] == LOOPING and a["pid"] not in pids for a in after), after
+    starts = [a["started_at"] for a in after]
+    assert starts == sorted(starts)   # in index order
 
 
 def test_environment_and_working_directory(start, workdir):
