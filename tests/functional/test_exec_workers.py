@@ -492,3 +492,27 @@ def test_a_program_runs_as_another_user(start):
     # Still the daemon's to stop, group and all.
     assert proc.result("worker.stop", ["who"]) is True
     wait_gone(pid, 5)
+
+
+def test_start_order_and_scaling_of_programs(start, workdir):
+    proc = start('''
+        daemon.workers.install(gdaemon.ExecWorker("app", ["sleep", "1000"]), forever=True, instances=2,
+                               after=["db"])
+        daemon.workers.install(gdaemon.ExecWorker("db", ["sleep", "1000"]), forever=True)
+    ''')
+    for name in ("db", "app.0", "app.1"):
+        wait_looping(proc, name)
+    states = [(e["data"]["name"], e["data"]["status"]) for e in events(workdir, "worker.state")]
+    db_looping = states.index(("db", LOOPING))
+    first_app = min(i for i, (name, _) in enumerate(states) if name.startswith("app."))
+    assert db_looping < first_app, states   # app spawned only once db's program runs
+    assert proc.result("worker.scale", ["app", 4]) == ["app.0", "app.1", "app.2", "app.3"]
+    assert [info(proc, "app.%d" % i)["status"] for i in range(4)] == [LOOPING] * 4
+    gone_pids = [info(proc, "app.%d" % i)["pid"] for i in (1, 2, 3)]
+    assert proc.result("worker.scale", ["app", 1]) == ["app.0"]
+    wait_gone(gone_pids, 5)
+    # Stopped in reverse start order: app before db.
+    assert proc.result("daemon.stop") is True
+    assert proc.wait(15) == 0
+    stops = [e["data"]["name"] for e in events(workdir, "worker.exited")]
+    assert stops.index("app.0") < stops.index("db"), stops
