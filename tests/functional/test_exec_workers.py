@@ -516,3 +516,28 @@ def test_start_order_and_scaling_of_programs(start, workdir):
     assert proc.wait(15) == 0
     stops = [e["data"]["name"] for e in events(workdir, "worker.exited")]
     assert stops.index("app.0") < stops.index("db"), stops
+
+
+def test_stopsignal_then_sigkill_after_the_workers_timeout(start, workdir):
+    proc = start(r'''
+        daemon.workers.install(gdaemon.ExecWorker(
+            "polite", "trap 'echo got-int; exit 0' INT; echo ready; while true; do sleep 0.05; done",
+            shell=True, stopsignal="INT"), forever=True)
+        daemon.workers.install(gdaemon.ExecWorker(
+            "stubborn", "trap 'echo ignoring-term' TERM; echo ready; while true; do sleep 0.05; done",
+            shell=True), forever=True, timeout=1)
+    ''', config={"shutdowntimeout": 30})
+    for name in ("polite", "stubborn"):
+        wait_looping(proc, name)
+        wait_until(lambda: lines_with(proc, "ready", name), 10, message="%s ready" % name)
+    assert proc.result("worker.stop", ["polite"]) is True
+    assert lines_with(proc, "got-int", "polite")
+    assert info(proc, "polite")["last_exit"] == 0
+    pid = info(proc, "stubborn")["pid"]
+    started = time.monotonic()
+    assert proc.result("worker.stop", ["stubborn"]) is True
+    took = time.monotonic() - started
+    assert 0.9 < took < 10, took            # its timeout (1 s), not shutdowntimeout (30 s)
+    assert info(proc, "stubborn")["last_exit"] == -signal.SIGKILL
+    wait_gone(pid, 5)
+    wait_until(lambda: lines_with(proc, "ignoring-term", "stubborn"), 5, message="TERM reached it")
