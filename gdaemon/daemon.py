@@ -368,7 +368,11 @@ class Daemon:
         """Once every worker installed at start is LOOPING: tell whoever waits
         (the ``-d`` launcher, the daemon this one replaces); a worker that
         failed first makes the start fail when someone waits for it."""
-        error = watch.wait()
+        try:
+            error = watch.wait()
+        except Exception as exc:  # a bug here must not leave the launcher waiting
+            self.logger.exception("cannot tell whether the start completed")
+            error = "%s: %s" % (type(exc).__name__, exc)
         if self._ready_fd is None:
             return  # -f: nobody waits; the workers are supervised as usual
         if error is not None:

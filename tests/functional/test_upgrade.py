@@ -17,7 +17,7 @@ import time
 import psutil
 import pytest
 
-from support import RawConnection, command, free_port, gone, pid_from_file, rpc, run, wait_until
+from support import RawConnection, command, free_port, gone, pid_from_file, rpc, run, wait_gone, wait_until
 from support.scripts import write_script
 
 UPGRADE_DAEMON = """
@@ -278,7 +278,8 @@ def test_console_upgrade_of_a_detached_daemon(upgradable, workdir):
     assert completed.returncode == 0, completed.stdout + completed.stderr
     third = wait_until(lambda: pid_from_file(os.path.join(workdir, "daemon.pid")) != second and
                        pid_from_file(os.path.join(workdir, "daemon.pid")), 10, message="the third pid")
-    assert "pid %d replaced pid %d" % (third, second) in completed.stdout and gone(second)
+    assert "pid %d replaced pid %d" % (third, second) in completed.stdout
+    wait_gone([second], 30)
     assert rpc(address(workdir), "test.version")["result"] == "v3"
     completed = run([sys.executable, script, "--stop"], workdir, env=env, timeout=40)
     assert completed.returncode == 0, completed.stdout + completed.stderr
