@@ -53,9 +53,12 @@ __all__ = ["ExecWorker", "is_exec", "exec_program", "Program", "mark_looping",
 #: Exit status of a child whose exec failed (a shell's "command not found").
 EXEC_FAILED_EXIT = 127
 
-#: Environment variables of systemd's socket passing, removed unless the
-#: worker has a listener of its own to pass.
-_LISTEN_VARIABLES = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+#: Environment variables systemd gives the daemon, not its programs: socket
+#: passing (set again for a worker with a listener of its own), and the
+#: notify socket and watchdog (a systemd-aware program would otherwise tell
+#: systemd "READY=1" or "STOPPING=1" in the daemon's name).
+_DAEMON_VARIABLES = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
+                     "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
 def is_exec(worker):
@@ -171,7 +174,7 @@ def exec_program(worker, end, streams, basepath=None):  # pragma: no cover - run
     try:
         os.setsid()  # a process group of its own (and no controlling terminal)
         env = dict(os.environ)
-        for name in _LISTEN_VARIABLES:
+        for name in _DAEMON_VARIABLES:
             env.pop(name, None)
         env.update(worker.env)
         env["GDAEMON_WORKER"] = worker.pool

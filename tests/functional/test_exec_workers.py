@@ -26,9 +26,9 @@ LOOPING, STOPPED = 1, 5
 
 @pytest.fixture
 def start(spawn, workdir):
-    def _start(install, **kw):
+    def _start(install, env=None, **kw):
         path = write_daemon(workdir, install, **kw)
-        return spawn([sys.executable, path, "-f"])
+        return spawn([sys.executable, path, "-f"], env=env)
     return _start
 
 
@@ -209,14 +209,22 @@ def test_stop_and_start_forever_workers_and_pools(start, workdir):
 
 
 def test_environment_and_working_directory(start, workdir):
-    proc = start('''
+    # Under systemd the daemon has a notify socket: its programs must not.
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(os.path.join(workdir, "notify.sock"))
+    proc = start(env={"NOTIFY_SOCKET": os.path.join(workdir, "notify.sock")}, install='''
         daemon.workers.install(gdaemon.ExecWorker(
-            "envy", 'echo "W=$GDAEMON_WORKER I=$GDAEMON_INSTANCE X=$EXTRA L=${LISTEN_FDS:-none} D=$(pwd)"; '
+            "envy", 'echo "W=$GDAEMON_WORKER I=$GDAEMON_INSTANCE X=$EXTRA L=${LISTEN_FDS:-none} '
+                    'N=${NOTIFY_SOCKET:-none} D=$(pwd)"; '
                     'sleep 1000', shell=True, env={"EXTRA": "yes"}, cwd="/tmp"),
             forever=True, instances=2)
     ''')
-    wait_until(lambda: lines_with(proc, "W=envy I=1 X=yes L=none D=/tmp", "envy"), 10, message="env of envy.1")
-    assert lines_with(proc, "W=envy I=0 X=yes L=none D=/tmp", "envy")
+    wait_until(lambda: lines_with(proc, "W=envy I=1 X=yes L=none N=none D=/tmp", "envy"), 10,
+               message="env of envy.1")
+    assert lines_with(proc, "W=envy I=0 X=yes L=none N=none D=/tmp", "envy")
+    notify.settimeout(5)
+    assert b"READY=1" in notify.recv(4096)   # the daemon itself did have it
+    notify.close()
 
 
 def test_bad_arguments_are_refused_at_construction():
