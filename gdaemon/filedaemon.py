@@ -109,6 +109,9 @@ class FileDaemon(Daemon):
             if name in self.workers.pools() and not self.workers.wait_looping(name, wait):
                 self.logger.warning("reload: worker %r is not LOOPING %gs after it was (re)started; "
                                     "going on", name, wait)
+        if removed or changed or added:
+            self.logger.info("reload: done: %d worker%s removed, %d changed, %d added", len(removed),
+                             "" if len(removed) == 1 else "s", len(changed), len(added))
 
     def _replace(self, old, new):
         if old.same_but_instances(new):

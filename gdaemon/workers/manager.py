@@ -308,6 +308,8 @@ class WorkerManager:
             for handle in list(old.handles):
                 if not self.running:
                     return
+                if handle.mode == Mode.STOP and not handle.alive:
+                    continue  # stopped on request (worker.stop): its next start is the new worker
                 try:
                     restart_instance(self, handle, grace, grace + self.restart_timeout)
                 except WorkerUnavailable as exc:
@@ -317,14 +319,17 @@ class WorkerManager:
             self.scale(name, instances)
 
     def wait_looping(self, name, timeout):
-        """Wait until every instance of pool ``name`` is LOOPING; False after
-        ``timeout`` seconds, or when one of them is down and not respawning.
+        """Wait until every instance of pool ``name`` is LOOPING (but those stopped
+        on request, ``worker.stop``); False after ``timeout`` seconds, or when
+        one of them is down and not respawning.
 
         :raises UnknownWorker: no such pool.
         """
         pool = self.pool(name)
         deadline = time.monotonic() + timeout
         for handle in list(pool.handles):
+            if handle.mode == Mode.STOP and not handle.alive:
+                continue
             if not handle._wait(lambda: not self.running or handle.emitted is WorkerStatus.LOOPING
                                 or handle.status is WorkerStatus.STOPPED,
                                 max(0.0, deadline - time.monotonic())):

@@ -499,3 +499,23 @@ env = {MODE = "%%s"}
             assert b"MODE=two" in f.read().split(b"\0")
     output = proc.output()
     assert "reload: replacing worker web" in output and "one instance at a time" in output
+
+
+def test_a_worker_stopped_on_request_stays_stopped_when_its_table_changes(files, spawn):
+    write(files, PROGRAMS)
+    proc = spawn(gdaemon("daemon.toml", "-f"))
+    wait_until(lambda: looping(proc, ["steady", "changing", "going"]), message="the programs")
+    assert proc.result("worker.stop", ["changing"]) is True
+    wait_until(lambda: infos(proc)["changing"]["status_name"] == "STOPPED", message="changing stopped")
+    write(files, PROGRAMS.replace('MODE = "one"', 'MODE = "two"'))
+    proc.signal(signal.SIGHUP)
+    wait_until(lambda: "reload: done: 0 workers removed, 1 changed, 0 added" in proc.output(),
+               message="the reload")
+    assert "is not LOOPING" not in proc.output()
+    assert infos(proc)["changing"]["status_name"] == "STOPPED"
+    # Started again, it is the new one.
+    proc.result("worker.start", ["changing"])
+    info = wait_until(lambda: (lambda i: i if i["status_name"] == "LOOPING" else None)(infos(proc)["changing"]),
+                      message="changing started")
+    with open("/proc/%d/environ" % info["pid"], "rb") as f:
+        assert b"MODE=two" in f.read().split(b"\0")
