@@ -30,8 +30,13 @@ try:
     # switches hubs, would wait for that close forever.  Close at once.
     from gevent.monkey import get_original as _get_original
     _raw_close = _get_original("os", "close")
+    # The launcher reaps the intermediate of the double fork with the plain
+    # call: monkey-patched, waitpid waits for a child watcher in the hub,
+    # which now and then never fired, and ``-d`` never returned.
+    _raw_waitpid = _get_original("os", "waitpid")
 except ImportError:  # pragma: no cover
     _raw_close = os.close
+    _raw_waitpid = os.waitpid
 
 
 def close_fd(fd):
@@ -212,7 +217,10 @@ class PidFile:
         if unlink:
             try:
                 os.unlink(self.path)
-            except FileNotFoundError:
+            except (FileNotFoundError, PermissionError):
+                # PermissionError: a daemon that dropped root to a user who may
+                # not write the directory.  Unlocked, the file is stale: the
+                # next start takes it over.
                 pass
         close_fd(self.fd)
         self.fd = None
@@ -382,7 +390,7 @@ def _wait_for_daemon(fd, child):
             break
         chunks.append(data)
     try:
-        os.waitpid(child, 0)
+        _raw_waitpid(child, 0)
     except ChildProcessError:
         pass
     message = b"".join(chunks).decode("utf-8", "replace")

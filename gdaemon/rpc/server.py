@@ -472,6 +472,9 @@ class RpcServer(Transport):
                 os.unlink(self.address.path)
         except FileNotFoundError:
             pass
+        except PermissionError:  # dropped root, the directory is not ours: -s removes it
+            log.warning("cannot remove %s: permission denied (the next start needs -s)",
+                        self.address.path)
         self._inode = None
 
     def close_in_child(self):

@@ -314,3 +314,25 @@ def test_a_worker_running_as_nobody_survives_a_log_rotation(workdir):
         stopped = run([sys.executable, path, "--stop"], workdir)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     wait_gone(pid)
+
+
+def test_a_daemon_that_dropped_root_stops_cleanly_in_a_directory_it_may_not_write(workdir):
+    """Its pid file and socket stay behind (it cannot unlink them): the stop is
+    still clean, exit 0, and the next start (with -s for the socket) works."""
+    os.chmod(workdir, 0o755)  # root's: nobody may read it, not write it
+    path = write_daemon(workdir, "pass", extra=WHO, config={"user": "nobody"})
+    for attempt in range(2):
+        started = run([sys.executable, path, "-s", "-d"] if attempt else [sys.executable, path, "-d"],
+                      workdir)
+        assert started.returncode == 0, started.stdout + started.stderr
+        pid = pid_from_file(os.path.join(workdir, "daemon.pid"))
+        assert proc_status(pid)["Uid"][0] == NOBODY.pw_uid
+        stopped = run([sys.executable, path, "--stop"], workdir)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        wait_gone(pid)
+        log = open(os.path.join(workdir, "daemon.log")).read()
+        assert "Traceback" not in log, log
+        assert "cannot remove %s" % os.path.join(workdir, "daemon.sock") in log
+        assert "stopped (exit 0)" in log.splitlines()[-1], log
+        status = run([sys.executable, path, "--status"], workdir)
+        assert status.returncode == 3, status.stdout + status.stderr
