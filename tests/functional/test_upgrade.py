@@ -1,9 +1,10 @@
 """Zero-downtime upgrade of the daemon itself (issue 16), on real processes.
 
-A daemon serving RPC on a unix socket and a prefork pool on a shared TCP
-listener is replaced by a new one started from its own command line, while
-client threads connect in a loop to both sockets: every connection must be
-answered, by the old daemon or the new one.  The new code is told apart by
+A daemon serving RPC on a unix socket, HTTP, and a prefork pool on a shared
+TCP listener is replaced by a new one started from its own command line,
+while client threads connect in a loop to the three sockets: every
+connection must be answered, by the old daemon or the new one, and the pid
+file must be locked at every moment.  The new code is told apart by
 the version string each daemon reads from ``version.txt`` at start, which the
 test rewrites before upgrading.
 """
@@ -68,7 +69,8 @@ class UpgradeDaemon(EchoDaemon):
 
 
 daemon = UpgradeDaemon({"description": "Upgrade Daemon",
-                        "upgradetimeout": float(os.environ.get("UPGRADE_TIMEOUT", "30"))})
+                        "upgradetimeout": float(os.environ.get("UPGRADE_TIMEOUT", "30")),
+                        "websockethandler": os.environ.get("HTTP")})
 daemon.workers.install(EchoWorker("echo"), looptime=1, forever=True, instances=2,
                        listen="tcp://127.0.0.1:%s" % os.environ["ECHO_PORT"])
 daemon.init()
@@ -161,6 +163,24 @@ def pidfile_probe(workdir):
     return attempt
 
 
+def http_attempt(port):
+    body = b'{"jsonrpc":"2.0","method":"examples.echo","params":{"message":"hi"},"id":1}'
+    request = (b"POST /rpc HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    def attempt():
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(request)
+            data = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return data.startswith(b"HTTP/1.1 200") and b'"result":"hi"' in data
+    return attempt
+
+
 def pool_attempt(port):
     def attempt():
         answer = echo_line(port, "hi")
@@ -171,12 +191,15 @@ def pool_attempt(port):
 def test_upgrade_refuses_no_connection_and_runs_the_new_code(upgradable, workdir, spawn):
     script, env = upgradable
     port = int(env["ECHO_PORT"])
+    http_port = free_port()
+    env = dict(env, HTTP="tcp://127.0.0.1:%d" % http_port)
     old = spawn([sys.executable, script, "-f"], env=env)
     wait_all_looping(old)
     assert echo_line(port, "x") == "v1 x\n"
     old_pid = old.result("daemon.status")["pid"]
     hammers = ([Hammer(rpc_attempt(workdir), "rpc") for _ in range(2)]
                + [Hammer(pool_attempt(port), "pool") for _ in range(2)]
+               + [Hammer(http_attempt(http_port), "http") for _ in range(2)]
                + [Hammer(pidfile_probe(workdir), "pid file")])
     for hammer in hammers:
         hammer.start()
