@@ -52,13 +52,15 @@ class Identity:
     :param name: how it was given, for messages (``"nobody"``, ``"65534:65534"``).
     """
 
-    __slots__ = ("uid", "gid", "groups", "name")
+    __slots__ = ("uid", "gid", "groups", "name", "entry")
 
-    def __init__(self, uid, gid, groups, name):
+    def __init__(self, uid, gid, groups, name, entry=None):
         self.uid = uid
         self.gid = gid
         self.groups = tuple(groups)
         self.name = name
+        #: The user's ``pwd`` entry (``None`` for a bare uid or a group alone).
+        self.entry = entry
 
     def is_current(self):
         """True when this process already runs as this identity (nothing to switch)."""
@@ -123,7 +125,7 @@ def resolve_identity(user, group, what="", error=ConfigError):
     name = str(user) if user is not None else ":%s" % group
     if user is not None and group is not None:
         name = "%s:%s" % (user, group)
-    return Identity(uid, gid, groups, name)
+    return Identity(uid, gid, groups, name, entry)
 
 
 def check_name(kind, value, what="", error=ConfigError):
@@ -339,7 +341,8 @@ def apply_process_settings(settings, name):  # pragma: no cover - runs in forked
     Every forked child of a worker calls it (a worker forked by the fork
     server, a standby once activated, an exec worker before ``exec``).  When
     the identity changed, the parent-death signal (cleared by the kernel on
-    a change of credentials) is set again.
+    a change of credentials) is set again, and ``HOME``, ``USER`` and
+    ``LOGNAME`` are the user's.
 
     :param settings: the worker's :class:`ProcessSettings`, or ``None``.
     :param name: the worker's name, for the error.
@@ -364,6 +367,10 @@ def apply_process_settings(settings, name):  # pragma: no cover - runs in forked
         raise WorkerError("worker %r: cannot run as %s: %s" % (name, identity.name, exc.strerror)) from None
     if switched:
         _rearm_parent_death_signal()
+        if identity.entry is not None:
+            # What programs read to know who and where "home" is (ssh, git, pip...).
+            os.environ.update(HOME=identity.entry.pw_dir, USER=identity.entry.pw_name,
+                              LOGNAME=identity.entry.pw_name)
     return switched
 
 

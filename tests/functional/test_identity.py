@@ -42,7 +42,8 @@ class Who(Worker):
     @exposed
     def ids(self):
         return {"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(),
-                "groups": sorted(os.getgroups())}
+                "groups": sorted(os.getgroups()), "home": os.environ.get("HOME"),
+                "user": os.environ.get("USER")}
 
 
 class GWho(GreenletWorker):
@@ -103,7 +104,9 @@ def test_a_root_daemon_runs_a_worker_as_nobody_with_its_limits(start):
         assert limits["Max open files"] == ("1000", "1000"), attempt
         assert limits["Max core file size"] == ("0", "0"), attempt
         assert limits["Max processes"] == ("500", "600"), attempt
-        assert proc.result("worker.call", ["who", "ids"])["euid"] == NOBODY.pw_uid
+        ids = proc.result("worker.call", ["who", "ids"])
+        assert (ids["euid"], ids["home"], ids["user"]) == (NOBODY.pw_uid, NOBODY.pw_dir, "nobody")
+        assert proc.result("worker.call", ["boss", "ids"])["home"] == os.environ.get("HOME")
         assert proc.result("worker.call", ["who", "become_root"]) == "refused: Operation not permitted"
         # The daemon and the other worker stay root, with the daemon's limits.
         assert proc_status(proc.pid)["Uid"][0] == 0
