@@ -20,7 +20,7 @@ ECHO = command("gdaemon-echo")
 
 #: Every option of the default console (SPEC 6).
 OPTIONS = ["-d", "--daemon", "-f", "--foreground", "-s", "--clean", "-v", "--verbose",
-           "-h", "--help", "--stop", "--status"]
+           "-h", "--help", "--stop", "--status", "--upgrade", "--version"]
 
 #: A daemon whose ``test.log(text)`` logs ``debug-TEXT`` and ``warning-TEXT``.
 LOGGING_SCRIPT = """

@@ -68,6 +68,9 @@ class UpgradeDaemon(EchoDaemon):
             return self.version
 
 
+if read_version() == "exit":
+    sys.exit(7)   # a new daemon that dies before it even starts
+
 daemon = UpgradeDaemon({"description": "Upgrade Daemon",
                         "upgradetimeout": float(os.environ.get("UPGRADE_TIMEOUT", "30")),
                         "websockethandler": os.environ.get("HTTP")})
@@ -243,6 +246,7 @@ def test_upgrade_refuses_no_connection_and_runs_the_new_code(upgradable, workdir
 @pytest.mark.parametrize("version,timeout,reason", [
     ("fail-setup", "30", "setup() refuses version fail-setup"),
     ("hang", "2", "not ready within 2s"),
+    ("exit", "30", "exited during start-up (exit status 7)"),
 ])
 def test_failed_upgrade_leaves_the_old_daemon_serving(upgradable, workdir, spawn, version, timeout, reason):
     script, env = upgradable
