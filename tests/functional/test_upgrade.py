@@ -67,6 +67,11 @@ class UpgradeDaemon(EchoDaemon):
         def version():
             return self.version
 
+        @self.rpc.method("test.slow", params=[("seconds", float)], returns=str)
+        def slow(seconds):
+            gevent.sleep(seconds)
+            return self.version
+
 
 if read_version() == "exit":
     sys.exit(7)   # a new daemon that dies before it even starts
@@ -334,3 +339,25 @@ def test_readme_recipe_upgrades_the_prefork_example(workdir):
     assert completed.returncode == 0 and "(pid %d)" % second in completed.stdout
     assert echo_line(port, "b").endswith(" says b\n")
     assert run(argv + ["--stop"], workdir, env=env, timeout=40).returncode == 0
+
+
+def test_a_request_that_reached_the_old_daemon_is_answered_by_it(upgradable, workdir, spawn):
+    script, env = upgradable
+    old = spawn([sys.executable, script, "-f"], env=env)
+    wait_all_looping(old)
+    answers = []
+    conn = RawConnection(address(workdir), timeout=30)
+    try:
+        conn.send({"jsonrpc": "2.0", "method": "test.slow", "params": {"seconds": 2.0}, "id": 1})
+        reader = threading.Thread(target=lambda: answers.append(conn.read()))
+        reader.start()
+        # The old daemon holds that connection (the request is in its hands).
+        wait_until(lambda: old.result("daemon.status")["connections"] >= 2, 10, message="the slow call's connection")
+        set_version(workdir, "v2")
+        assert rpc(address(workdir), "daemon.upgrade", timeout=60)["result"] is True
+        reader.join(30)
+    finally:
+        conn.close()
+    assert answers == [{"jsonrpc": "2.0", "result": "v1", "id": 1}]
+    assert old.wait(30) == 0
+    assert rpc(address(workdir), "test.version")["result"] == "v2"
