@@ -19,6 +19,7 @@ Only the standard library: it stands for any program (gunicorn, uvicorn
 
 import http.server
 import os
+import signal
 import socket
 import sys
 
@@ -59,11 +60,19 @@ def main():
         server = http.server.HTTPServer(sock.getsockname()[:2], Hello, bind_and_activate=False)
         server.socket.close()
         server.socket = sock
+        # Every process waits on the same socket and only one gets each
+        # connection: the others must not block in accept().
+        sock.setblocking(False)
     print("serving on %s:%d (pid %d)" % (server.server_address[:2] + (os.getpid(),)), flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    # SIGTERM (gdaemon's stopsignal) ends the loop after the request being
+    # served: a connection this process accepted is answered, never dropped;
+    # the ones waiting in the shared socket's backlog go to the other processes.
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
+    server.timeout = 0.2
+    while not stopping:
+        server.handle_request()
+    server.server_close()
 
 
 if __name__ == "__main__":
