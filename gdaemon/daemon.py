@@ -184,10 +184,10 @@ class Daemon:
         predecessor detached already, so this one only takes a detached
         daemon's umask and working directory.
         """
-        from .forking import CHILD_SIGNALS
+        from .forking import unblock_child_signals
         from .upgrade import Successor
-        import signal
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_SIGNALS)
+        # Spawned from the predecessor's hub: let in what a daemon handles.
+        unblock_child_signals()
         self._successor = successor = Successor.from_environ()
         self.upgrades = successor.upgrades
         self.replaced_pid = successor.replaces
