@@ -301,8 +301,14 @@ def standby_pids(pid):
 
 
 def forkserver_pids(pid):
-    """Pids of the daemon's fork server: 0 or 1 of them."""
-    return _named_children(pid, FORKSERVER_COMM, forkserver=True)
+    """Pids of the daemon's fork server: 0 or 1 of them (or 2 while a retired one leaves)."""
+    found = _named_children(pid, FORKSERVER_COMM, forkserver=True)
+    if len(found) > 1:
+        # A child the server forked a moment ago still has its name: by now it
+        # has taken its own (a standby's, a worker's).
+        time.sleep(0.05)
+        found = [p for p in _named_children(pid, FORKSERVER_COMM, forkserver=True) if p in found]
+    return found
 
 
 def zombies(pid):
