@@ -72,8 +72,8 @@ def register(registry, manager):
     @method("worker.info", [_OptionalName], returns=typing.Any)
     def info(name):
         """Return the details of worker NAME (name, kind, pid, status, status_name,
-        looptime, forever, restarts, loops, started_at, last_exit, rss, cpu), or a
-        list of them for all workers."""
+        looptime, forever, restarts, loops, started_at, last_exit, rss, cpu,
+        recycles, recycle_reason), or a list of them for all workers."""
         if name is None:
             return [handle.info() for handle in manager]
         return manager.get(name).info()
