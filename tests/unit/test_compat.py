@@ -47,3 +47,25 @@ def test_an_unsupported_gevent_fails_gdaemon_import_with_one_line():
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: gdaemon does not support gevent 27.1.0"), proc.stderr
+
+
+def _install_requires():
+    import configparser
+    import os
+    import re
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(os.path.dirname(__file__), "..", "..", "setup.cfg"))
+    bounds = {}
+    for line in cfg["options"]["install_requires"].splitlines():
+        match = re.match(r"\s*([\w-]+)>=([\w.]+)(?:,<([\w.]+))?", line)
+        if match:
+            bounds[match.group(1)] = (match.group(2), match.group(3))
+    return bounds
+
+
+def test_setup_cfg_bounds_are_the_ones_the_compat_modules_check():
+    """The range pip installs is the range the import-time checks accept."""
+    from gdaemon.compat import _gevent, geventwebsocket
+    bounds = _install_requires()
+    assert bounds["gevent"] == (_gevent.LOWEST, _gevent.BELOW)
+    assert bounds["gevent-websocket"] == (geventwebsocket.LOWEST, geventwebsocket.BELOW)
