@@ -116,6 +116,9 @@ class Upgrade:
         daemon = self.daemon
         timeout = daemon.config["upgradetimeout"]
         read_end, write_end = os.pipe()
+        # Workers or a standby forked meanwhile must not hold the pipe open.
+        daemon.forking.add_fd(read_end, "upgrade pipe (read end)")
+        daemon.forking.add_fd(write_end, "upgrade pipe (write end)")
         env = {key: value for key, value in daemon.launch_environ.items() if key not in _NOT_PASSED}
         env[inherited.ENV_FDS] = inherited.format_fds([(name, sock.fileno()) for name, sock in self.sockets])
         kept = daemon.unowned_socket_names()
@@ -138,6 +141,7 @@ class Upgrade:
             except OSError as exc:
                 raise UpgradeFailed("cannot start %s: %s" % (argv[0], exc.strerror or exc)) from None
             finally:
+                daemon.forking.discard_fd(write_end)
                 close_fd(write_end)
             word = self._read_word(read_end, timeout)
             if word == "OK":
@@ -149,6 +153,7 @@ class Upgrade:
             pidfile.cancel_handover()
             raise
         finally:
+            daemon.forking.discard_fd(read_end)
             close_fd(read_end)
 
     def _read_word(self, fd, timeout):
@@ -179,7 +184,10 @@ class Upgrade:
                 return message
             if message.startswith("ERR "):
                 return "the new daemon could not start: %s" % message[4:]
-            code = self.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            try:
+                code = self.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                return "the new daemon (pid %d) closed its pipe without a word" % self.process.pid
             return "the new daemon (pid %d) exited during start-up (%s)" % (self.process.pid, _describe(code))
 
     def _kill(self):
