@@ -4,6 +4,8 @@ See :mod:`gdaemon.client` for the design (lazy connection, one reader for
 replies and events, timeouts, gevent).
 """
 
+from __future__ import annotations
+
 import collections
 import itertools
 import logging
@@ -15,6 +17,16 @@ from ..wire.address import CLIENT_SCHEMES, parse_address
 from .batch import Batch
 from .request import MethodProxy, make_request, reply_result
 from .transports import open_transport
+
+# ``typing`` costs a client's start-up a few milliseconds: annotations only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Deque, Dict, Iterable, Iterator, NoReturn, Optional, Set, Union
+
+    from .transports import LineTransport
+
+    #: Patterns of event names: one glob or several.
+    Patterns = Union[str, Iterable[str]]
 
 __all__ = ["Client"]
 
@@ -46,28 +58,29 @@ class Client:
     #: Pushed events kept until read; past that the oldest are dropped.
     max_queued_events = 10000
 
-    def __init__(self, address, token=None, timeout=5.0, cafile=None):
+    def __init__(self, address: str, token: Optional[str] = None, timeout: Optional[float] = 5.0,
+                 cafile: Optional[str] = None) -> None:
         self._target = parse_address(address, "address", CLIENT_SCHEMES)
         self.address = address
         self.token = token
         self.timeout = timeout
         self.cafile = cafile
         self._ids = itertools.count(1)
-        self._transport = None
-        self._events = collections.deque(maxlen=self.max_queued_events)
+        self._transport: Optional[LineTransport] = None
+        self._events: Deque[Dict[str, Any]] = collections.deque(maxlen=self.max_queued_events)
         #: Incremented on every new connection: subscriptions belong to one.
         self._generation = 0
         #: Why the last connection ended: ``None`` after :meth:`close`.
-        self._close_reason = None
+        self._close_reason: Optional[str] = None
 
     # -- connection -----------------------------------------------------------
 
     @property
-    def connected(self):
+    def connected(self) -> bool:
         """True while a connection is open (it may still be closed by the daemon)."""
         return self._transport is not None
 
-    def connect(self):
+    def connect(self) -> None:
         """Connect now (requests do it on demand); authenticate with ``token``.
 
         :raises ConnectionLost: the daemon cannot be reached.
@@ -94,17 +107,17 @@ class Client:
                 self.close()
                 raise
 
-    def close(self):
+    def close(self) -> None:
         """Close the connection (idempotent); the next request reconnects."""
         self._drop(None)
 
-    def _drop(self, reason):
+    def _drop(self, reason: Optional[str]) -> None:
         transport, self._transport = self._transport, None
         if transport is not None:
             self._close_reason = reason
             transport.close()
 
-    def _lost(self, reason, exc=None):
+    def _lost(self, reason: str, exc: Optional[BaseException] = None) -> NoReturn:
         reason = "%s: %s" % (self.address, reason)
         self._drop(reason)
         error = ConnectionLost(reason)
@@ -112,18 +125,18 @@ class Client:
             raise error from exc
         raise error
 
-    def __enter__(self):
+    def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Client %s %s>" % (self.address, "connected" if self.connected else "idle")
 
     # -- requests -------------------------------------------------------------
 
-    def call(self, method, /, *args, **kwargs):
+    def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``method`` and return its result.
 
         Positional arguments are sent as a JSON array, keyword arguments as a
@@ -139,25 +152,25 @@ class Client:
         except Unauthorized as exc:
             raise explain_unauthorized(exc, self.token) from None
 
-    def notify(self, method, /, *args, **kwargs):
+    def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification: no id, no reply read.
 
         :raises ConnectionLost: the daemon cannot be reached.
         """
         self._send(make_request(method, args, kwargs))
 
-    def batch(self):
+    def batch(self) -> Batch:
         """A :class:`Batch` context: its calls go out as one JSON array line."""
         return Batch(self)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> MethodProxy:
         if name.startswith("_"):
             raise AttributeError(name)
         return MethodProxy(self.call, name)
 
     # -- events ---------------------------------------------------------------
 
-    def subscribe(self, patterns, timeout=None):
+    def subscribe(self, patterns: Patterns, timeout: Optional[float] = None) -> Iterator[Dict[str, Any]]:
         """Subscribe to events and return a generator of them.
 
         ``events.subscribe`` is called at once (its errors raise here); the
@@ -176,7 +189,7 @@ class Client:
         self.call("events.subscribe", patterns=list(patterns))
         return self._iter_events(self._generation, timeout)
 
-    def unsubscribe(self, patterns=None):
+    def unsubscribe(self, patterns: Optional[Patterns] = None) -> None:
         """Call ``events.unsubscribe`` (all patterns when ``None``); drop queued events."""
         if patterns is None:
             self.call("events.unsubscribe")
@@ -186,7 +199,7 @@ class Client:
             self.call("events.unsubscribe", patterns=list(patterns))
         self._events.clear()
 
-    def next_event(self, timeout=None):
+    def next_event(self, timeout: Optional[float] = None) -> Dict[str, Any]:
         """The next pushed event (an already queued one first).
 
         :param timeout: seconds to wait; ``None`` waits forever.
@@ -203,7 +216,7 @@ class Client:
             self._route(message, set(), {})
         return self._events.popleft()
 
-    def _iter_events(self, generation, timeout):
+    def _iter_events(self, generation: int, timeout: Optional[float]) -> Iterator[Dict[str, Any]]:
         while True:
             if self._transport is None and not self._events:
                 if self._close_reason is None:
@@ -220,20 +233,23 @@ class Client:
             logger.debug("%s: connection closed by the daemon while idle; reconnecting", self.address)
             self._drop("%s: connection closed by the daemon" % self.address)
         self.connect()
+        assert self._transport is not None  # connect() connected or raised
         try:
             self._transport.send(codec.dumps_strict(payload))
         except OSError as exc:
             self._lost("connection lost while sending (%s)" % exc, exc)
 
-    def _exchange(self, payload, ids=None):
+    def _exchange(self, payload: Any, ids: Optional[Iterable[Any]] = None) -> Any:
         """Send ``payload``; return the reply (one request) or ``{id: reply}`` (batch)."""
         self._send(payload)
         if isinstance(payload, dict):
             return self._wait({payload["id"]})[payload["id"]]
         return self._wait(set(ids)) if ids else {}
 
-    def _receive(self, timeout):
+    def _receive(self, timeout: Optional[float]) -> Any:
         """The next decoded message; raises ConnectionLost at end of stream."""
+        # Callers hold a connection: next_event() checks, _wait() follows _send().
+        assert self._transport is not None
         try:
             data = self._transport.receive(timeout)
         except socket.timeout:
@@ -249,9 +265,9 @@ class Client:
         except ValueError as exc:
             self._lost("invalid JSON from the daemon (%s): %r" % (exc, data[:200]), exc)
 
-    def _wait(self, pending):
+    def _wait(self, pending: Set[Any]) -> Dict[Any, Any]:
         """Read until every id in ``pending`` is answered; return ``{id: reply}``."""
-        replies = {}
+        replies: Dict[Any, Any] = {}
         while pending:
             try:
                 message = self._receive(self.timeout)
@@ -265,7 +281,7 @@ class Client:
                 pending.clear()
         return replies
 
-    def _route(self, message, pending, replies):
+    def _route(self, message: Any, pending: Set[Any], replies: Dict[Any, Any]) -> None:
         """Hand each reply in ``message`` to its request, each event to the queue."""
         for item in message if isinstance(message, list) else (message,):
             if not isinstance(item, dict):
@@ -288,7 +304,7 @@ class Client:
             else:
                 logger.debug("%s: dropping a reply for unknown id %r", self.address, item["id"])
 
-    def _queue_event(self, params):
+    def _queue_event(self, params: Any) -> None:
         if not isinstance(params, dict):
             logger.warning("%s: ignoring a malformed event %r", self.address, params)
             return
@@ -298,7 +314,8 @@ class Client:
                              "time": params.get("time")})
 
 
-def explain_unauthorized(exc, token):
+def explain_unauthorized(exc: Unauthorized, token: Optional[str]) -> Unauthorized:
+
     """``exc`` (``-32001``) with a message saying how to give a token."""
     if token is None:
         message = ("the daemon requires a token: give it as Client(address, token=...) "
