@@ -26,6 +26,7 @@ thread: it does not survive a fork, and a forked worker has none.
 
 import sys
 import time
+from typing import Optional
 
 from gevent.monkey import get_original
 
@@ -48,7 +49,7 @@ class HubMonitor:
         self.logger = logger
         self.max_blocking_time = float(max_blocking_time)
         self._hub = hub
-        self._thread_ident = None
+        self._thread_ident: Optional[int] = None
         self._sent = 0
         self._answered = 0
         self._running = False
@@ -72,8 +73,10 @@ class HubMonitor:
 
     def _run(self):
         period = self.max_blocking_time
-        blocked_since = None
-        next_report = None
+        #: When the hub stopped answering, while it does not answer.
+        blocked_since: Optional[float] = None
+        #: When to report the episode next (meaningful while blocked_since is set).
+        next_report = 0.0
         while self._running:
             self._sent += 1
             try:
@@ -85,7 +88,7 @@ class HubMonitor:
                 return
             now = time.monotonic()
             if self._answered >= self._sent:
-                blocked_since = next_report = None
+                blocked_since = None
                 continue
             if blocked_since is None:
                 blocked_since, next_report = now - period, now
@@ -99,7 +102,7 @@ class HubMonitor:
                 if now >= next_report:
                     self._safe_report(now - blocked_since)
                     next_report = now + (now - blocked_since)
-            blocked_since = next_report = None
+            blocked_since = None
 
     def _safe_report(self, blocked_for):
         try:
@@ -109,6 +112,7 @@ class HubMonitor:
 
     def _report(self, blocked_for):
         self.reports += 1
+        assert self._thread_ident is not None  # start() set it before starting this thread
         try:
             frame = sys._current_frames().get(self._thread_ident)
             where, worker = _where(frame)

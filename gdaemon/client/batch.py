@@ -128,7 +128,6 @@ class Batch:
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
                  tb: Any) -> Literal[False]:
-
         if exc_type is None:
             self.send()
         else:

@@ -315,7 +315,6 @@ class Client:
 
 
 def explain_unauthorized(exc: Unauthorized, token: Optional[str]) -> Unauthorized:
-
     """``exc`` (``-32001``) with a message saying how to give a token."""
     if token is None:
         message = ("the daemon requires a token: give it as Client(address, token=...) "

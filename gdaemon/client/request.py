@@ -69,5 +69,4 @@ class MethodProxy:
         return self._call(self._name, *args, **kwargs)
 
     def __repr__(self) -> str:
-
         return "<RPC method %s>" % self._name

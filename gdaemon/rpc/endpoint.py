@@ -30,6 +30,7 @@ import socket
 import struct
 import termios
 import time
+from typing import TYPE_CHECKING, Any, Optional, Set
 
 import gevent
 from gevent.pool import Pool
@@ -55,9 +56,11 @@ class Transport:
     """
 
     #: The listening socket, once bound.
-    listener = None
+    listener: Optional[socket.socket] = None
     #: The gevent server accepting on it, once started.
-    _server = None
+    _server: Any = None
+    #: The open connections (each endpoint sets its own).
+    connections: Set[Any]
 
     def close_listener(self):
         """Stop accepting; open connections go on (idempotent)."""
@@ -206,7 +209,8 @@ class TimeSlice:
             # polls for I/O (measured: daemon.status p99 115 ms behind four
             # 1 MB-line attackers, against 6 ms with idle()).  But bounded: a
             # loop that is never idle must not starve us.
-            with gevent.Timeout(self.max_yield, False):
+            # False: expire silently (documented by gevent, missing from its stubs).
+            with gevent.Timeout(self.max_yield, False):  # type: ignore[arg-type]
                 gevent.idle()
             self._iteration = getattr(self._loop, "iteration", None)
             self.busy_since = time.monotonic()
@@ -324,12 +328,16 @@ class BoundedServer:
 
     #: Seconds a client has to complete the TLS handshake.
     handshake_timeout = 2.0
-    #: The endpoint's :class:`Admission`.
-    admission = None
+    #: The endpoint's :class:`Admission` (:meth:`set_admission`, before serving).
+    admission: Optional[Admission] = None
     #: True when a plain connection is settled from its accept (a raw socket without token).
     settled_on_accept = False
     #: True when a connection is settled once its TLS handshake is done.
     settled_on_handshake = False
+
+    if TYPE_CHECKING:  # provided by the gevent server this class is mixed into
+        ssl_enabled: bool
+        max_accept: int
 
     def set_admission(self, admission):
         """Count this server's connections in ``admission``.
@@ -342,6 +350,7 @@ class BoundedServer:
         self.max_accept = max(1, min(self.max_accept, admission.limit // 2))
 
     def do_handle(self, sock, address):
+        assert self.admission is not None  # set_admission() comes before serving
         slot = self.admission.admit(sock, settled=self.settled_on_accept and not self.ssl_enabled)
         try:
             if slot is None:
@@ -358,6 +367,7 @@ class BoundedServer:
             raise
 
     def _serve_slot(self, slot, sock, address):
+        assert self.admission is not None  # set_admission() comes before serving
         slot.running = True
         try:
             if self.ssl_enabled:

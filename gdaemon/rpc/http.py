@@ -102,6 +102,7 @@ import io
 import logging
 import socket
 import time
+from typing import Any, Optional, Set, Type, cast
 
 import gevent
 
@@ -189,7 +190,8 @@ class _StrictInput(ChunkCheckingInput):
 
     def _chunked_read(self, length=None, use_readline=False):
         try:
-            return super()._chunked_read(length, use_readline)
+            # gevent's private method, missing from its stubs.
+            return super()._chunked_read(length, use_readline)  # type: ignore[misc]
         except InvalidClientInput as exc:
             raise _BadChunk(" ".join(str(a) for a in exc.args)) from None
 
@@ -211,12 +213,15 @@ class _Handler(WebSocketHandler):
     #: head arrived whole is served; a new connection may take its place otherwise.
     slot = None
     #: ``time.monotonic()`` by which the current request must have arrived whole.
-    deadline = None
+    deadline: Optional[float] = None
     _head_timer = None
+    #: pywsgi's request body (replaced by a :class:`_StrictInput` or an empty one).
+    wsgi_input: Any
 
     def handle(self):
         endpoint = self.server.endpoint
-        self.greenlet = gevent.getcurrent()
+        # The pool's greenlet: a gevent Greenlet (killable), not a raw one.
+        self.greenlet = cast(gevent.Greenlet, gevent.getcurrent())
         # The first request must arrive within sockettimeout of the
         # connection (after its TLS handshake): an idle stranger does not
         # hold a slot for socketidle seconds.
@@ -265,6 +270,7 @@ class _Handler(WebSocketHandler):
         # The request line and headers, however slowly they trickle, must be
         # complete by the deadline (a socket timeout alone restarts with
         # every byte: the slow-loris attack).
+        assert self.deadline is not None  # handle() set it before the first request
         self._head_timer = gevent.Timeout(max(0.0, self.deadline - time.monotonic()), _HeadTimeout)
         self._head_timer.start()
         self.socket.settimeout(cfg["sockettimeout"])
@@ -334,7 +340,8 @@ class _Handler(WebSocketHandler):
                     and (body.position < (body.content_length or 0) or body.chunked_input)):
                 # pywsgi would read and discard the whole unread body (of any
                 # size) to keep the connection alive; close it instead.
-                self.wsgi_input = Input(None, 0)
+                # An empty body: nothing reads the (absent) rfile.
+                self.wsgi_input = Input(None, 0)  # type: ignore[arg-type]
                 self.close_connection = True
 
     def upgrade_websocket(self):
@@ -395,7 +402,11 @@ class _Server(BoundedServer, WSGIServer):
     """A WSGIServer whose TLS handshakes are bounded in time and quiet when they fail,
     and whose connections are bounded in number (``socketmaxconnections``, with eviction)."""
 
-    endpoint = None
+    #: The endpoint serving, set by :meth:`HttpEndpoint.start` before the server starts.
+    endpoint: "HttpEndpoint"
+    handler_class: Type[_Handler]
+    #: gevent-websocket's handler logs through it.
+    logger: Any
 
     def handle_slot(self, sock, address, slot):
         # Bytes read while unsettled are its progress (a slow request head, a
@@ -426,17 +437,17 @@ class HttpEndpoint(Transport):
         self.fanout = daemon.subscribers
         self.address = self.config.websocket_address
         #: Open websocket connections (counted by ``daemon.status``).
-        self.connections = set()
-        self.listener = None
+        self.connections: Set[Any] = set()
+        self.listener: Optional[socket.socket] = None
         self.ssl_context = None
         self.origins = self._allowed_origins()
         #: Set by stop(): keep-alive connections take no more requests.
         self.closing = False
-        self._server = None
-        self._handlers = set()  # every connection's pywsgi handler (stop, close_in_child, admit)
+        self._server: Optional[_Server] = None
+        self._handlers: Set[_Handler] = set()  # every connection's pywsgi handler (stop, close_in_child, admit)
         self.application = HttpApplication(self)
         #: Who is counted against ``socketmaxconnections`` (set by start()).
-        self.admission = None
+        self.admission: Optional[Admission] = None
         #: Errors clients cause (timeouts, bad requests, refusals), logged
         #: once per kind per interval (:class:`~gdaemon.ratelimit.RateLimitedLog`).
         self.client_errors = RateLimitedLog(log)
@@ -480,6 +491,7 @@ class HttpEndpoint(Transport):
         """Start serving."""
         if self.listener is None:
             self.bind()
+        assert self.listener is not None  # bind() bound it or raised
         kwargs = {"ssl_context": self.ssl_context} if self.ssl_context is not None else {}
         client_log = _ClientErrorLog(self.client_errors)
         server = _Server(self.listener, self.application, spawn=connection_pool(self.config),

@@ -51,6 +51,7 @@ import os
 import socket
 import stat
 import time
+from typing import Any, Optional, Set
 
 import gevent
 from gevent.lock import Semaphore
@@ -78,7 +79,8 @@ def _error_line(exc):
 class _StreamServer(BoundedServer, StreamServer):
     """StreamServer with admission (``socketmaxconnections``) and TLS handshakes bounded by ``sockettimeout``."""
 
-    endpoint = None
+    #: The endpoint serving, set by :meth:`RpcServer.start` before the server starts.
+    endpoint: "RpcServer"
 
     def handle_slot(self, sock, address, slot):
         self.endpoint.serve_connection(sock, address, slot)
@@ -111,8 +113,8 @@ class Connection:
         # lazy timer instead (see _check_idle): the deadline the reader is
         # blocked until, or None while it works.
         self._idle_timeout = server.config["socketidle"]
-        self._blocked_until = None
-        self._idle_timer = None
+        self._blocked_until: Optional[float] = None
+        self._idle_timer: Optional[Any] = None
 
     # -- event push ---------------------------------------------------------
 
@@ -158,6 +160,7 @@ class Connection:
         if remaining > 0:
             self._arm_idle_timer(remaining)
             return
+        assert self._idle_timer is not None  # this callback is the armed timer's
         self._idle_timer.close()
         self._idle_timer = None
         self._blocked_until = None
@@ -364,14 +367,14 @@ class RpcServer(Transport):
         self.fanout = fanout
         self.address = config.address
         self.ssl_context = ssl_context
-        self.connections = set()
-        self.listener = None
-        self._server = None
-        self._inode = None
+        self.connections: Set[Connection] = set()
+        self.listener: Optional[socket.socket] = None
+        self._server: Optional[_StreamServer] = None
+        self._inode: Optional[int] = None
         #: Leave the socket file in place at stop (a successor serves it).
         self.keep_socket_file = False
         #: Who is counted against ``socketmaxconnections`` (set by start()).
-        self.admission = None
+        self.admission: Optional[Admission] = None
         #: Errors clients cause (timeouts, oversized lines, refusals), logged
         #: once per kind per interval (:class:`~gdaemon.ratelimit.RateLimitedLog`).
         self.client_errors = RateLimitedLog(log)
@@ -396,6 +399,7 @@ class RpcServer(Transport):
         """Start accepting connections."""
         if self.listener is None:
             self.bind()
+        assert self.listener is not None  # bind() bound it or raised
         kwargs = {"ssl_context": self.ssl_context} if self.ssl_context is not None else {}
         server = _StreamServer(self.listener, self.serve_connection, spawn=connection_pool(self.config), **kwargs)
         server.endpoint = self

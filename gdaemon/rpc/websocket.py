@@ -22,6 +22,7 @@ import logging
 import socket
 import struct
 import time
+from typing import Optional
 
 import gevent
 from gevent.lock import Semaphore
@@ -131,7 +132,11 @@ class WebSocketConnection:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _auth_pending(self):
-        return self.auth_deadline is not None and not self.session.authenticated
+        return self._pending_auth_deadline() is not None
+
+    def _pending_auth_deadline(self) -> Optional[float]:
+        """:attr:`auth_deadline` while ``system.auth`` is still due, else ``None``."""
+        return None if self.session.authenticated else self.auth_deadline
 
     def _auth_refusal(self):
         seconds = self.endpoint.config["socketauthtimeout"]
@@ -173,7 +178,8 @@ class WebSocketConnection:
         except socket.timeout:
             # (a timer may fire a hair early: the auth deadline is the one
             # that passed when it was the nearer one)
-            if self._auth_pending() and time.monotonic() >= self.auth_deadline - 0.05:
+            auth_deadline = self._pending_auth_deadline()
+            if auth_deadline is not None and time.monotonic() >= auth_deadline - 0.05:
                 raise self._auth_refusal() from None
             raise
 
@@ -186,9 +192,11 @@ class WebSocketConnection:
             if deadline is None:
                 # A subscriber is not idle (SPEC 4.6): it waits for events.
                 wait = None if self.session.patterns else cfg["socketidle"]
-                auth_first = self._auth_pending() and (wait is None or self.auth_deadline - time.monotonic() < wait)
-                if auth_first:
-                    wait = self.auth_deadline - time.monotonic()
+                auth_deadline = self._pending_auth_deadline()
+                auth_first = False
+                if auth_deadline is not None and (wait is None or auth_deadline - time.monotonic() < wait):
+                    auth_first = True
+                    wait = auth_deadline - time.monotonic()
                     if wait <= 0:
                         raise self._auth_refusal()
                 self.sock.settimeout(wait)
@@ -201,8 +209,9 @@ class WebSocketConnection:
                     log.debug("closing idle websocket %s", self.session.peer)
                     return None
                 deadline = time.monotonic() + cfg["sockettimeout"]
-                if self._auth_pending():
-                    deadline = min(deadline, self.auth_deadline)
+                auth_deadline = self._pending_auth_deadline()
+                if auth_deadline is not None:
+                    deadline = min(deadline, auth_deadline)
             b0, b1 = self._recv(2, deadline)
             fin, op, length, mask = parse_header(b0, b1, self._recv(reader.header_size(b0, b1), deadline))
             reader.check(fin, op, length)
