@@ -122,6 +122,7 @@ interleave); threads may not.  Only one greenlet at a time may wait in
 
 import mmap
 import os
+from typing import Any, Dict, Optional, Tuple
 
 from gevent import Timeout, get_hub
 from gevent.exceptions import ConcurrentObjectUseError
@@ -219,9 +220,10 @@ class Endpoint:
         self._closed = False
         self._eof = False
         self._bufs = [bytearray(self.drain_buffer_size)]
-        self._watcher = None
-        self._watcher_hub = None
-        self._watcher_pid = None
+        #: The io watcher on the doorbell, its hub and process (set together).
+        self._watcher: Optional[Any] = None
+        self._watcher_hub: Optional[Any] = None
+        self._watcher_pid: Optional[int] = None
 
     def __repr__(self):
         return "<Endpoint %s rfd=%d wfd=%d%s>" % (
@@ -404,7 +406,8 @@ class Endpoint:
             watcher = self._watcher = hub.loop.io(self._rfd, 1)
             self._watcher_hub = hub
             self._watcher_pid = pid
-        if watcher.callback is not None:
+        # (gevent's stubs leave out the watcher's callback attribute)
+        if watcher.callback is not None:  # type: ignore[union-attr]
             raise ConcurrentObjectUseError(
                 "another greenlet is already waiting on %r" % (self,))
         hub.wait(watcher)
@@ -436,6 +439,7 @@ class Endpoint:
         if watcher is not None:
             self._watcher = None
             if same_process and self._watcher_pid == self._pid:
+                assert self._watcher_hub is not None  # set with the watcher
                 self._watcher_hub.cancel_wait(
                     watcher, ChannelClosed("%s end of the channel closed" % (self.side,)),
                     True)
@@ -480,9 +484,9 @@ class Channel:
             else:
                 flags = mmap.MAP_SHARED | getattr(mmap, "MAP_ANONYMOUS", getattr(mmap, "MAP_ANON", 0))
                 mm = mmap.mmap(-1, size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
-            self._map(mm)
-            self._words[_MAGIC] = MAGIC_VALUE
-            self._words[_CAPACITY] = capacity
+            words = self._map(mm)
+            words[_MAGIC] = MAGIC_VALUE
+            words[_CAPACITY] = capacity
             self._fds[_D2W_R], self._fds[_D2W_W] = _pipe()
             self._fds[_W2D_R], self._fds[_W2D_W] = _pipe()
         except BaseException:
@@ -495,28 +499,30 @@ class Channel:
         #: Largest message :meth:`Endpoint.send` accepts, in bytes.
         self.max_message_size = capacity - RECORD_HEADER_SIZE
         self._fds = [-1, -1, -1, -1, -1]
-        self._ends = {}
+        self._ends: Dict[str, Endpoint] = {}
         self._closed = False
         self._closed_mapping = True
-        self._mm = None
-        self._words = None
-        self._rings = ()
-        self.status = None
+        self._mm: Optional[mmap.mmap] = None
+        self._words: Optional[memoryview] = None
+        self._rings: Tuple[Ring, ...] = ()
+        self.status: Optional[StatusBlock] = None
         #: The descriptor ``mmap`` keeps (a dup of the memfd) while mapped;
         #: ``None`` for an anonymous mapping.  Children must not inherit it.
         self.mapping_fd = None
 
-    def _map(self, mm):
+    def _map(self, mm: mmap.mmap) -> memoryview:
+        """Map the header and the rings onto ``mm``; return the header's words."""
         capacity = self.capacity
         self._mm = mm
         self._closed_mapping = False
-        self._words = memoryview(mm)[:HEADER_SIZE].cast("q")
+        self._words = words = memoryview(mm)[:HEADER_SIZE].cast("q")
         self._rings = (
-            Ring(mm, self._words, HEADER_SIZE, capacity, _D2W_HEAD, _D2W_TAIL),
-            Ring(mm, self._words, HEADER_SIZE + capacity, capacity, _W2D_HEAD, _W2D_TAIL),
+            Ring(mm, words, HEADER_SIZE, capacity, _D2W_HEAD, _D2W_TAIL),
+            Ring(mm, words, HEADER_SIZE + capacity, capacity, _W2D_HEAD, _W2D_TAIL),
         )
         #: The shared :class:`StatusBlock`.
-        self.status = StatusBlock(self._words)
+        self.status = StatusBlock(words)
+        return words
 
     def worker_fds(self):
         """What a worker forked elsewhere needs: ``[memfd, its read fd, its write fd]``.
