@@ -31,6 +31,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any, Optional
 
 import gevent
 import gevent.socket
@@ -105,7 +106,7 @@ class Upgrade:
     def __init__(self, daemon, sockets):
         self.daemon = daemon
         self.sockets = sockets
-        self.process = None
+        self.process: Optional[Any] = None
 
     def run(self):
         """Start the successor and wait for its word.
@@ -158,6 +159,8 @@ class Upgrade:
 
     def _read_word(self, fd, timeout):
         """``"OK"``, or the reason the successor is not ready."""
+        process = self.process
+        assert process is not None  # the new daemon whose word is read
         os.set_blocking(fd, False)
         chunks = []
         deadline = time.monotonic() + timeout
@@ -165,7 +168,7 @@ class Upgrade:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return "the new daemon (pid %d) was not ready within %gs (upgradetimeout)" % (
-                    self.process.pid, timeout)
+                    process.pid, timeout)
             try:
                 gevent.socket.wait_read(fd, timeout=remaining)
             except gevent.socket.timeout:
@@ -184,11 +187,13 @@ class Upgrade:
                 return message
             if message.startswith("ERR "):
                 return "the new daemon could not start: %s" % message[4:]
+            from gevent import subprocess  # already imported by the Popen that started it
+
             try:
-                code = self.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                code = process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                return "the new daemon (pid %d) closed its pipe without a word" % self.process.pid
-            return "the new daemon (pid %d) exited during start-up (%s)" % (self.process.pid, _describe(code))
+                return "the new daemon (pid %d) closed its pipe without a word" % process.pid
+            return "the new daemon (pid %d) exited during start-up (%s)" % (process.pid, _describe(code))
 
     def _kill(self):
         proc = self.process

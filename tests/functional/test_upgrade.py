@@ -75,6 +75,10 @@ class UpgradeDaemon(EchoDaemon):
 
 if read_version() == "exit":
     sys.exit(7)   # a new daemon that dies before it even starts
+if read_version() == "mute":
+    # A new daemon that closes its ready pipe without a word and lives on.
+    os.close(int(os.environ["GDAEMON_UPGRADE_FD"]))
+    time.sleep(3600)
 
 daemon = UpgradeDaemon({"description": "Upgrade Daemon",
                         "upgradetimeout": float(os.environ.get("UPGRADE_TIMEOUT", "30")),
@@ -252,6 +256,7 @@ def test_upgrade_refuses_no_connection_and_runs_the_new_code(upgradable, workdir
     ("fail-setup", "30", "setup() refuses version fail-setup"),
     ("hang", "2", "not ready within 2s"),
     ("exit", "30", "exited during start-up (exit status 7)"),
+    ("mute", "2", "closed its pipe without a word"),
 ])
 def test_failed_upgrade_leaves_the_old_daemon_serving(upgradable, workdir, spawn, version, timeout, reason):
     script, env = upgradable
