@@ -39,6 +39,7 @@ each record's fields to :attr:`LogRing.forward` when the worker side set one
 import collections
 import logging
 import os
+from typing import Any, Callable, Counter, Deque, Dict, Optional, Set, Tuple
 
 import gevent
 from greenlet import getcurrent
@@ -82,18 +83,18 @@ class LogRing(logging.Handler):
         self.setFormatter(LogFormatter())
         self.bus = bus
         self.capacity = capacity
-        self._lines = collections.deque()
+        self._lines: Deque[Tuple[str, Optional[str]]] = collections.deque()  # (line, logger)
         self._chars = 0
         #: Records seen, by level name (``gdaemon_log_records_total``).
-        self.counts = collections.Counter()
+        self.counts: Counter[str] = collections.Counter()
         #: In a forked child: ``forward(fields)`` ships a record to the daemon.
-        self.forward = None
+        self.forward: Optional[Callable[[Dict[str, Any]], Any]] = None
         self._pid = os.getpid()
         self._thread = _thread_ident()
-        self._hub = None
-        self._sending = set()      # greenlets sending a log.record right now
-        self._pending = collections.deque(maxlen=self.max_pending)
-        self._publisher = None
+        self._hub: Optional[Any] = None
+        self._sending: Set[Any] = set()      # greenlets sending a log.record right now
+        self._pending: Deque[Dict[str, Any]] = collections.deque(maxlen=self.max_pending)
+        self._publisher: Optional[gevent.Greenlet] = None
 
     # -- logging.Handler ------------------------------------------------------
 
@@ -136,7 +137,7 @@ class LogRing(logging.Handler):
         """
         if not isinstance(fields, dict):
             return
-        levelno = logging.getLevelName(fields.get("level"))
+        levelno = logging.getLevelName(fields.get("level", ""))
         if isinstance(levelno, int) and levelno < self.level:
             return
         line = fields.get("line")

@@ -15,6 +15,7 @@ import fcntl
 import os
 import struct
 import sys
+from typing import Optional
 
 import gevent
 
@@ -159,7 +160,7 @@ class PidFile:
 
     def __init__(self, path):
         self.path = path
-        self.fd = None
+        self.fd: Optional[int] = None
 
     def acquire(self):
         """Lock the file and write our pid.
@@ -237,14 +238,19 @@ class PidFile:
     #: The byte the owner frees for its successor.
     HANDOVER_BYTE = 1
 
+    def _held_fd(self) -> int:
+        """The descriptor of the pid file, open since :meth:`acquire` or :meth:`join`."""
+        assert self.fd is not None, "the pid file is not open"
+        return self.fd
+
     def open_handover(self):
         """Owner: free :attr:`HANDOVER_BYTE` for a successor."""
-        fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, self.HANDOVER_BYTE)
+        fcntl.lockf(self._held_fd(), fcntl.LOCK_UN, 1, self.HANDOVER_BYTE)
 
     def cancel_handover(self):
         """Owner: the successor failed; take :attr:`HANDOVER_BYTE` back."""
         try:
-            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self.HANDOVER_BYTE)
+            fcntl.lockf(self._held_fd(), fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self.HANDOVER_BYTE)
         except OSError:
             pass  # a dying successor still holds it: the owner still has the rest
 
@@ -272,16 +278,17 @@ class PidFile:
 
         :returns: ``False`` while the owner still holds its part (try again later).
         """
+        fd = self._held_fd()
         try:
-            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno in (errno.EAGAIN, errno.EACCES):
                 return False
             raise
         try:
-            os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, b"%d\n" % os.getpid(), 0)
-            os.fsync(self.fd)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, b"%d\n" % os.getpid(), 0)
+            os.fsync(fd)
         except OSError as exc:
             raise ProcessError(exc.errno, "cannot write pid file %s: %s" % (self.path, exc.strerror)) from exc
         return True

@@ -42,12 +42,13 @@ class Notifier:
 
     def notify(self, state):
         """Send ``state`` (e.g. ``"READY=1"``); errors are logged, never raised."""
-        if not self.enabled:
+        address = self.address
+        if address is None:  # not enabled
             return
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self._sock.sendto(state.encode(), self.address)
+            self._sock.sendto(state.encode(), address)
         except OSError:
             log.warning("cannot notify systemd (%s)", state, exc_info=True)
 
@@ -57,9 +58,11 @@ class Notifier:
             self._watchdog = gevent.spawn(self._watchdog_loop)
 
     def _watchdog_loop(self):
+        interval = self.watchdog_interval
+        assert interval is not None  # started only with an interval
         while True:
             self.notify("WATCHDOG=1")
-            gevent.sleep(self.watchdog_interval)
+            gevent.sleep(interval)
 
     def close_in_child(self):
         """In a forked child: drop the socket without touching the daemon's notifications."""

@@ -113,7 +113,7 @@ def register_builtins(daemon, engine, subscribers):
                 params = call.get("params", [])
                 if not isinstance(params, (list, dict)):
                     raise InvalidParams("params of %s must be an array or an object" % call["methodName"])
-                result = [engine.call(call["methodName"], params, session)]
+                result: typing.Any = [engine.call(call["methodName"], params, session)]
             except RpcError as exc:
                 result = {"faultCode": exc.code, "faultString": exc.message}
             if not budget.take(len(codec.dumps(result)) + 1, stand_in):

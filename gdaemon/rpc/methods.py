@@ -168,10 +168,10 @@ class RpcMethod:
                 kwargs[param.name] = param.check(value)
         else:
             for key, value in params.items():
-                param = self._by_name.get(key)
-                if param is None:
+                named = self._by_name.get(key)
+                if named is None:
                     raise InvalidParams("unknown param %r" % (key,))
-                kwargs[key] = param.check(value)
+                kwargs[key] = named.check(value)
         if len(kwargs) < len(self.params):
             for param in self.params:
                 if param.name not in kwargs:

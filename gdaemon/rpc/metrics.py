@@ -46,6 +46,7 @@ name                                        type       meaning
 
 import bisect
 import time
+from typing import Any, Callable, Optional
 
 from ..version import __version__
 
@@ -105,8 +106,8 @@ class Metrics:
         self.daemon = daemon
         #: Calls per method, fed by the engine's observer.
         self.rpc = RpcStats()
-        self._registry = None
-        self._generate = None
+        self._registry: Optional[Any] = None
+        self._generate: Optional[Callable[[Any], bytes]] = None
 
     # -- HTTP -----------------------------------------------------------------
 
@@ -149,8 +150,9 @@ class Metrics:
 
     def render(self):
         """The exposition text (bytes) of the daemon's state now."""
-        if self._registry is None:
+        if self._registry is None or self._generate is None:
             self._load()
+        assert self._generate is not None  # _load() set both
         return self._generate(self._registry)
 
     def _load(self):

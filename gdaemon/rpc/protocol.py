@@ -56,6 +56,7 @@ import functools
 import json
 import logging
 import re
+from typing import Any, Deque
 from time import perf_counter
 
 from gevent import sleep as _cooperate
@@ -70,7 +71,7 @@ try:
     # hmac's import of hashlib and OpenSSL (a few MB of resident memory).
     from _operator import _compare_digest as compare_digest
 except ImportError:  # pragma: no cover - other interpreters
-    from hmac import compare_digest
+    from hmac import compare_digest  # type: ignore[no-redef]  # the same function
 
 __all__ = ["Engine", "Session", "EventQueue", "Subscribers", "ReplyBudget", "batch_exceeds",
            "DEFAULT_MAX_REPLY"]
@@ -84,6 +85,8 @@ _ID_TYPES = (str, int, float, type(None))
 _MISSING = object()
 _MULTICALL = "system.multicall"
 
+# Both match the empty string: their match() is never None (the
+# "type: ignore[union-attr]" below say so to mypy, at no cost per line).
 _BLANK = re.compile(rb"[ \t\r\n]*")
 _BLANK_STR = re.compile(r"[ \t\r\n]*")
 _scan_value = json.JSONDecoder().raw_decode
@@ -92,7 +95,7 @@ _SCAN_WINDOW = 65536
 
 def _first_byte(line):
     """The first non-blank byte of ``line`` (bytes), or ``b""``."""
-    start = _BLANK.match(line).end()
+    start = _BLANK.match(line).end()  # type: ignore[union-attr]
     return line[start:start + 1]
 
 
@@ -136,7 +139,7 @@ def _more_values_than(text, limit, whole):
     """Count the values of the array ``text`` opens: True past ``limit``,
     False when it ends first (or is not JSON), None when ``text`` (a prefix,
     unless ``whole``) ran out first."""
-    idx = _BLANK_STR.match(text, _BLANK_STR.match(text).end() + 1).end()
+    idx = _BLANK_STR.match(text, _BLANK_STR.match(text).end() + 1).end()  # type: ignore[union-attr]
     if text.startswith("]", idx):
         return False
     count = 0
@@ -148,12 +151,12 @@ def _more_values_than(text, limit, whole):
         count += 1
         if count > limit:
             return True
-        idx = _BLANK_STR.match(text, idx).end()
+        idx = _BLANK_STR.match(text, idx).end()  # type: ignore[union-attr]
         if idx >= len(text):
             return False if whole else None
         if text[idx] != ",":
             return False  # "]": at most limit values (or not JSON)
-        idx = _BLANK_STR.match(text, idx + 1).end()
+        idx = _BLANK_STR.match(text, idx + 1).end()  # type: ignore[union-attr]
 
 
 class EventQueue:
@@ -163,7 +166,7 @@ class EventQueue:
     """
 
     def __init__(self, maxlen=1000):
-        self._events = collections.deque()
+        self._events: Deque[Any] = collections.deque()
         self.maxlen = maxlen
         #: Events dropped since the last :meth:`take`.
         self.dropped = 0
