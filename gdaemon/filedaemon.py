@@ -75,7 +75,10 @@ class FileDaemon(Daemon):
         path = self.spec.path
         try:
             new = daemonfile.load(path)
-        except daemonfile.DaemonFileError as exc:
+            # What only install() checks (a greenlet worker given rlimits, an
+            # identity this daemon cannot take): on a daemon of its own, never run.
+            FileDaemon(new)
+        except GDaemonError as exc:
             self.logger.error("reload refused, nothing changed: %s", exc)
             return
         old = self.spec
@@ -102,7 +105,9 @@ class FileDaemon(Daemon):
                 else:
                     continue
             except GDaemonError as exc:
+                # Not applied (a port in use...): what runs is still the old table.
                 self.logger.error("reload: worker %r: %s", name, exc)
+                self._keep(old, new, name)
                 continue
             # One at a time: the next waits until this one is LOOPING (it may start after it).
             wait = self.config["shutdowntimeout"] + self.workers.restart_timeout
@@ -112,6 +117,14 @@ class FileDaemon(Daemon):
         if removed or changed or added:
             self.logger.info("reload: done: %d worker%s removed, %d changed, %d added", len(removed),
                              "" if len(removed) == 1 else "s", len(changed), len(added))
+
+    def _keep(self, old, new, name):
+        """Record in ``new`` that worker ``name`` runs as in ``old`` (or not at all)."""
+        if name in self.workers.pools() and name in old.workers:
+            new.workers[name] = old.workers[name]
+        elif name not in self.workers.pools():
+            new.workers.pop(name, None)
+            new.order.remove(name)
 
     def _replace(self, old, new):
         if old.same_but_instances(new):

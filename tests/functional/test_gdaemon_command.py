@@ -519,3 +519,20 @@ def test_a_worker_stopped_on_request_stays_stopped_when_its_table_changes(files,
                       message="changing started")
     with open("/proc/%d/environ" % info["pid"], "rb") as f:
         assert b"MODE=two" in f.read().split(b"\0")
+
+
+def test_a_reload_that_install_would_refuse_changes_nothing(files, spawn):
+    write(files, BASE)
+    proc = spawn(gdaemon("daemon.toml", "-f"))
+    before = wait_until(lambda: looping(proc, ["steady", "pool.0", "pool.1", "going", "changing"]),
+                        message="the workers of the file")
+    # Well-formed, but install() refuses limits for a greenlet worker.
+    write(files, BASE.replace('class = "fileworkers:GTick"\n', 'class = "fileworkers:GTick"\nrlimits = {nofile = 100}\n')
+          .replace("instances = 2", "instances = 3"))
+    proc.signal(signal.SIGHUP)
+    wait_until(lambda: "reload refused, nothing changed" in proc.output(), message="the refusal")
+    assert "greenlet" in [line for line in proc.output().splitlines() if "reload refused" in line][0]
+    after = infos(proc)
+    assert {n: i["pid"] for n, i in after.items()} == {n: i["pid"] for n, i in before.items()}
+    result = run(gdaemon("--check", "daemon.toml"), files)
+    assert result.returncode == 1 and "greenlet" in result.stdout
