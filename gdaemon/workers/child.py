@@ -32,6 +32,7 @@ import logging
 import os
 import signal
 import sys
+from typing import NoReturn
 
 import gevent
 from gevent import socket as gsocket
@@ -217,7 +218,7 @@ def _forward_logs(logring, end):  # pragma: no cover - runs in forked children
     logring.forward = forward
 
 
-def _leave(code):  # pragma: no cover - runs in forked children
+def _leave(code: int) -> NoReturn:  # pragma: no cover - runs in forked children
     try:
         logging.shutdown()
         sys.stdout.flush()

@@ -54,6 +54,7 @@ import socket as _stdsocket
 import struct
 import sys
 import time
+from typing import Optional
 
 import _socket
 import gevent
@@ -238,6 +239,7 @@ class ForkServer:
 
     def _ask(self, request, fds):
         sock = self._sock
+        assert sock is not None  # spawn() started the server
         with gevent.Timeout(self.reply_timeout, OSError("the fork server did not answer within %gs"
                                                         % self.reply_timeout)):
             _stdsocket.send_fds(sock, [request], fds)
@@ -341,7 +343,8 @@ class _Server:
         sock.setblocking(True)
         while True:
             try:
-                request, fds, _flags, _addr = _stdsocket.recv_fds(sock, _MAX_REQUEST, 8,
+                # (a raw _socket.socket: it has the recvmsg() that recv_fds() uses)
+                request, fds, _flags, _addr = _stdsocket.recv_fds(sock, _MAX_REQUEST, 8,  # type: ignore[arg-type]
                                                                   _socket.MSG_CMSG_CLOEXEC)
             except InterruptedError:
                 continue
@@ -371,6 +374,7 @@ class _Server:
             if pid == 0:
                 self._worker(kind, name, fds, sock, None)
             return pid
+        pipe_w: Optional[int]  # None once closed here
         pipe_r, pipe_w = os.pipe2(os.O_CLOEXEC)
         try:
             intermediate = raw_fork()

@@ -12,6 +12,7 @@ import enum
 import os
 import time
 from collections import deque
+from typing import TYPE_CHECKING, Any, Deque, Dict, Optional, Tuple
 
 import gevent
 from gevent.event import AsyncResult, Event
@@ -23,6 +24,9 @@ from ..process import resource_usage
 from .exec import is_exec
 from .messages import CALL, CMD, encode
 from .worker import WorkerStatus
+
+if TYPE_CHECKING:
+    from .channel import Endpoint
 
 __all__ = ["WorkerHandle", "OutputChannel", "Mode"]
 
@@ -102,10 +106,12 @@ class WorkerHandle:
         self.generation = 0
         self._state = WorkerStatus.STOPPED
         self.emitted = None
-        self.block = None
+        #: The status block of the current (or last) instance: its channel's, or
+        #: a greenlet instance's link's (duck-typed: ``state``, ``loops``...).
+        self.block: Any = None
         self._push = None
         self._channel = None
-        self._end = None
+        self._end: Optional[Endpoint] = None
         self._io = None
         self._link = None
         #: The greenlet of a greenlet worker's current instance.
@@ -116,8 +122,8 @@ class WorkerHandle:
         self.killed = None
         self.respawn_timer = None
         self._last_loops = 0
-        self._calls = {}
-        self.inbox = deque()
+        self._calls: Dict[int, AsyncResult] = {}
+        self.inbox: Deque[Any] = deque()
         self._changed = Event()
         self._exited = Event()
         self._exited.set()
@@ -207,6 +213,7 @@ class WorkerHandle:
 
     def drain_channel(self):
         """The messages the current forked instance wrote (hub context); raises ChannelClosed."""
+        assert self._end is not None  # a forked instance is attached
         return self._end.drain()
 
     def stop_watching(self):
@@ -246,7 +253,7 @@ class WorkerHandle:
         if timeout is None:
             timeout = self.manager.call_timeout
         call_id = self.manager.next_call_id()
-        result = AsyncResult()
+        result: AsyncResult[Tuple[bool, Any]] = AsyncResult()
         self._calls[call_id] = result
         try:
             try:
@@ -256,7 +263,8 @@ class WorkerHandle:
             except (ChannelFull, ChannelClosed) as exc:
                 raise WorkerUnavailable("worker %r: %s" % (self.name, exc)) from None
             try:
-                ok, value = result.get(timeout=timeout)
+                # (its stubs say get() may return None: it raises Timeout instead)
+                ok, value = result.get(timeout=timeout)  # type: ignore[misc]
             except gevent.Timeout:
                 raise WorkerUnavailable("worker %r did not answer within %gs"
                                         % (self.name, timeout)) from None

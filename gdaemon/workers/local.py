@@ -10,6 +10,7 @@ A greenlet worker runs in the daemon's process, so its "channel" is a queue
 import os
 import time
 from collections import deque
+from typing import Any, Deque
 
 import gevent
 from gevent.event import Event
@@ -65,7 +66,7 @@ class LocalLink:
     def __init__(self, deliver, capacity):
         self._deliver = deliver
         self._capacity = capacity
-        self._queue = deque()
+        self._queue: Deque[Any] = deque()
         self._used = 0
         self._event = Event()
         self._waiting = False

@@ -27,6 +27,7 @@ import itertools
 import logging
 import signal
 import time
+from typing import Dict
 
 import gevent
 from gevent.lock import Semaphore
@@ -103,8 +104,8 @@ class WorkerManager:
         #: Reads the output of exec workers' programs into the log.
         self.output = OutputRelay(self.forking)
         self.standbys = StandbyPool(self, self.spawner)
-        self._pools = {}
-        self._handles = {}
+        self._pools: Dict[str, Pool] = {}
+        self._handles: Dict[str, WorkerHandle] = {}
         self._started = False
         self._stopping = False
         self._call_ids = itertools.count(1)
@@ -345,7 +346,7 @@ class WorkerManager:
         """
         return _lookup(self._handles, name, "worker")
 
-    def pool(self, name):
+    def pool(self, name: str) -> Pool:
         """The :class:`~gdaemon.workers.pool.Pool` ``name`` (its ``handles``, in index order).
 
         :raises UnknownWorker: no such pool.

@@ -24,6 +24,7 @@ import math
 import os
 import socket
 import stat
+from typing import TYPE_CHECKING, Any, List
 
 from gevent import socket as gsocket
 from gevent.lock import Semaphore
@@ -35,6 +36,9 @@ from ..events import EventBus
 from ..identity import ProcessSettings, check_limits, check_switchable, parse_rlimits, resolve_identity
 from ..wire.unix import unix_socket_is_live
 from .worker import Worker
+
+if TYPE_CHECKING:
+    from .handle import WorkerHandle
 
 __all__ = ["Pool", "instance_name", "start_layers", "bind_listener", "check_after", "check_install",
            "listen_address", "process_settings", "check_identities"]
@@ -70,7 +74,7 @@ class Pool:
         self.owns_file = True
         self.plain = plain
         #: The instances' handles, in index order.
-        self.handles = []
+        self.handles: List[WorkerHandle] = []
         #: Held while the pool is being scaled.
         self.lock = Semaphore()
 
@@ -180,7 +184,7 @@ def start_layers(pools, known_only=False):
                               % (pool.name, ", ".join(repr(n) for n in unknown),
                                  "is" if len(unknown) == 1 else "are"))
     placed = {}
-    layers = []
+    layers: List[Any] = []
     remaining = dict(pools)
     while remaining:
         layer = [pool for pool in remaining.values() if all(dep in placed for dep in pool.after)]

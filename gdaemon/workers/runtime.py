@@ -24,6 +24,7 @@ import inspect
 import os
 import pickle
 import time
+from typing import TYPE_CHECKING, Optional
 
 import gevent
 
@@ -31,6 +32,9 @@ from ..errors import ChannelClosed, ChannelFull, InternalError, InvalidParams, M
 from ..logfiles import reopen_file_handlers
 from .messages import CALL, CMD, PROTOCOL, REOPEN, REPLY, STATE, decode, encode
 from .worker import WorkerExit, WorkerStatus, is_exposed
+
+if TYPE_CHECKING:
+    from greenlet import greenlet
 
 __all__ = ["WorkerRuntime"]
 
@@ -63,7 +67,8 @@ class WorkerRuntime:
         self.loops = 0
         self.exitcode = WorkerExit.OK
         self._stopping = False
-        self._waiting = None
+        #: The greenlet sleeping until the next run time, if any.
+        self._waiting: Optional[greenlet] = None
         self._builtins = (("pause", self._on_pause), ("resume", self._on_resume),
                           ("stop", self._on_stop))
 
@@ -83,9 +88,9 @@ class WorkerRuntime:
         if waiting is not None:
             gevent.get_hub().loop.run_callback(self._interrupt, waiting)
 
-    def _interrupt(self, greenlet):
-        if self._waiting is greenlet:
-            greenlet.throw(_Wakeup)
+    def _interrupt(self, waiting: "greenlet") -> None:
+        if self._waiting is waiting:
+            waiting.throw(_Wakeup)
 
     # -- the run ----------------------------------------------------------
 

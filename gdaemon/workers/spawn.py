@@ -125,6 +125,7 @@ class Spawner:
         return channel, channel.daemon_end(), pid, None
 
     def _fork_by_server(self, what, worker, workers, streams=None):
+        assert self.forkserver is not None  # the caller checked
         channel = Channel(self.manager.channel_capacity, shareable=True)
         try:
             self._reset_status(channel)
@@ -212,6 +213,7 @@ class Spawner:
         server waits on it, so that no exit of it goes unseen)."""
         self.watch(pid, handle, generation)
         if gate is not None:
+            assert self.forkserver is not None  # a gate comes from the fork server
             self.forkserver.open_gate(gate)
 
     def spawn_greenlet(self, handle):

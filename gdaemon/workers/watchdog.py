@@ -32,6 +32,7 @@ import os
 import signal
 import time
 from collections import deque
+from typing import Any, Deque
 
 import gevent
 from gevent.queue import SimpleQueue
@@ -87,7 +88,7 @@ class RestartTracker:
         self.policy = policy
         #: Respawns counted by :meth:`next_delay` (never reset).
         self.restarts = 0
-        self._recent = deque()   # times of the respawns within the last period
+        self._recent: Deque[float] = deque()   # times of the respawns within the last period
         self._delay = 0.0        # current backoff; 0.0 while not backing off
         self._started = None
         #: ``(uptime, exitcode)`` of the instance whose death :meth:`next_delay`
@@ -189,11 +190,11 @@ class Watchdog:
     def __init__(self, manager, clock=time.monotonic):
         self.manager = manager
         self.clock = clock
-        self._queue = SimpleQueue()
+        self._queue: SimpleQueue[Any] = SimpleQueue()
         self._greenlet = None
         self._tick = None
         self._ticking = False
-        self._standby_timer = None
+        self._standby_timer: Any = None  # a gevent timer watcher while one is due
         self._deferred = {}  # timer -> the exit item it holds
         self._crash_log = None  # made on first use, on the hub that runs the watchdog
         self._rss_timer = None
