@@ -65,7 +65,7 @@ def _install_excepthook():
             return
         previous(kind, value, tb)
 
-    excepthook.previous = previous
+    excepthook.previous = previous  # type: ignore[attr-defined]  # the hook it wraps, for whoever unwraps it
     sys.excepthook = excepthook
 
 

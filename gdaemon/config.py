@@ -10,7 +10,7 @@ working directory.
 import os
 import re
 from types import MappingProxyType
-from typing import Any, NamedTuple, Optional, Tuple
+from typing import Any, NamedTuple, Optional, Tuple, cast
 
 from .errors import ConfigError
 from .identity import check_name, resolve_identity
@@ -238,7 +238,7 @@ class Config(dict):
         return parse_address(self["websockethandler"], "websockethandler", (Scheme.TCP,))
 
 
-def _check(key, value):
+def _check(key: str, value: Any) -> Any:
     try:
         _default, types, extra, _meaning = _SCHEMA[key]
     except KeyError:
@@ -249,6 +249,7 @@ def _check(key, value):
     if not isinstance(value, types):
         raise ConfigError("%s: expected %s, got %s %r"
                           % (key, _type_names(types), type(value).__name__, value))
+    value = cast(Any, value)  # one of the key's types: mypy only knows it is an object
     if value is None:
         return value
     if extra == "positive" and not value > 0:

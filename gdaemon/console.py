@@ -24,6 +24,7 @@ import re
 import signal
 import sys
 import time
+from typing import Dict, List
 
 from docopt import DocoptExit, docopt
 
@@ -77,7 +78,7 @@ def parse_arguments(usage, argv):
     try:
         return docopt(usage, argv, default_help=False)
     except TypeError:  # the original docopt
-        return docopt(usage, argv, help=False)
+        return docopt(usage, argv, help=False)  # type: ignore[call-arg]  # the original's keyword
 
 
 #: Exit status of ``--status`` when no daemon runs (LSB "program is not running").
@@ -111,7 +112,7 @@ _OPTION_NAME = re.compile(r"(?<![\w-])(--?[A-Za-z0-9][\w-]*)(?:[= ](<[^>]+>|[A-Z
 
 def declared_options(usage):
     """``{name: takes_a_value}`` for every option the docopt ``usage`` names."""
-    found = {}
+    found: Dict[str, bool] = {}
     for line in usage.splitlines():
         match = _OPTION_LINE.match(line)
         if match:  # an options-section line: "-a, --address ADDRESS  text"
@@ -400,7 +401,7 @@ def _ancestors(pid):
 
 def descendants(pid):
     """Every live process whose ancestry leads to ``pid`` (one scan of /proc)."""
-    children = {}
+    children: Dict[int, List[int]] = {}
     try:
         names = os.listdir("/proc")
     except OSError:

@@ -28,10 +28,13 @@ worker calling an unpatched ``time.sleep``...) is logged by name, with where
 it blocked, from that thread, since the hub itself cannot log anything then.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 import gevent
 from gevent.event import Event
@@ -52,7 +55,17 @@ from .rpc.protocol import Engine, Subscribers
 from .rpc.server import RpcServer
 from .systemd import Notifier
 
+if TYPE_CHECKING:
+    import socket
+
+    from .hubmonitor import HubMonitor
+    from .rpc.endpoint import Transport
+    from .workers.manager import WorkerManager
+
 __all__ = ["Daemon", "ExitCode"]
+
+#: A receiver or any other function, returned as it was given by :meth:`Daemon.on`.
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 
@@ -76,9 +89,10 @@ class Daemon:
 
     #: Seconds the hub may stay blocked by one greenlet before the daemon
     #: logs it (gevent's monitoring thread); ``None`` turns monitoring off.
-    max_blocking_time = 1.0
+    max_blocking_time: Optional[float] = 1.0
 
-    def __init__(self, config=None, argv=None):
+    def __init__(self, config: Optional[Mapping[str, Any]] = None,
+                 argv: Optional[Sequence[str]] = None) -> None:
         self.config = Config(config).resolve()
         #: What every forked child closes or resets (see :mod:`gdaemon.forking`).
         self.forking = ForkRegistry()
@@ -86,7 +100,7 @@ class Daemon:
         self.forward_logs = True
         self.argv = argv
         #: Options parsed from the command line by :meth:`init`.
-        self.arguments = {}
+        self.arguments: Dict[str, Any] = {}
         #: ``gdaemon.<slug of the description>``.
         self.logger = logging.getLogger("gdaemon." + slugify(self.config["description"]))
         #: The daemon's event bus (a blinker Namespace).
@@ -102,20 +116,22 @@ class Daemon:
         listeners.connect_defaults(self.events)
         from .workers.manager import WorkerManager
         #: The worker manager: ``daemon.workers.install(worker, ...)``.
-        self.workers = WorkerManager(self)
+        self.workers: WorkerManager = WorkerManager(self)
         self.workers.register_methods(self.rpc)
         #: Epoch seconds at which the daemon became ready, else ``None``.
-        self.started_at = None
+        self.started_at: Optional[float] = None
         self.exitcode = ExitCode.OK
         self.verbose = False
-        self.transports = []
-        self._stop_event = None
+        #: The endpoints serving RPC (the socket, the HTTP endpoint), once started.
+        self.transports: List[Transport] = []
+        self._stop_event: Optional[Event] = None
         self._stop_requested = False
         self._reloading = False
         self._reload_again = False
-        self._router = None
-        self._pidfile = None
-        self._log_handler = None
+        self._router: Optional[SignalRouter] = None
+        self._pidfile: Optional[process.PidFile] = None
+        self._log_handler: Optional[logging.Handler] = None
+        self._hub_monitor: Optional[HubMonitor] = None
         self._notifier = Notifier()
         self._exits_with_run = False
         self._ready_fd = None
@@ -126,22 +142,22 @@ class Daemon:
         #: Upgrades this line of daemons went through (``daemon.status``).
         self.upgrades = 0
         #: The pid of the daemon this one replaced, else ``None``.
-        self.replaced_pid = None
+        self.replaced_pid: Optional[int] = None
         self._successor = None
         self._upgrading = False
         self._handing_over = False
         self._owns_pidfile = False
-        self._startup_watch = None
+        self._startup_watch: Optional[StartupWatch] = None
 
     # -- to override ----------------------------------------------------------
 
-    def setup(self):
+    def setup(self) -> None:
         """Register RPC methods and receivers; called once, before serving."""
         raise NotImplementedError("subclasses of Daemon implement setup()")
 
     # -- public API -----------------------------------------------------------
 
-    def init(self, argv=None):
+    def init(self, argv: Optional[Sequence[str]] = None) -> None:
         """Parse the command line (SPEC 6) and act on it; exits the process."""
         from .console import Console
         if argv is None:
@@ -151,18 +167,18 @@ class Daemon:
         self._exits_with_run = True
         sys.exit(Console(self).main(argv))
 
-    def on(self, name):
+    def on(self, name: str) -> Callable[[_F], _F]:
         """Decorator: connect the function to event ``name`` (held strongly)."""
-        def decorate(fn):
+        def decorate(fn: _F) -> _F:
             self.events.signal(name).connect(fn, weak=False)
             return fn
         return decorate
 
-    def run_foreground(self):
+    def run_foreground(self) -> int:
         """Run in this process with its stdio; return the exit code."""
         return self._run(ready_fd=None, foreground=True)
 
-    def daemonize(self):
+    def daemonize(self) -> int:
         """Detach (double fork, setsid, umask, chdir('/'), stdio to /dev/null) and run.
 
         The calling process waits until the daemon serves, then exits 0 (or
@@ -177,7 +193,7 @@ class Daemon:
         process.redirect_stdio()
         return self._run(ready_fd=ready_fd, foreground=False)
 
-    def run_upgrade(self, foreground):
+    def run_upgrade(self, foreground: bool) -> int:
         """Run as the successor of an upgrade (started by the daemon it replaces).
 
         Like :meth:`run_foreground` (``foreground``) or a detached daemon: the
@@ -197,7 +213,7 @@ class Daemon:
         self.forking.add_fd(successor.ready_fd, "readiness pipe of the upgrade")
         return self._run(ready_fd=successor.ready_fd, foreground=foreground)
 
-    def upgrade(self):
+    def upgrade(self) -> bool:
         """Replace this daemon by a new one started from the same command line,
         without refusing a connection; returns once the new one is ready and
         this one hands over (it then stops).
@@ -226,7 +242,7 @@ class Daemon:
         self.stop()
         return True
 
-    def listening_sockets(self):
+    def listening_sockets(self) -> List[Tuple[str, socket.socket]]:
         """``[(name, socket)]``: every listening socket the daemon holds (``rpc``,
         ``http``, ``pool:NAME``)."""
         from .rpc.server import RpcServer
@@ -239,7 +255,7 @@ class Daemon:
                 found.append(("pool:" + name, pool.listener))
         return found
 
-    def unowned_socket_names(self):
+    def unowned_socket_names(self) -> List[str]:
         """Names of the unix sockets whose files the daemon leaves in place at
         stop (systemd made them)."""
         from .rpc.server import RpcServer
@@ -249,7 +265,7 @@ class Daemon:
                   if pool.listen is not None and pool.listen.scheme == "unix" and not pool.owns_file]
         return names
 
-    def stop(self, exitcode=ExitCode.OK):
+    def stop(self, exitcode: int = ExitCode.OK) -> None:
         """Request a graceful stop (from any greenlet or receiver); returns at once."""
         if exitcode:
             self.exitcode = exitcode
@@ -257,7 +273,7 @@ class Daemon:
         if self._stop_event is not None:
             self._stop_event.set()
 
-    def reload(self):
+    def reload(self) -> None:
         """Reload like SIGHUP; overlapping requests are coalesced into one more pass."""
         if self._reloading:
             self._reload_again = True
@@ -265,28 +281,28 @@ class Daemon:
         self._reloading = True
         gevent.spawn(self._reload_passes)
 
-    def reload_workers(self):
+    def reload_workers(self) -> None:
         """What a reload does to the workers: restart them one at a time, in start
         order (``daemon.workers.reload()``).  Override it to do otherwise (the
         ``gdaemon`` command's daemon re-reads its file instead)."""
         self.workers.reload()
 
-    def reopen_logs(self):
+    def reopen_logs(self) -> None:
         """Reopen the log files (after logrotate moved them away), here and in every
         forked worker; a standby process is replaced by one that has the new file."""
         reopen_file_handlers()
         self.workers.reopen_logs()
 
-    def status(self):
+    def status(self) -> Dict[str, Any]:
         """The ``daemon.status`` dict."""
         return status_dict(self)
 
     @property
-    def serving(self):
+    def serving(self) -> bool:
         """True from ``daemon.ready`` until a stop is requested (``GET /healthz``)."""
         return self.started_at is not None and not self._stop_requested
 
-    def connection_count(self):
+    def connection_count(self) -> int:
         """Open RPC connections over every transport."""
         return sum(len(t.connections) for t in self.transports)
 
@@ -314,9 +330,9 @@ class Daemon:
             self.forking.add_fd(self._pidfile.fd, "pid file")
             self._setup_logging(foreground)
             process.set_niceness(cfg["niceness"])
-            self._router = SignalRouter(self.events)
-            self._router.install()
-            self.forking.add_closer(self._router.reset_in_child, "signal watchers")
+            self._router = router = SignalRouter(self.events)
+            router.install()
+            self.forking.add_closer(router.reset_in_child, "signal watchers")
             self.forking.add_closer(self._notifier.close_in_child, "systemd notifier")
             self.forking.add_closer(self._forget_subscribers, "event subscribers")
             self._monitor_hub()
@@ -437,6 +453,7 @@ class Daemon:
         user, then become it (supplementary groups, group, user); from here
         on it cannot become root again."""
         identity = self.config.identity
+        assert self._pidfile is not None  # locked before the privileges are dropped
         paths = [self._pidfile.path]
         if isinstance(self._log_handler, logging.FileHandler):
             paths.append(self._log_handler.baseFilename)
@@ -528,7 +545,7 @@ class Daemon:
             # that never took it over leaves it to its predecessor.
             self._pidfile.release(unlink=self._owns_pidfile and not handing_over)
             self._pidfile = None
-        if getattr(self, "_hub_monitor", None) is not None:
+        if self._hub_monitor is not None:
             self._hub_monitor.stop()
             self._hub_monitor = None
         self._notifier.close()
@@ -539,6 +556,7 @@ class Daemon:
 
     def _setup_logging(self, foreground):
         root = logging.getLogger()
+        handler: logging.Handler
         if foreground:
             handler = logging.StreamHandler(sys.stderr)
         else:

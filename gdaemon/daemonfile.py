@@ -35,6 +35,7 @@ import os
 import re
 import signal
 import sys
+from typing import Dict
 
 from .config import DEFAULTS, Config
 from .errors import ConfigError
@@ -42,9 +43,9 @@ from .identity import RLIMIT_NAMES, parse_rlimits, resolve_identity
 from .signalnames import signal_number
 from .wire.address import parse_address
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ImportError:  # Python < 3.11
+else:
     import tomli as tomllib
 
 __all__ = ["DaemonFile", "WorkerSpec", "DaemonFileError", "load", "parse", "parse_size",
@@ -227,8 +228,8 @@ def parse_size(value):
     """
     if isinstance(value, int) and not isinstance(value, bool):
         size = value
-    elif isinstance(value, str) and _SIZE.match(value):
-        number, unit = _SIZE.match(value).groups()
+    elif isinstance(value, str) and (match := _SIZE.match(value)):
+        number, unit = match.groups()
         size = int(float(number) * _UNITS[unit.lower()])
     else:
         raise ValueError('expected a size like "512M", got %s' % _show(value))
@@ -616,7 +617,7 @@ class _Checker:
         total = sum(spec.instances for spec in workers.values())
         if total > limit:
             self.problem("workers", "%d instances in all, past daemon.workerlimit (%d)" % (total, limit))
-        seen = {}
+        seen: Dict[str, str] = {}
         for name, spec in workers.items():
             listen = spec.options.get("listen")
             if listen is None:

@@ -20,7 +20,7 @@ inside a raw C-level signal handler.
 import logging
 import signal as _signal
 import time
-from typing import NamedTuple, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import gevent
 from blinker import NamedSignal, Namespace
@@ -119,7 +119,7 @@ class BusSignal(NamedSignal):
     """A blinker signal whose receivers are isolated from each other."""
 
     #: The bus this signal belongs to (set by :meth:`EventBus.signal`).
-    bus = None
+    bus: Optional["EventBus"] = None
 
     def send(self, sender=None, /, **kwargs):
         """Call every receiver; log a receiver's exception and go on.

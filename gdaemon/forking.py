@@ -26,6 +26,7 @@ import gc
 import logging
 import os
 import signal
+from typing import Any, List
 
 import gevent
 
@@ -54,7 +55,7 @@ CHILD_SIGNALS = frozenset((signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal
 # Old hubs abandoned by children (see fresh_default_hub): kept referenced for
 # the life of the process so that neither they nor the greenlets parented to
 # them are ever deallocated, which would switch into them.
-_ABANDONED = []
+_ABANDONED: List[Any] = []
 
 
 class ForkRegistry:

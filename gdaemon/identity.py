@@ -29,6 +29,7 @@ import os
 import pwd
 import resource
 import signal
+from typing import Callable, Literal, Optional, Union
 
 from .errors import ConfigError, ProcessError, WorkerError
 
@@ -374,7 +375,8 @@ def apply_process_settings(settings, name):  # pragma: no cover - runs in forked
     return switched
 
 
-_prctl = None
+#: libc's ``prctl``; ``None`` until looked up, ``False`` where there is none.
+_prctl: Optional[Union[Literal[False], Callable[..., int]]] = None
 
 
 def _resolve_prctl():

@@ -22,6 +22,7 @@ they are read, so that no child (a worker, an exec'd program) sees them.
 
 import os
 import socket
+from typing import List
 
 from .errors import ProcessError
 
@@ -50,7 +51,7 @@ def _known_name(name):
 def _systemd_names(value, count):
     """``LISTEN_FDNAMES`` split into ``count`` names (``pool:NAME`` rejoined)."""
     fields = value.split(":") if value else []
-    names = []
+    names: List[str] = []
     i = 0
     while i < len(fields):
         if fields[i] == "pool" and i + 1 < len(fields) and len(fields) - i > count - len(names):

@@ -21,7 +21,7 @@ gdaemon might lack it) titles are simply not set.
 try:
     import setproctitle as _setproctitle
 except ImportError:  # pragma: no cover - it is a dependency
-    _setproctitle = None
+    _setproctitle = None  # type: ignore[assignment]  # titles are not set
 
 __all__ = ["title", "set_title"]
 

@@ -40,8 +40,9 @@ def existing_hub():
 
 def forget_hub():
     """Make gevent forget this thread's hub and loop, so the next gevent call creates new ones."""
-    _hub_local.set_hub(None)
-    _hub_local.set_loop(None)
+    # None clears them (gevent's own use); its stubs accept only a hub and a loop.
+    _hub_local.set_hub(None)  # type: ignore[arg-type]
+    _hub_local.set_loop(None)  # type: ignore[arg-type]
 
 
 def watch_any_child(loop, callback):

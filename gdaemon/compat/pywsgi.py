@@ -43,7 +43,7 @@ if _absent:
     raise missing("gevent", VERSION, _absent)
 
 #: pywsgi's "bad request from the client" exception: answered with 400, then the connection closes.
-InvalidClientInput = pywsgi._InvalidClientInput
+InvalidClientInput = pywsgi._InvalidClientInput  # type: ignore[attr-defined]  # private: not in gevent's stubs
 
 
 class ChunkCheckingInput(Input):
@@ -54,7 +54,8 @@ class ChunkCheckingInput(Input):
     """
 
     def _Input__read_chunk_length(self, rfile):
-        return self.checked_chunk_length(Input._Input__read_chunk_length(self, rfile))
+        # Private (name-mangled): not in gevent's stubs.
+        return self.checked_chunk_length(Input._Input__read_chunk_length(self, rfile))  # type: ignore[attr-defined]
 
     def checked_chunk_length(self, length):
         """The chunk size ``length`` just parsed; return it, or raise to refuse the body."""

@@ -40,6 +40,9 @@ from ..compat.gevent_server import spawn, wrap_tls
 from ..errors import ProcessError
 from ..wire.unix import bind_unix
 
+if TYPE_CHECKING:
+    from ..wire.address import Address
+
 __all__ = ["Transport", "bind_listener", "connection_pool", "refuse_connection", "linger", "REFUSAL_SLACK",
            "Admission", "Slot", "BoundedServer", "TimeSlice"]
 
@@ -61,6 +64,16 @@ class Transport:
     _server: Any = None
     #: The open connections (each endpoint sets its own).
     connections: Set[Any]
+
+    if TYPE_CHECKING:  # what each endpoint defines
+        address: Address
+        #: Leave a unix socket's file in place at stop (a successor serves it).
+        keep_socket_file: bool
+
+        def bind(self) -> None: ...
+        def start(self) -> None: ...
+        def stop(self, timeout: Optional[float] = None) -> None: ...
+        def close_in_child(self) -> None: ...
 
     def close_listener(self):
         """Stop accepting; open connections go on (idempotent)."""

@@ -104,7 +104,7 @@ class Address:
         found = []
         for family, _, _, _, sockaddr in infos:
             if family in (socket.AF_INET, socket.AF_INET6):
-                ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])  # drop an IPv6 zone
+                ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])  # drop an IPv6 zone
                 if ip not in found:
                     found.append(ip)
         return found

@@ -41,7 +41,7 @@ __all__ = ["dumps", "dumps_strict", "loads", "BACKEND", "MAX_INT_DIGITS", "Integ
 try:
     import orjson
 except ImportError:  # pragma: no cover - no wheel for this platform
-    orjson = None
+    orjson = None  # type: ignore[assignment]  # the standard json module serves instead
 
 #: Most digits of an integer literal :func:`loads` accepts (SPEC 4.1).
 MAX_INT_DIGITS = 4300
