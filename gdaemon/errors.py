@@ -11,7 +11,7 @@ from __future__ import annotations
 # ``typing`` costs a client's start-up a few milliseconds: annotations only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, Type
+    from typing import Any, Dict, Optional, Type, Union
 
 __all__ = [
     "GDaemonError", "ConfigError", "ProcessError", "AlreadyRunning", "WorkerError",
@@ -43,7 +43,7 @@ class ProcessError(GDaemonError, OSError):
 class AlreadyRunning(ProcessError):
     """The pid file is locked by a live daemon."""
 
-    def __init__(self, pid):
+    def __init__(self, pid: Union[int, str]) -> None:
         self.pid = pid
         super().__init__("already running (pid %s)" % (pid,))
 
@@ -71,7 +71,7 @@ class ChannelClosed(WorkerError):
 class HaltDaemon(BaseException):
     """Control flow: unwinds the daemon's main greenlet.  Not an error."""
 
-    def __init__(self, exitcode=0):
+    def __init__(self, exitcode: int = 0) -> None:
         super().__init__(exitcode)
         self.exitcode = exitcode
 
@@ -99,7 +99,8 @@ class RpcError(GDaemonError):
         if "code" in cls.__dict__:
             RpcError._by_code.setdefault(cls.code, cls)
 
-    def __init__(self, code=None, message=None, data=None):
+    def __init__(self, code: Optional[Union[int, str]] = None, message: Optional[str] = None,
+                 data: Any = None) -> None:
         # Subclasses are raised as ``InvalidParams("message")``: accept a string
         # in the first position for them.
         if isinstance(code, str) and message is None:
@@ -110,18 +111,18 @@ class RpcError(GDaemonError):
         self.data = data
         super().__init__(self.code, self.message)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "%s (%d)" % (self.message, self.code)
 
-    def to_dict(self):
+    def to_dict(self) -> Dict[str, Any]:
         """The JSON-RPC error object."""
-        error = {"code": self.code, "message": self.message}
+        error: Dict[str, Any] = {"code": self.code, "message": self.message}
         if self.data is not None:
             error["data"] = self.data
         return error
 
     @classmethod
-    def from_dict(cls, error):
+    def from_dict(cls, error: Any) -> RpcError:
         """Build the most specific :class:`RpcError` for a wire error object."""
         if not isinstance(error, dict):
             return RpcError(-32603, "malformed error object", data=error)

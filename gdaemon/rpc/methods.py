@@ -86,19 +86,25 @@ def _json_type_name(value):
             list: "array", dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
 
 
+#: A declared parameter: a :class:`Param`, or ``(name, type)`` / ``(name, type, default)``.
+_ParamDecl = typing.Union["Param", typing.Tuple[typing.Any, ...]]
+#: An RPC handler, returned as it was given by :meth:`MethodRegistry.method`.
+_Handler = typing.TypeVar("_Handler", bound=typing.Callable[..., typing.Any])
+
+
 class Param:
     """One declared parameter: ``name``, ``type``, ``default`` (or REQUIRED)."""
 
     __slots__ = ("name", "type", "default")
 
-    def __init__(self, name, type=typing.Any, default=REQUIRED):
+    def __init__(self, name: str, type: typing.Any = typing.Any, default: typing.Any = REQUIRED) -> None:
         self.name, self.type, self.default = name, type, default
 
     @property
-    def required(self):
+    def required(self) -> bool:
         return self.default is REQUIRED
 
-    def check(self, value):
+    def check(self, value: typing.Any) -> typing.Any:
         if not _matches(value, self.type):
             raise InvalidParams("invalid param %r: expected %s, got %s"
                                 % (self.name, _type_label(self.type), _json_type_name(value)))
@@ -117,7 +123,9 @@ class RpcMethod:
     :param returns: the declared return type.
     """
 
-    def __init__(self, name, handler, description="", params=None, returns=None):
+    def __init__(self, name: str, handler: typing.Callable[..., typing.Any], description: str = "",
+                 params: typing.Optional[typing.Sequence[_ParamDecl]] = None,
+                 returns: typing.Any = None) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError("method name must be a non-empty string")
         self.name = name
@@ -134,7 +142,7 @@ class RpcMethod:
                       for p in handler_params.values()
                       if p.name not in INJECTABLE
                       and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        self.params = []
+        self.params: typing.List[Param] = []
         for spec in params:
             if isinstance(spec, Param):
                 self.params.append(spec)
@@ -152,7 +160,7 @@ class RpcMethod:
         self.inject = tuple(n for n in INJECTABLE
                             if n not in declared and (n in handler_params or accepts_var_kw and n == "daemon"))
 
-    def bind(self, params):
+    def bind(self, params: typing.Any) -> typing.Dict[str, typing.Any]:
         """Check wire ``params`` (list, dict or None); return handler kwargs.
 
         :raises InvalidParams: naming the offending parameter.
@@ -180,11 +188,11 @@ class RpcMethod:
                     kwargs[param.name] = param.default
         return kwargs
 
-    def signature(self):
+    def signature(self) -> typing.List[str]:
         """``[return_type, param_type, ...]`` with XML-RPC type names."""
         return [xmlrpc_type_name(self.returns)] + [xmlrpc_type_name(p.type) for p in self.params]
 
-    def describe(self):
+    def describe(self) -> typing.Dict[str, typing.Any]:
         """What ``system.methodInfo`` returns: the signature with parameter names.
 
         ``{"name", "description", "returns", "params": [{"name", "type",
@@ -203,41 +211,43 @@ class RpcMethod:
         return {"name": self.name, "description": inspect.cleandoc(self.description or ""),
                 "returns": xmlrpc_type_name(self.returns), "params": params}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<RpcMethod %s(%s)>" % (self.name, ", ".join(p.name for p in self.params))
 
 
 class MethodRegistry:
     """The methods one daemon serves, by name."""
 
-    def __init__(self):
-        self._methods = {}
+    def __init__(self) -> None:
+        self._methods: typing.Dict[str, RpcMethod] = {}
 
-    def add(self, method):
+    def add(self, method: RpcMethod) -> RpcMethod:
         """Register a prebuilt :class:`RpcMethod` (replacing one of the same name)."""
         if not isinstance(method, RpcMethod):
             raise TypeError("expected an RpcMethod, got %r" % (method,))
         self._methods[method.name] = method
         return method
 
-    def method(self, name, description="", params=None, returns=None):
+    def method(self, name: str, description: str = "",
+               params: typing.Optional[typing.Sequence[_ParamDecl]] = None,
+               returns: typing.Any = None) -> typing.Callable[[_Handler], _Handler]:
         """Decorator: register the decorated function as method ``name``.
 
         Returns the function unchanged, so it stays callable from Python.
         """
-        def decorate(handler):
+        def decorate(handler: _Handler) -> _Handler:
             self.add(RpcMethod(name, handler, description, params, returns))
             return handler
         return decorate
 
-    def remove(self, name):
+    def remove(self, name: str) -> None:
         self._methods.pop(name, None)
 
-    def get(self, name):
+    def get(self, name: str) -> typing.Optional[RpcMethod]:
         """The :class:`RpcMethod` called ``name``, or ``None``."""
         return self._methods.get(name)
 
-    def names(self):
+    def names(self) -> typing.List[str]:
         """Sorted list of method names."""
         return sorted(self._methods)
 

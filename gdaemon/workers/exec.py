@@ -39,6 +39,7 @@ import fcntl
 import os
 import shlex
 import signal
+from typing import Dict, List, Optional, Sequence, Union, cast
 
 import gevent
 
@@ -95,7 +96,8 @@ class ExecWorker(Worker):
     :raises ConfigError: a bad argument (the message names it).
     """
 
-    def __init__(self, name, command, env=None, cwd=None, shell=False, stopsignal="TERM"):
+    def __init__(self, name: str, command: Union[str, Sequence[str]], env: Optional[Dict[str, str]] = None,
+                 cwd: Optional[str] = None, shell: bool = False, stopsignal: Union[str, int] = "TERM") -> None:
         super().__init__(name)
         if not isinstance(shell, bool):
             raise ConfigError("invalid shell %r for worker %r: expected a bool" % (shell, name))
@@ -145,15 +147,15 @@ class ExecWorker(Worker):
         self.stopsignal = stop_number
 
     @property
-    def argv(self):
+    def argv(self) -> List[str]:
         """The arguments ``exec`` gets."""
         if self.shell:
-            return ["/bin/sh", "-c", self.command]
+            return ["/bin/sh", "-c", cast(str, self.command)]  # a string with shell
         return list(self.command)
 
     def describe(self, limit=200):
         """The command as one line for log lines (shell-quoted), cut at ``limit`` characters."""
-        text = self.command if self.shell else shlex.join(self.command)
+        text = cast(str, self.command) if self.shell else shlex.join(self.command)
         return text if len(text) <= limit else text[:limit] + "..."
 
     def loop(self):  # pragma: no cover - never called: the child execs

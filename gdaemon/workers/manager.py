@@ -27,7 +27,7 @@ import itertools
 import logging
 import signal
 import time
-from typing import Dict
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import gevent
 from gevent.lock import Semaphore
@@ -49,7 +49,7 @@ from .pool import (Pool, check_after, check_identities, check_install, instance_
 from .spawn import Spawner
 from .standby import StandbyPool
 from .watchdog import RestartPolicy, Watchdog, describe_exit
-from .worker import WorkerKind, WorkerStatus
+from .worker import Worker, WorkerKind, WorkerStatus
 
 __all__ = ["WorkerManager", "WorkerHandle", "OutputChannel"]
 
@@ -129,9 +129,14 @@ class WorkerManager:
 
     # -- the collection ---------------------------------------------------
 
-    def install(self, worker, looptime=1.0, forever=False, timeout=None, instances=1, after=(),
-                listen=None, user=None, group=None, rlimits=None, maxrss=None, maxloops=None,
-                maxloopsjitter=0, maxage=None, maxagejitter=0):
+    def install(self, worker: Worker, looptime: float = 1.0, forever: bool = False,
+                timeout: Optional[float] = None, instances: int = 1, after: Iterable[str] = (),
+                listen: Optional[str] = None, user: Optional[Union[str, int]] = None,
+                group: Optional[Union[str, int]] = None,
+                rlimits: Optional[Mapping[str, Union[int, Tuple[int, int]]]] = None,
+                maxrss: Optional[Union[int, str]] = None, maxloops: Optional[int] = None,
+                maxloopsjitter: int = 0, maxage: Optional[float] = None,
+                maxagejitter: float = 0) -> Optional[WorkerHandle]:
         """Install ``worker`` (spawned when the daemon starts, or now if it runs).
 
         :param looptime: seconds between the starts of two ``loop()`` runs (> 0).
@@ -339,7 +344,7 @@ class WorkerManager:
                 return False
         return True
 
-    def get(self, name):
+    def get(self, name: str) -> WorkerHandle:
         """The :class:`WorkerHandle` of worker (instance) ``name``.
 
         :raises UnknownWorker: no such worker.
@@ -353,11 +358,11 @@ class WorkerManager:
         """
         return _lookup(self._pools, name, "worker pool")
 
-    def pools(self):
+    def pools(self) -> Dict[str, Pool]:
         """``{name: Pool}`` of every installed worker, in install order."""
         return dict(self._pools)
 
-    def names(self):
+    def names(self) -> List[str]:
         """Names of the installed workers (every instance), pool by pool in index order."""
         return [h.name for pool in self._pools.values() for h in pool.handles]
 
@@ -444,7 +449,7 @@ class WorkerManager:
             self.refresh_standby()
             reload_pools(self)
 
-    def scale(self, name, instances, timeout=None):
+    def scale(self, name: str, instances: int, timeout: Optional[float] = None) -> List[str]:
         """Give pool ``name`` that many instances; return their names in index order
         once the new ones are LOOPING and the surplus ones (highest index first)
         have spun down.

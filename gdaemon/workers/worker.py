@@ -16,13 +16,27 @@ the process (or greenlet) that runs it.  The life of a forked child is in
 :mod:`gdaemon.workers.child`.
 """
 
+from __future__ import annotations
+
 import enum
 import logging
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from ..errors import ChannelClosed
 from ..events import EventBus
 from ..wire.status import WorkerStatus
 from .messages import MSG, encode
+
+if TYPE_CHECKING:
+    import socket
+
+    from ..daemon import Daemon
+    from ..identity import ProcessSettings
+    from .recycle import RecyclePolicy
+    from .runtime import WorkerRuntime
+
+#: An exposed method, returned as it was given by :func:`exposed`.
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 __all__ = ["Worker", "GreenletWorker", "WorkerStatus", "WorkerExit", "WorkerKind", "exposed",
            "is_exposed"]
@@ -50,13 +64,13 @@ class WorkerKind(str, enum.Enum):
     PROCESS = "process"
     GREENLET = "greenlet"
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.value
 
 
 _EXPOSED = "_gdaemon_exposed"
 
-def exposed(fn):
+def exposed(fn: _F) -> _F:
     """Decorator: make a worker method callable with the ``worker.call`` RPC.
 
     The method runs in the worker (between two ``loop()`` runs) with the
@@ -69,7 +83,7 @@ def exposed(fn):
     return fn
 
 
-def is_exposed(attribute):
+def is_exposed(attribute: Any) -> bool:
     """True for a method decorated with :func:`exposed`."""
     return getattr(attribute, _EXPOSED, False)
 
@@ -92,7 +106,11 @@ class Worker:
     #: for its next loop (shortened to a quarter of ``timeout`` when smaller).
     heartbeat_interval = 0.5
 
-    def __init__(self, name):
+    if TYPE_CHECKING:  # set by install() (absent before: read with getattr)
+        process_settings: ProcessSettings
+        recycle_policy: Optional[RecyclePolicy]
+
+    def __init__(self, name: str) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError("a worker name must be a non-empty string, got %r" % (name,))
         #: The worker's name.
@@ -103,36 +121,36 @@ class Worker:
         #: ``daemon.worker.<command>`` with ``payload``.
         self.events = EventBus(sender=self)
         #: Seconds between the starts of two ``loop()`` runs.
-        self.looptime = 1.0
+        self.looptime: float = 1.0
         #: Respawned when it dies.
         self.forever = False
         #: Seconds the heartbeat may stall before the watchdog kills it.
-        self.timeout = None
+        self.timeout: Optional[float] = None
         #: The daemon it is installed in.
-        self.daemon = None
+        self.daemon: Optional[Daemon] = None
         #: This instance's index in its pool (0 for a worker of one instance).
         self.instance = 0
         #: The name of its pool (its own name for a worker of one instance).
         self.pool = name
         #: The pool's listening socket (``install(..., listen=...)``), else ``None``.
-        self.listener = None
-        self._runtime = None
+        self.listener: Optional[socket.socket] = None
+        self._runtime: Optional[WorkerRuntime] = None
 
     # -- to override -------------------------------------------------------
 
-    def spinup(self):
+    def spinup(self) -> None:
         """Called once when the worker starts, before the first ``loop()``."""
 
-    def loop(self):
+    def loop(self) -> None:
         """Called every :attr:`looptime` seconds while LOOPING (required)."""
         raise NotImplementedError("workers implement loop()")
 
-    def spindown(self):
+    def spindown(self) -> None:
         """Called once when the worker stops (also after ``loop()`` raised)."""
 
     # -- API for the worker's own code --------------------------------------
 
-    def send(self, command, payload=None):
+    def send(self, command: str, payload: Any = None) -> int:
         """Write a message to the daemon (``worker.message`` event there).
 
         :returns: bytes written (> 0).
@@ -144,29 +162,29 @@ class Worker:
             raise ChannelClosed("worker %r is not running" % (self.name,))
         return runtime.link.send(encode(MSG, command, payload))
 
-    def beat(self):
+    def beat(self) -> None:
         """Bump the heartbeat from inside a long ``loop()`` (see ``timeout``)."""
         if self._runtime is not None:
             self._runtime.status.beat()
 
-    def stop(self):
+    def stop(self) -> None:
         """Ask the loop to stop after the current ``loop()``; spindown follows."""
         if self._runtime is not None:
             self._runtime.request_stop()
 
     @property
-    def status(self):
+    def status(self) -> WorkerStatus:
         """The current :class:`WorkerStatus` (STOPPED outside a run)."""
         runtime = self._runtime
         return runtime.state if runtime is not None else WorkerStatus.STOPPED
 
     @property
-    def loops(self):
+    def loops(self) -> int:
         """How many times ``loop()`` has run in this instance."""
         runtime = self._runtime
         return runtime.loops if runtime is not None else 0
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<%s %r %s>" % (type(self).__name__, self.name, self.status.name)
 
 
