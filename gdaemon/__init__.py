@@ -28,6 +28,17 @@ _LAZY = {
 }
 
 
+# Type checkers see the lazy names as plain imports (at run time ``typing`` is
+# not even imported: ``gdaemon-ctl`` starts without it).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .daemon import Daemon
+    from .rpc.methods import RpcMethod
+    from .wire.status import WorkerStatus
+    from .workers.exec import ExecWorker
+    from .workers.worker import GreenletWorker, Worker, exposed
+
+
 def __getattr__(name):
     module = _LAZY.get(name)
     if module is None:
