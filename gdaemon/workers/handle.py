@@ -23,7 +23,7 @@ from ..errors import (ChannelClosed, ChannelFull, InvalidParams, MethodNotFound,
 from ..process import resource_usage
 from .exec import is_exec
 from .messages import CALL, CMD, encode
-from .worker import WorkerStatus
+from .worker import Worker, WorkerStatus
 
 if TYPE_CHECKING:
     from .channel import Endpoint
@@ -40,7 +40,7 @@ class OutputChannel:
     def __init__(self, handle):
         self._handle = handle
 
-    def send(self, command, payload=None):
+    def send(self, command: str, payload: Any = None) -> int:
         """Send ``command`` (received as ``daemon.worker.<command>``) with ``payload``.
 
         :returns: bytes written (> 0).
@@ -77,8 +77,8 @@ class WorkerHandle:
     def __init__(self, manager, worker, looptime, forever, timeout, policy):
         self.manager = manager
         #: The installed :class:`~gdaemon.Worker` (a forked instance runs a copy of it).
-        self.worker = worker
-        self.name = worker.name
+        self.worker: Worker = worker
+        self.name: str = worker.name
         #: Its pool's name and its index there.
         self.pool = worker.pool
         self.instance = worker.instance
@@ -96,10 +96,10 @@ class WorkerHandle:
         self.recycle_reason = None
         self.recycle_counts = {}
         #: Epoch time the current (or last) instance started.
-        self.started_at = None
+        self.started_at: Optional[float] = None
         #: Exit code of the last instance (negative: killed by that signal).
-        self.last_exit = None
-        self.pid = None
+        self.last_exit: Optional[int] = None
+        self.pid: Optional[int] = None
         self.alive = False
         #: True while a new instance is being forked (by the fork server).
         self.spawning = False
@@ -130,7 +130,7 @@ class WorkerHandle:
         self._restart_lock = Semaphore()
 
     @property
-    def status(self):
+    def status(self) -> WorkerStatus:
         """The current :class:`WorkerStatus`."""
         if self.alive:
             try:
@@ -140,7 +140,7 @@ class WorkerHandle:
         return self._state
 
     @property
-    def loops(self):
+    def loops(self) -> int:
         """Loops run by the current (or last) instance."""
         if self.alive:
             try:
@@ -149,7 +149,7 @@ class WorkerHandle:
                 pass
         return self._last_loops
 
-    def info(self):
+    def info(self) -> Dict[str, Any]:
         """The ``worker.info`` dict; ``rss`` (bytes) and ``cpu`` (seconds) are those of
         the worker's process, the daemon's for a greenlet worker (``None`` when down);
         ``recycles`` counts its recycles, ``recycle_reason`` is the last one's
@@ -223,7 +223,7 @@ class WorkerHandle:
 
     # -- talking to it ----------------------------------------------------------------
 
-    def send(self, command, payload=None):
+    def send(self, command: str, payload: Any = None) -> int:
         """See :meth:`OutputChannel.send`; also raises ``ValueError`` for a payload
         that can never be delivered (too large for the channel, or not encodable)."""
         if not isinstance(command, str) or not command:
@@ -239,7 +239,7 @@ class WorkerHandle:
             raise ChannelClosed("worker %r is not running (%s)" % (self.name, self.status.name))
         return push(data)
 
-    def call(self, method, params=None, timeout=None):
+    def call(self, method: str, params: Any = None, timeout: Optional[float] = None) -> Any:
         """Call the worker's ``@exposed`` method ``method``; return its result.
 
         :param params: a list (positional) or a dict (keyword arguments).
