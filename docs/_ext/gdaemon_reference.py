@@ -205,6 +205,37 @@ def _find(dotted):
     return None
 
 
+_TYPE_CHECKING_NAMES = None
+
+
+def _type_checking_names():
+    """Names gdaemon's modules bind only for type checkers (``if TYPE_CHECKING:`` blocks).
+
+    Annotations name them (``patterns: Patterns``), so autodoc renders them,
+    but they do not exist at run time.
+    """
+    global _TYPE_CHECKING_NAMES
+    if _TYPE_CHECKING_NAMES is None:
+        import ast
+        import pathlib
+
+        import gdaemon
+        names = set()
+        for path in pathlib.Path(gdaemon.__file__).parent.rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                test = getattr(node, "test", None)
+                if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(test):
+                    for stmt in node.body:
+                        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                            names.update((alias.asname or alias.name).split(".")[0] for alias in stmt.names)
+                        elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+                            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                            names.update(t.id for t in targets if isinstance(t, ast.Name))
+        _TYPE_CHECKING_NAMES = names
+    return _TYPE_CHECKING_NAMES
+
+
 def resolve_code_reference(app, env, node, contnode):
     """Resolve a Python reference the docstrings make to code that exists.
 
@@ -243,11 +274,16 @@ def resolve_code_reference(app, env, node, contnode):
         # A name a function imports where it needs it (``:raises UpgradeFailed:``):
         # the gdaemon module that defines it, if exactly one does.
         import sys
+        # A type alias (``Patterns = Union[...]``) has no ``__qualname__`` and
+        # the ``__module__`` of typing: the module that names it defines it.
         owners = [mod for mod_name, mod in list(sys.modules.items())
-                  if mod_name.startswith("gdaemon") and mod is not None
-                  and getattr(getattr(mod, target, None), "__module__", None) == mod_name]
+                  if mod_name.startswith("gdaemon") and mod is not None and hasattr(mod, target)
+                  and (getattr(getattr(mod, target), "__module__", None) == mod_name
+                       or not hasattr(getattr(mod, target), "__qualname__"))]
         if len(owners) == 1:
             candidates.append("%s.%s" % (owners[0].__name__, target))
+    if "." not in target and target in _type_checking_names():
+        return contnode  # real for type checkers, absent at run time: no page to link to
     domain = env.get_domain("py")
     for name in candidates:
         if not name.startswith("gdaemon"):
