@@ -52,7 +52,7 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 def _install_excepthook():
-    """Make an uncaught start-up error one line, ``error: ...``, exit status 1 (SPEC 3, 6).
+    """Make an uncaught start-up error one line, ``error: ...``, exit status 1 (docs/reference/config.rst; docs/reference/console.rst).
 
     ``Daemon({...})`` raises :class:`ConfigError` at construction, before
     ``init()`` parses the command line, so an exec script with a bad config

@@ -1,4 +1,4 @@
-"""Daemon configuration: the keys of SPEC section 3, their defaults and checks.
+"""Daemon configuration: its keys, their defaults and checks (docs/reference/config.rst is generated from them).
 
 :class:`Config` is built from the user's dict once, at ``Daemon(...)`` time;
 an unknown key or a value of the wrong type raises :class:`ConfigError`
@@ -172,7 +172,7 @@ SCHEMA = MappingProxyType(_SCHEMA)
 
 
 def slugify(text):
-    """``"Echo Daemon"`` -> ``"echo-daemon"`` (SPEC 2: the logger's name)."""
+    """``"Echo Daemon"`` -> ``"echo-daemon"`` (docs/reference/api.rst: the logger's name)."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower())
 
 
@@ -243,7 +243,7 @@ def _check(key: str, value: Any) -> Any:
         _default, types, extra, _meaning = _SCHEMA[key]
     except KeyError:
         raise ConfigError("unknown configuration key %r" % (key,)) from None
-    # Booleans are ints to Python, never to us (SPEC 3).
+    # Booleans are ints to Python, never to us (docs/reference/config.rst).
     if isinstance(value, bool) and bool not in types:
         raise ConfigError("%s: expected %s, got a boolean" % (key, _type_names(types)))
     if not isinstance(value, types):

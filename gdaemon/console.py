@@ -35,7 +35,7 @@ from .wire.unix import unix_socket_is_live
 
 __all__ = ["Console", "USAGE", "OPTIONS", "parse_arguments", "version_line"]
 
-#: The options every console has (SPEC 6); programs that write their own
+#: The options every console has (docs/reference/console.rst); programs that write their own
 #: usage (``config["arguments"]``, ``gdaemon-echo``) append them to theirs.
 OPTIONS = """\
   -d, --daemon       run as a daemon (fork, setsid, detach from the terminal)
@@ -215,7 +215,7 @@ def explain_usage_error(usage, argv):
 
 
 def report_usage_error(usage, argv, out=None):
-    """Print the usage and the offending option (SPEC 6); return exit status 2."""
+    """Print the usage and the offending option (docs/reference/console.rst); return exit status 2."""
     out = out or sys.stderr
     out.write("%s\nerror: %s\n" % (usage_section(usage), explain_usage_error(usage, argv)))
     out.flush()
@@ -277,7 +277,7 @@ class Console:
         if opt("--foreground"):
             # Until the daemon's own logging is set up, a record would go to
             # logging's last-resort handler (stderr), doubling the one
-            # "error: ..." line a failed start prints (SPEC 6).
+            # "error: ..." line a failed start prints (docs/reference/console.rst).
             root = logging.getLogger()
             if not root.handlers:
                 root.addHandler(logging.NullHandler())

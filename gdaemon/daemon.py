@@ -71,7 +71,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 
 
 class ExitCode:
-    """Exit statuses of a daemon process (SPEC 6)."""
+    """Exit statuses of a daemon process (docs/reference/console.rst)."""
 
     #: stopped by SIGTERM, SIGINT or ``daemon.stop``.
     OK = 0
@@ -82,7 +82,7 @@ class ExitCode:
 class Daemon:
     """Base class of a gdaemon daemon; subclass it and implement :meth:`setup`.
 
-    :param config: dict of configuration keys (SPEC 3).
+    :param config: dict of configuration keys (docs/reference/config.rst).
     :param argv: command line for :meth:`init` (default ``sys.argv[1:]``).
     :raises ConfigError: for an unknown key or a value of the wrong type.
     """
@@ -158,7 +158,7 @@ class Daemon:
     # -- public API -----------------------------------------------------------
 
     def init(self, argv: Optional[Sequence[str]] = None) -> None:
-        """Parse the command line (SPEC 6) and act on it; exits the process."""
+        """Parse the command line (docs/reference/console.rst) and act on it; exits the process."""
         from .console import Console
         if argv is None:
             argv = self.argv if self.argv is not None else sys.argv[1:]
@@ -561,7 +561,7 @@ class Daemon:
             handler = logging.StreamHandler(sys.stderr)
         else:
             handler = logging.FileHandler(self.config["logfile"], mode="a", encoding="utf-8")
-        handler.setFormatter(LogFormatter(LOG_FORMAT))  # one record, one line (SPEC 4.6)
+        handler.setFormatter(LogFormatter(LOG_FORMAT))  # one record, one line (docs/reference/rpc.rst, What one client can cost)
         root.addHandler(handler)
         root.setLevel(logging.DEBUG if self.verbose else logging.INFO)
         self._log_handler = handler

@@ -1,4 +1,4 @@
-"""``gdaemon-echo``: the echo daemon, a complete working example (SPEC 8).
+"""``gdaemon-echo``: the echo daemon, a complete working example (docs/reference/console.rst, gdaemon-echo).
 
     gdaemon-echo -d                      # serve unix://daemon.sock in the current directory
     gdaemon-ctl call examples.echo hi    # -> "hi"
@@ -6,7 +6,7 @@
 
     gdaemon-echo --http tcp://127.0.0.1:8080 -d    # and the dashboard on http://127.0.0.1:8080/
 
-The token (SPEC 4.4) is read from ``GDAEMON_TOKEN``, never from the command
+The token (docs/reference/rpc.rst, Authentication) is read from ``GDAEMON_TOKEN``, never from the command
 line, where ``ps`` would show it.  A bad address is one line, ``error: ...``,
 and exit status 1; a bad command line prints the usage and one line, exit 2.
 """

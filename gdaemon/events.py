@@ -31,7 +31,7 @@ __all__ = ["EventBus", "SignalRouter", "HANDLED_SIGNALS", "EVENTS", "EVENT_NAMES
 
 log = logging.getLogger("gdaemon.events")
 
-#: The POSIX signals the daemon turns into events (SPEC 5.1).
+#: The POSIX signals the daemon turns into events (docs/reference/events.rst).
 HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT", "SIGWINCH",
                    "SIGCHLD")
 

@@ -48,7 +48,7 @@ except (ImportError, AttributeError):  # pragma: no cover - older gevent
 #: ``WorkerExit.BOOT_FAILED``: it never got to run what it was forked for).
 CHILD_FAILED = 4
 
-#: Signals a child handles itself (SPEC 5.3); blocked from the fork until it does.
+#: Signals a child handles itself (docs/reference/events.rst, Inside a worker); blocked from the fork until it does.
 CHILD_SIGNALS = frozenset((signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH,
                            signal.SIGQUIT, signal.SIGTERM, signal.SIGINT))
 
@@ -93,7 +93,7 @@ class ForkRegistry:
     def fork(self, child, what, keep=(), fresh_hub=True):
         """Fork; the child drops everything registered except ``keep``, then runs ``child()``.
 
-        The child side is fenced (SPEC 5.3): ``child()`` runs under
+        The child side is fenced (docs/reference/events.rst, Inside a worker): ``child()`` runs under
         :func:`run_fenced`, so whatever it raises, it ends in ``os._exit``
         after one log line naming ``what`` and the failure; it can never
         unwind into the daemon's own code (which would, for instance, remove

@@ -1,4 +1,4 @@
-"""The default receivers of the daemon's POSIX signal events (SPEC 5.2).
+"""The default receivers of the daemon's POSIX signal events (docs/reference/events.rst, default listeners).
 
 They are ordinary blinker receivers, connected by :func:`connect_defaults`;
 disconnect one to change the daemon's behaviour, e.g.::

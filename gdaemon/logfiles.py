@@ -1,6 +1,6 @@
 """Log files: one line per record, and reopening across logrotate.
 
-**One record, one line** (SPEC 4.6).  Much of what the daemon logs came from
+**One record, one line** (docs/reference/rpc.rst, What one client can cost).  Much of what the daemon logs came from
 a client: a path, a method name, a header, a param.  :class:`LogFormatter`,
 the daemon's formatter (its file or stderr, the ring of ``daemon.logtail``
 and ``log.record`` events, and every forked worker, which inherits it),

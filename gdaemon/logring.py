@@ -1,4 +1,4 @@
-"""The log in memory: recent formatted lines, and ``log.record`` events (SPEC 4.3, 5.1).
+"""The log in memory: recent formatted lines, and ``log.record`` events (docs/reference/rpc.rst, Methods; docs/reference/events.rst).
 
 :class:`LogRing` is a :class:`logging.Handler` the daemon attaches to the root
 logger beside its file (or stderr) handler.  For every record it keeps the

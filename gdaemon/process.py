@@ -410,7 +410,7 @@ def _wait_for_daemon(fd, child):
 
 
 def set_niceness(value):
-    """Run at nice ``value`` (absolute, SPEC 3), not an increment."""
+    """Run at nice ``value`` (absolute, docs/reference/config.rst), not an increment."""
     try:
         current = os.getpriority(os.PRIO_PROCESS, 0)
         if current != value:

@@ -1,4 +1,4 @@
-"""systemd's notify protocol (SPEC 7b), without libsystemd.
+"""systemd's notify protocol (docs/howto/systemd.rst), without libsystemd.
 
 ``NOTIFY_SOCKET`` names a datagram socket (a leading ``@`` means Linux's
 abstract namespace); each state is one datagram such as ``READY=1``.

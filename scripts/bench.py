@@ -1104,7 +1104,7 @@ def _self_signed(directory):
 
 
 def bench_hostile_transports(quick):
-    """daemon.status on the unix socket while one attacker works each transport (SPEC 4.6)."""
+    """daemon.status on the unix socket while one attacker works each transport (docs/reference/rpc.rst, What one client can cost)."""
     seconds = 3 if quick else 8
     rows = []
     port = free_port()
@@ -1188,7 +1188,7 @@ def bench_hostile_transports(quick):
         rows.append(("HTTP smuggling variants, each + a pipelined GET (status codes answered)", answers))
         rows.append(("... while they are sent in a loop", _latency(times)))
         client.close()
-    report(rows, "hostile clients of the connection layer (SPEC 4.6)")
+    report(rows, "hostile clients of the connection layer (docs/reference/rpc.rst, What one client can cost)")
 
 
 SECTIONS["hostile"] = bench_hostile
@@ -1401,7 +1401,7 @@ def bench_hostile_requests(quick):
     rows.append(("system.auth('\\ud800', 40-digit id) on new connections, in a loop",
                  "%s sent, %s answered -32001 | %s%s" % (found.get("sent"), found.get("answered"), status,
                                                         "" if alive else " | DAEMON DIED")))
-    report(rows, "hostile single requests (SPEC 4.6; issue 14)")
+    report(rows, "hostile single requests (docs/reference/rpc.rst, What one client can cost; issue 14)")
 
 
 SECTIONS["hostile-requests"] = bench_hostile_requests

@@ -1,4 +1,4 @@
-"""The Python client of a gdaemon's RPC endpoint (SPEC 4 and 7).
+"""The Python client of a gdaemon's RPC endpoint (docs/reference/rpc.rst; docs/reference/ctl.rst).
 
 ::
 
@@ -17,7 +17,7 @@
 Addresses: ``unix://PATH``, ``tcp://HOST:PORT``, ``tls://HOST:PORT`` (certificate
 verified against ``cafile`` or the system store, host name checked),
 ``ws://HOST:PORT/rpc`` and ``wss://HOST:PORT/rpc`` (the websocket endpoint of
-SPEC 9, spoken by a small RFC 6455 client: no extra dependency).
+docs/reference/http.rst, spoken by a small RFC 6455 client: no extra dependency).
 
 The package, on top of the wire layer it shares with the daemon
 (:mod:`gdaemon.wire`: codec, addresses, unix sockets, websocket frames):

@@ -1,8 +1,8 @@
 """Client transports: one JSON text out, one JSON text in, over a connected socket.
 
-- :class:`LineTransport`: newline-delimited texts (SPEC 4.1), for ``unix://``,
+- :class:`LineTransport`: newline-delimited texts (docs/reference/rpc.rst, Framing), for ``unix://``,
   ``tcp://`` and ``tls://``;
-- :class:`WebSocketTransport`: one text per websocket message (SPEC 9), for
+- :class:`WebSocketTransport`: one text per websocket message (docs/reference/http.rst), for
   ``ws://`` and ``wss://``: the client side of RFC 6455, its frames made and
   checked by :mod:`gdaemon.wire.websocket` like the daemon's.
 
@@ -55,7 +55,7 @@ def open_transport(address, timeout, max_message, cafile=None):
 
 
 class LineTransport:
-    """Newline-delimited JSON texts over a stream socket (SPEC 4.1)."""
+    """Newline-delimited JSON texts over a stream socket (docs/reference/rpc.rst, Framing)."""
 
     def __init__(self, sock, max_message, peekable=True):
         self.sock = sock
@@ -117,7 +117,7 @@ class LineTransport:
 
 
 class WebSocketTransport(LineTransport):
-    """One JSON text per websocket text message (SPEC 9), client side of RFC 6455.
+    """One JSON text per websocket text message (docs/reference/http.rst), client side of RFC 6455.
 
     The handshake runs in the constructor.  Our frames are masked, as a
     client's must be; the daemon's are checked as the daemon checks ours,

@@ -1,4 +1,4 @@
-"""``gdaemon-ctl``: the command-line client and interactive shell (SPEC 7).
+"""``gdaemon-ctl``: the command-line client and interactive shell (docs/reference/ctl.rst).
 
 The package only parses command lines and formats results; every byte on
 the wire goes through :class:`gdaemon.client.Client`.

@@ -1,4 +1,4 @@
-"""The methods every daemon serves: ``system.*``, ``daemon.*``, ``events.*`` (SPEC 4.3).
+"""The methods every daemon serves: ``system.*``, ``daemon.*``, ``events.*`` (docs/reference/rpc.rst, Methods).
 
 Each handler's docstring is what ``system.methodHelp`` returns for it.
 (``worker.*`` methods are registered by the worker manager.)
@@ -126,7 +126,7 @@ def register_builtins(daemon, engine, subscribers):
         """Authenticate this connection with the daemon's shared TOKEN."""
         if engine.token is None:
             return True
-        # Anything but the token, a string or not, is -32001 (SPEC 4.6).
+        # Anything but the token, a string or not, is -32001 (docs/reference/rpc.rst, What one client can cost).
         if engine.check_token(token):
             session.authenticated = True
             return True
@@ -204,7 +204,7 @@ _MULTICALL_ENVELOPE = 1024
 
 class _AnyToken(Param):
     """``system.auth``'s token: declared a string, but a value of any other
-    type is a wrong token (``-32001``), not a bad param (SPEC 4.6)."""
+    type is a wrong token (``-32001``), not a bad param (docs/reference/rpc.rst, What one client can cost)."""
 
     __slots__ = ()
 

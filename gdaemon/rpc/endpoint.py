@@ -4,11 +4,11 @@
 - :func:`bind_listener`: the listening socket of an address, with the address in every error;
 - :func:`connection_pool`: the bounded greenlet pool that keeps descriptors bounded under a flood;
 - :class:`Admission` and :class:`BoundedServer`: ``socketmaxconnections``, where a newcomer
-  evicts the stranger that made the least progress (SPEC 4.6), and bounded TLS handshakes;
-- :class:`TimeSlice`: a connection that keeps the hub busy yields to the others (SPEC 4.6);
+  evicts the stranger that made the least progress (docs/reference/rpc.rst, What one client can cost), and bounded TLS handshakes;
+- :class:`TimeSlice`: a connection that keeps the hub busy yields to the others (docs/reference/rpc.rst, What one client can cost);
 - :func:`refuse_connection` and :func:`linger`: a last word that reaches the client before the close.
 
-Admission (SPEC 4.6, "no lock-out by returning strangers"): an endpoint
+Admission (docs/reference/rpc.rst, What one client can cost, "no lock-out by returning strangers"): an endpoint
 counts every connection from its accept to its close, TLS handshakes
 included.  At ``socketmaxconnections`` a newcomer takes the place of a
 connection that has not *settled* yet — not finished its TLS handshake, not
@@ -196,7 +196,7 @@ class TimeSlice:
     Call :meth:`check` between units of work (a line, a frame).
     """
 
-    #: Seconds a connection may keep the hub busy before it yields (SPEC 4.6).
+    #: Seconds a connection may keep the hub busy before it yields (docs/reference/rpc.rst, What one client can cost).
     length = 0.0005
     #: Seconds at most it then waits for the loop to have nothing else to do.
     max_yield = 0.01

@@ -1,4 +1,4 @@
-"""The HTTP and websocket endpoint (SPEC 9): one gevent pywsgi server on ``websockethandler``.
+"""The HTTP and websocket endpoint (docs/reference/http.rst): one gevent pywsgi server on ``websockethandler``.
 
 Routes::
 
@@ -13,7 +13,7 @@ anything else is 404, a known path with another method 405, ``GET /rpc``
 without an upgrade 426.  With ``certfile`` and ``keyfile`` set the endpoint
 speaks HTTPS and WSS only.
 
-Limits, the same as the raw socket's (SPEC 3, 4.2):
+Limits, the same as the raw socket's (docs/reference/config.rst; docs/reference/rpc.rst, Errors):
 
 - ``socketmaxmessage``: a websocket message (all its fragments) or an HTTP
   body beyond it is refused: ``-32003`` as a message then close code 1009 on
@@ -36,11 +36,11 @@ Limits, the same as the raw socket's (SPEC 3, 4.2):
   sent its request head whole (an idle keep-alive connection waiting for its
   next request is one), not finished its TLS handshake, or (a websocket,
   with ``token``) not authenticated: the one that made the least progress
-  (SPEC 4.6, :class:`~gdaemon.rpc.endpoint.Admission`); when there is none
+  (docs/reference/rpc.rst, What one client can cost, :class:`~gdaemon.rpc.endpoint.Admission`); when there is none
   it gets ``503`` with a ``-32004`` body at once.  Connections run in a
   bounded greenlet pool, so whatever clients do the descriptors stay bounded,
   and a flood of the HTTP side leaves the unix socket answering.
-- Framing is strict (RFC 9112 section 6, SPEC 4.6): ``Content-Length`` with
+- Framing is strict (RFC 9112 section 6, docs/reference/rpc.rst, What one client can cost): ``Content-Length`` with
   ``Transfer-Encoding``, more than one ``Content-Length``, one that is not
   plain digits, a ``Transfer-Encoding`` other than ``chunked``, or a chunk
   size that is malformed or larger than ``socketmaxmessage`` gets ``400``
@@ -70,7 +70,7 @@ Security:
   one on POST), as a second line of defence against cross-site requests;
   the first is that POST bodies must be ``application/json`` or ``text/xml``,
   which a cross-site form cannot send without a CORS preflight we never grant.
-- With ``token`` set (SPEC 4.4): a websocket's first message must be
+- With ``token`` set (docs/reference/rpc.rst, Authentication): a websocket's first message must be
   ``system.auth`` (the engine enforces it, then the socket is closed with
   code 1008).  Every HTTP request carries ``Authorization: Bearer TOKEN``, or
   HTTP Basic with the token as password (what

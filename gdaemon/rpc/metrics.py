@@ -1,4 +1,4 @@
-"""Operating the daemon from outside: ``GET /metrics`` and ``GET /healthz`` (SPEC 10).
+"""Operating the daemon from outside: ``GET /metrics`` and ``GET /healthz`` (docs/howto/metrics.rst).
 
 ``/metrics`` is the Prometheus text exposition format, version 0.0.4
 (``text/plain; version=0.0.4``), rendered by ``prometheus_client`` from a
@@ -52,7 +52,7 @@ from ..version import __version__
 
 __all__ = ["RpcStats", "Metrics", "CONTENT_TYPE", "BUCKETS"]
 
-#: Content type of ``/metrics`` (SPEC 10).
+#: Content type of ``/metrics`` (docs/howto/metrics.rst).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: Upper bounds, in seconds, of the RPC latency histogram's buckets.

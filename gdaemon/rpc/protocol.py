@@ -1,6 +1,6 @@
 """The JSON-RPC 2.0 engine: bytes in, bytes out, no I/O.
 
-Wire format (SPEC 4.1): one JSON text per line, UTF-8.  A request is an
+Wire format (docs/reference/rpc.rst, Framing): one JSON text per line, UTF-8.  A request is an
 object ``{"jsonrpc": "2.0", "method": str, "params": array|object, "id": ...}``
 or a batch (a non-empty array of them); the response is one line, an object
 ``{"jsonrpc": "2.0", "result": ..., "id": ...}`` or
@@ -8,13 +8,13 @@ or a batch (a non-empty array of them); the response is one line, an object
 or an array for a batch.  Requests without ``id`` are notifications and get no
 response; a batch of only notifications gets none.
 
-Error envelope (SPEC 4.2): ``-32700`` parse error (id null), ``-32600``
+Error envelope (docs/reference/rpc.rst, Errors): ``-32700`` parse error (id null), ``-32600``
 invalid request (id null unless the request carried a valid id), ``-32601``,
 ``-32602`` (names the param), ``-32603`` internal error (any exception a
 handler raises that is not an :class:`~gdaemon.errors.RpcError`: the
 traceback is logged, never sent).
 
-Bounded cost (SPEC 3, ``socketmaxbatch``; issue 8): a batch of more than
+Bounded cost (docs/reference/config.rst, ``socketmaxbatch``; issue 8): a batch of more than
 :attr:`Session.max_batch` requests gets one ``-32600`` (id null) naming the
 limit, and nothing of it runs.  The length is checked *before* the line is
 decoded (:func:`batch_exceeds`): a 1 MB line ``[1,1,1,...]`` would otherwise
@@ -22,7 +22,7 @@ become half a million Python objects and a 47 MB reply.  The same limit
 bounds the calls of one ``system.multicall`` (``-32602``).  Before a session
 authenticated, a batch is refused without being decoded at all.
 
-Bounded replies (SPEC 4.6, ``socketmaxreply``; issue 14): a reply, one
+Bounded replies (docs/reference/rpc.rst, What one client can cost, ``socketmaxreply``; issue 14): a reply, one
 response or all the responses of one batch, is at most
 :attr:`Engine.max_reply` bytes.  :meth:`Engine.reply` encodes a batch's
 responses one at a time as they come, never all of them first, and keeps
@@ -37,7 +37,7 @@ costs the daemon at most about twice ``socketmaxreply`` in memory, not the
 results (:mod:`gdaemon.rpc.builtin`), and the XML-RPC bridge checks the size
 of its document (:mod:`gdaemon.rpc.xmlrpc`).
 
-Subscriptions (SPEC 4.6): at most :attr:`Subscribers.max_patterns`
+Subscriptions (docs/reference/rpc.rst, What one client can cost): at most :attr:`Subscribers.max_patterns`
 distinct patterns per session, each at most
 :attr:`Subscribers.max_pattern_length` characters, compiled once when
 subscribed; an event costs one regular-expression match per pattern of
@@ -240,7 +240,7 @@ def event_notification(event):
 
 
 class ReplyBudget:
-    """The bytes one reply may still take (SPEC 4.6, ``socketmaxreply``).
+    """The bytes one reply may still take (docs/reference/rpc.rst, What one client can cost, ``socketmaxreply``).
 
     A reply is made of parts (a batch's responses, a multicall's results),
     each of which may have to be replaced by a small stand-in error when it
@@ -366,7 +366,7 @@ class Engine:
         try:
             return codec.loads(line), None
         except codec.IntegerTooLong as exc:
-            # SPEC 4.1: say which limit, not just "Parse error".
+            # docs/reference/rpc.rst, Framing: say which limit, not just "Parse error".
             if unauthenticated:
                 return None, self._refuse(session, None, "authentication required")
             return None, _error_response(ParseError("Parse error: %s" % exc), None)
@@ -553,7 +553,7 @@ class Subscribers:
     blocks (each session queues into its own bounded :class:`EventQueue`), so a
     slow subscriber cannot slow the daemon down.
 
-    Bounded work (SPEC 4.6): a session holds at most :attr:`max_patterns`
+    Bounded work (docs/reference/rpc.rst, What one client can cost): a session holds at most :attr:`max_patterns`
     distinct patterns of at most :attr:`max_pattern_length` characters; each
     is compiled once, when subscribed, so an event costs one match per
     pattern of each subscriber.  (Issue 14: 60,000 patterns were
@@ -562,7 +562,7 @@ class Subscribers:
     event.)
     """
 
-    #: Most distinct patterns one session may hold (SPEC 4.6).
+    #: Most distinct patterns one session may hold (docs/reference/rpc.rst, What one client can cost).
     max_patterns = 64
     #: Longest pattern accepted, in characters: compiling a glob costs time
     #: in its length (a 200 KB one, seconds), and event names are short.

@@ -83,7 +83,7 @@ class HttpApplication:
     def _route(self, environ, start_response):
         method = environ["REQUEST_METHOD"]
         path = environ.get("PATH_INFO") or "/"
-        if path in ("/metrics", "/healthz"):  # SPEC 10: see gdaemon.rpc.metrics
+        if path in ("/metrics", "/healthz"):  # docs/howto/metrics.rst: see gdaemon.rpc.metrics
             return self.daemon.metrics.serve(self.endpoint, environ, start_response, path)
         if path in ("/rpc", "/RPC2"):
             if path == "/rpc" and method == "GET":
@@ -157,7 +157,7 @@ class HttpApplication:
             given = token_from(environ.get("HTTP_AUTHORIZATION", ""))
             if given is None or not self.engine.check_token(given):
                 # Closed after the answer: a connection that never
-                # authenticates holds no slot (SPEC 4.4, socketauthtimeout).
+                # authenticates holds no slot (docs/reference/rpc.rst, Authentication, socketauthtimeout).
                 extra.extend([("WWW-Authenticate", 'Bearer realm="gdaemon"'), ("Connection", "close")])
                 return error("401 Unauthorized", Unauthorized(
                     "authentication required: send 'Authorization: Bearer TOKEN'" if given is None

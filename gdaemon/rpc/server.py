@@ -2,7 +2,7 @@
 
 One greenlet per connection reads lines and answers them in order through the
 pure :class:`~gdaemon.rpc.protocol.Engine`.  Pipelined requests that arrive
-together are answered with one ``sendall``.  Limits (SPEC 3, 4.2):
+together are answered with one ``sendall``.  Limits (docs/reference/config.rst; docs/reference/rpc.rst, Errors):
 
 - ``socketmaxmessage``: a longer line gets ``-32003`` and the connection is
   closed (we stop buffering as soon as the limit is passed, so a 10 MB line
@@ -15,7 +15,7 @@ together are answered with one ``sendall``.  Limits (SPEC 3, 4.2):
 - ``socketmaxconnections``: counts every connection from its accept, TLS
   handshakes included.  One more takes the place of a connection that has
   not authenticated yet (with ``token``) or not finished its TLS handshake,
-  the one that made the least progress (SPEC 4.6,
+  the one that made the least progress (docs/reference/rpc.rst, What one client can cost,
   :class:`~gdaemon.rpc.endpoint.Admission`); when there is none it gets a
   ``-32004`` line and is closed at once.  Connections are served by a bounded
   greenlet pool (:func:`~gdaemon.rpc.endpoint.connection_pool`), so a flood
@@ -26,7 +26,7 @@ together are answered with one ``sendall``.  Limits (SPEC 3, 4.2):
 - ``socketmaxbatch``: checked by the engine before a line is decoded.
 
 End of input ends a line: a last request without its newline, from a client
-that shut down its sending side, is answered before we close (SPEC 4.1).
+that shut down its sending side, is answered before we close (docs/reference/rpc.rst, Framing).
 
 Reading: each ``recv`` appends to a ``bytearray`` and only the new bytes are
 searched for the newline, so a line costs linear time however it is split;
@@ -197,7 +197,7 @@ class Connection:
             if buf:
                 deadline = line_deadline
             elif session.patterns:
-                deadline = inf  # a subscriber is not idle (SPEC 4.6)
+                deadline = inf  # a subscriber is not idle (docs/reference/rpc.rst, What one client can cost)
             else:
                 if idle_deadline is None:
                     idle_deadline = now + idle_timeout
@@ -236,7 +236,7 @@ class Connection:
             if slot is not None and not slot.settled:
                 slot.progress += len(data)
             if not data:
-                # End of input ends the last line (SPEC 4.1): answer it, then close.
+                # End of input ends the last line (docs/reference/rpc.rst, Framing): answer it, then close.
                 if buf.strip():
                     self._answer(engine, [buf])
                 return

@@ -11,7 +11,7 @@ with a ``token``, an unauthenticated one by ``socketauthtimeout`` (a
 and pushes events through the same :class:`~gdaemon.rpc.push.EventPusher`
 and bounded session queue as the raw socket.
 
-SPEC 4.6: a connection that keeps the hub busy reading frames (calls,
+docs/reference/rpc.rst, What one client can cost: a connection that keeps the hub busy reading frames (calls,
 pings, anything) yields after half a millisecond
 (:class:`~gdaemon.rpc.endpoint.TimeSlice`, as on the raw socket); before it
 authenticated (with ``token``) its pings get no pong, so flooding them costs
@@ -190,7 +190,7 @@ class WebSocketConnection:
         while True:
             self.time_slice.check()
             if deadline is None:
-                # A subscriber is not idle (SPEC 4.6): it waits for events.
+                # A subscriber is not idle (docs/reference/rpc.rst, What one client can cost): it waits for events.
                 wait = None if self.session.patterns else cfg["socketidle"]
                 auth_deadline = self._pending_auth_deadline()
                 auth_first = False
@@ -221,7 +221,7 @@ class WebSocketConnection:
                 self.send_close(code if 1000 <= code < 5000 and code not in (1005, 1006) else 1000)
                 return None
             if op == Opcode.PING:
-                if not self._auth_pending():  # a stranger's pings are not answered (SPEC 4.6)
+                if not self._auth_pending():  # a stranger's pings are not answered (docs/reference/rpc.rst, What one client can cost)
                     self.send_frame(Opcode.PONG, payload)
             elif op != Opcode.PONG:
                 data = reader.add(fin, op, payload)

@@ -1,4 +1,4 @@
-"""The XML-RPC bridge of the HTTP endpoint: ``POST /RPC2`` (SPEC 9).
+"""The XML-RPC bridge of the HTTP endpoint: ``POST /RPC2`` (docs/reference/http.rst).
 
 Every method of the daemon's registry is callable over XML-RPC, so the
 standard library's client works as is::
@@ -26,7 +26,7 @@ Mapping between the two protocols:
   message (``-32601`` for an unknown method, ``-32602`` for bad params...);
   an undecodable body is fault ``-32700``, a body that is not a
   ``<methodCall>`` fault ``-32600``, a response document that would pass
-  ``socketmaxreply`` bytes fault ``-32003`` (SPEC 4.6).
+  ``socketmaxreply`` bytes fault ``-32003`` (docs/reference/rpc.rst, What one client can cost).
 
 This module does no I/O: :func:`handle_body` turns request bytes into
 response bytes, the HTTP endpoint (:mod:`gdaemon.rpc.http`) does the rest
@@ -87,7 +87,7 @@ def handle_body(engine, body, session):
         log.exception("cannot encode the XML-RPC result of %s", method)
         return fault_body(RpcError(-32603, "result cannot be represented in XML-RPC"))
     if len(document) > engine.max_reply:
-        # SPEC 4.6: a reply is at most socketmaxreply bytes, here too.
+        # docs/reference/rpc.rst, What one client can cost: a reply is at most socketmaxreply bytes, here too.
         engine.client_errors.log("reply-too-large", logging.INFO,
                                  "XML-RPC reply to %s would exceed %d bytes (socketmaxreply): "
                                  "answered -32003 instead", session.peer, engine.max_reply)

@@ -37,7 +37,7 @@ class Scheme(str, enum.Enum):
 
     @property
     def is_websocket(self):
-        """True for the websocket endpoint of SPEC 9 (``ws``, ``wss``)."""
+        """True for the websocket endpoint of docs/reference/http.rst (``ws``, ``wss``)."""
         return self in (Scheme.WS, Scheme.WSS)
 
     def __str__(self):

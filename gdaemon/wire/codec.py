@@ -13,7 +13,7 @@ value JSON cannot represent:
   would send something the caller did not mean.
 
 Integers round-trip exactly up to :data:`MAX_INT_DIGITS` (4,300) digits
-(SPEC 4.1), Python's own limit against quadratic int/str conversion
+(docs/reference/rpc.rst, Framing), Python's own limit against quadratic int/str conversion
 (``sys.get_int_max_str_digits``); :func:`loads` refuses a longer integer
 literal with :class:`IntegerTooLong` (a ``ValueError`` naming the limit: the
 daemon answers it ``-32700``), whatever the interpreter's setting.  orjson
@@ -43,7 +43,7 @@ try:
 except ImportError:  # pragma: no cover - no wheel for this platform
     orjson = None  # type: ignore[assignment]  # the standard json module serves instead
 
-#: Most digits of an integer literal :func:`loads` accepts (SPEC 4.1).
+#: Most digits of an integer literal :func:`loads` accepts (docs/reference/rpc.rst, Framing).
 MAX_INT_DIGITS = 4300
 #: Shortest digit run that may be an integer orjson cannot hold.
 _BIG_DIGITS = 19
@@ -81,7 +81,7 @@ def _bounded_int(text):
     # raised or lifted (sys.set_int_max_str_digits(0)): converting a long
     # literal costs time quadratic in its length.
     if len(text) - text.startswith("-") > MAX_INT_DIGITS:
-        raise IntegerTooLong("integer literal of more than %d digits (the limit of SPEC 4.1)"
+        raise IntegerTooLong("integer literal of more than %d digits (Python's limit against quadratic int/str conversion)"
                              % MAX_INT_DIGITS)
     return int(text)
 

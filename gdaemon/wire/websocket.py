@@ -1,4 +1,4 @@
-"""RFC 6455 frames, for both ends of the ``/rpc`` websocket (SPEC 9).
+"""RFC 6455 frames, for both ends of the ``/rpc`` websocket (docs/reference/http.rst).
 
 No I/O here: the daemon (:mod:`gdaemon.rpc.websocket`) reads frames from a
 stream with deadlines, the client (:mod:`gdaemon.client.transports`) from a

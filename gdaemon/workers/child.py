@@ -8,7 +8,7 @@ In this order it
 1. takes its end of its channel (closing the daemon's pipe ends);
 2. asks to die with the daemon (Linux ``PR_SET_PDEATHSIG``), then checks
    that the daemon is still its parent (it may have died before that);
-3. handles the signals of SPEC 5.3, which were blocked since the fork:
+3. handles the signals of docs/reference/events.rst, Inside a worker, which were blocked since the fork:
    SIGTERM spins the worker down gracefully; SIGINT is ignored (a Ctrl-C in
    a terminal reaches the whole process group: the daemon decides how its
    workers stop); SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH and SIGQUIT arrive on

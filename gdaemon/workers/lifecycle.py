@@ -1,4 +1,4 @@
-"""Starting, stopping, reloading and scaling pools in their order (SPEC 2b).
+"""Starting, stopping, reloading and scaling pools in their order (docs/reference/workers.rst).
 
 These sequence whole pools; the :class:`~gdaemon.workers.manager.WorkerManager`
 calls them from :meth:`start`, :meth:`stop`, :meth:`reload` and

@@ -1,4 +1,4 @@
-"""Pools: a worker installed as N instances, its start order and its listener (SPEC 2b).
+"""Pools: a worker installed as N instances, its start order and its listener (docs/reference/workers.rst).
 
 Every installed worker is a :class:`Pool`, most of them of one instance.
 With ``instances=N`` the instances are named ``NAME.0`` ... ``NAME.{N-1}``;

@@ -1,4 +1,4 @@
-"""The ``worker.*`` RPC methods (SPEC 4.3), registered by
+"""The ``worker.*`` RPC methods (docs/reference/rpc.rst, Methods), registered by
 :meth:`WorkerManager.register_methods <gdaemon.workers.manager.WorkerManager.register_methods>`.
 
 Each handler's docstring is what ``system.methodHelp`` returns for it.

@@ -15,7 +15,7 @@ Two layers:
   greenlet does the work, so receivers of ``worker.*`` events may block
   cooperatively.
 
-Respawn policy (SPEC 3): a ``forever`` worker is respawned at once until it
+Respawn policy (docs/reference/config.rst): a ``forever`` worker is respawned at once until it
 has been restarted ``restartintensity`` times within ``restartperiod``
 seconds; past that each respawn waits, 0.1 s at first and doubling up to
 30 s, and the worker stays RESTARTING meanwhile.  Once backing off it keeps
