@@ -77,7 +77,11 @@ if read_version() == "exit":
     sys.exit(7)   # a new daemon that dies before it even starts
 if read_version() == "mute":
     # A new daemon that closes its ready pipe without a word and lives on.
-    os.close(int(os.environ["GDAEMON_UPGRADE_FD"]))
+    # (closerange: gevent's patched os.close defers the close to a check
+    # watcher, which before gevent 26.9 waits for the loop's next wake-up,
+    # here an hour away.)
+    fd = int(os.environ["GDAEMON_UPGRADE_FD"])
+    os.closerange(fd, fd + 1)
     time.sleep(3600)
 
 daemon = UpgradeDaemon({"description": "Upgrade Daemon",
