@@ -337,6 +337,19 @@ def test_a_refused_token_closes_the_connection(workdir):
         proc.stop()
 
 
+def read_by_server(server_port, client):
+    """Whether the daemon has read everything ``client`` sent it: the receive
+    queue of its end of the TCP connection (``/proc/net/tcp``) is empty."""
+    client_port = client.getsockname()[1]
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            local, remote, queues = fields[1], fields[2], fields[4]
+            if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == client_port:
+                return int(queues.split(":")[1], 16) == 0
+    return False
+
+
 def test_http_connections_count_against_socketmaxconnections(workdir):
     proc = make_daemon(workdir, socketmaxconnections=2, sockettimeout=1)
     try:
@@ -349,6 +362,11 @@ def test_http_connections_count_against_socketmaxconnections(workdir):
             for sock in (first, second):
                 sock.sendall(b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                              b"Content-Length: 100\r\n\r\n{")
+            # Once the daemon has read those heads (before, either connection
+            # has not sent its headers as far as the daemon knows: a newcomer
+            # could take its place).
+            wait_until(lambda: read_by_server(proc.port, first) and read_by_server(proc.port, second), 5,
+                       message="the daemon read both heads")
             status, headers, body = request(proc.port, "GET", "/")
             assert status == 503 and json.loads(body)["error"]["code"] == -32004
             # ...until sockettimeout passes without the rest: then they are closed.
