@@ -17,6 +17,7 @@
     python scripts/bench.py endpoint     # daemon.stop over HTTP, the unix socket during an HTTP flood
     python scripts/bench.py upgrade      # daemon.upgrade under load: duration, connections served, none refused
     python scripts/bench.py supervise    # gdaemon vs supervisord vs circus: 10 x sleep 1000 (installs them in a venv)
+    python scripts/bench.py timings      # Channel.recv's timeout, 60,000 patterns refused, status during an output flood
     python scripts/bench.py --quick ...  # fewer iterations (a smoke run)
 
 Every daemon runs as a real process on a unix socket in a temporary
@@ -2084,6 +2085,92 @@ def bench_supervise(quick):
 SECTIONS["supervise"] = bench_supervise
 #: Sections run only when named: they install other software.
 ASKED_FOR_ONLY = {"supervise"}
+
+
+# -- figures the tests used to assert (issue 18) ---------------------------------------------
+# The unit and functional suites check these properties in ways a loaded
+# machine cannot fail (loop turns, CPU time, growth ratios, generous bounds);
+# the figures themselves are here.
+
+
+def _recv_timeout_costs(runs):
+    """Channel.recv(timeout=0.2) on an empty ring, ``runs`` times: (wall s, CPU s, loop turns) each."""
+    import gevent
+    from gdaemon.workers.channel import Channel
+    found = []
+    channel = Channel(capacity=256)
+    try:
+        _, end = channel.pair()
+        for _ in range(runs):
+            turns = []
+            counter = gevent.get_hub().loop.prepare(ref=False)
+            counter.start(turns.append, None)
+            cpu, wall = time.process_time(), time.perf_counter()
+            end.recv(timeout=0.2)
+            found.append((time.perf_counter() - wall, time.process_time() - cpu, len(turns)))
+            counter.stop()
+            counter.close()
+    finally:
+        channel.close()
+    return found
+
+
+def _refusal_cpu_seconds(count, tries):
+    """CPU seconds for Subscribers.subscribe to refuse ``count`` distinct patterns (best of ``tries``)."""
+    from gdaemon.errors import InvalidParams
+    from gdaemon.rpc.protocol import Session, Subscribers
+    patterns = ["p%d.*" % i for i in range(count)]
+    best = float("inf")
+    for _ in range(tries):
+        start = time.process_time()
+        try:
+            Subscribers().subscribe(Session("bench"), patterns)
+        except InvalidParams:
+            pass
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def bench_timings(quick):
+    """Channel.recv's timeout, refusing 60,000 patterns, daemon.status while a program floods its output."""
+    rows = []
+    costs = _recv_timeout_costs(5 if quick else 20)
+    rows.append(("Channel.recv(timeout=0.2) on an empty ring (%d runs)" % len(costs),
+                 "wall median %.1f ms, max %.1f ms; CPU max %.2f ms; loop turns max %d "
+                 "(tests: >= 190 ms, <= 10 turns, CPU < 50 ms)"
+                 % (statistics.median(c[0] for c in costs) * 1e3, max(c[0] for c in costs) * 1e3,
+                    max(c[1] for c in costs) * 1e3, max(c[2] for c in costs))))
+    tries = 3 if quick else 7
+    refusal = {n: _refusal_cpu_seconds(n, tries) for n in (15000, 60000, 120000)}
+    rows.append(("Subscribers.subscribe refusing N distinct patterns (CPU, best of %d)" % tries,
+                 "15,000: %.1f ms, 60,000: %.1f ms, 120,000: %.1f ms; 8x the patterns: %.1fx the time "
+                 "(linear 8x, quadratic 64x; it was 12 s for 60,000)"
+                 % (refusal[15000] * 1e3, refusal[60000] * 1e3, refusal[120000] * 1e3,
+                    refusal[120000] / refusal[15000])))
+
+    seconds = 2 if quick else 6
+    with BenchDaemon('daemon.workers.install(Idle("idle"), looptime=1.0, forever=True)') as d:
+        client = d.client()
+        poll(lambda: all_looping(client), interval=0.01)
+        client.close()
+        quiet = _status_latencies(d.path, seconds=seconds)
+    flood = ('daemon.workers.install(ExecWorker("flood", ["yes", "flood-line"]), forever=True)\n'
+             'daemon.workers.install(Idle("idle"), looptime=1.0, forever=True)')
+    with BenchDaemon(flood, extra="from gdaemon import ExecWorker") as d:
+        client = d.client()
+        poll(lambda: all_looping(client), interval=0.01)
+        client.close()
+        time.sleep(0.5)  # the flood under way
+        flooded = _status_latencies(d.path, seconds=seconds)
+        peak = _peak_mb(d.pid)
+    rows.append(("daemon.status while an ExecWorker runs `yes` (its output logged)",
+                 "p50 %.2f ms, p95 %.2f ms, max %.2f ms; without it p50 %.2f ms, p95 %.2f ms; "
+                 "daemon VmHWM %.0f MB (tests: p95 < 500 ms)"
+                 % (pct(flooded, 50), pct(flooded, 95), max(flooded), pct(quiet, 50), pct(quiet, 95), peak)))
+    report(rows, "figures the tests used to assert (issue 18)")
+
+
+SECTIONS["timings"] = bench_timings
 
 
 def main():

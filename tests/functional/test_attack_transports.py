@@ -3,9 +3,10 @@
 Each attack runs in a process of its own (tests/support/attack.py, the code
 ``scripts/bench.py hostile`` runs too) against a real daemon; what it costs
 is measured from a second client on another connection, usually
-``daemon.status`` on the unix socket.  The deadlines here are generous (a
-second where the target is 10 ms); the figures are in ``scripts/bench.py
-hostile``.
+``daemon.status`` on the unix socket.  The deadlines here are generous (2 or
+3 seconds where the target is 10 ms and the attack, unbounded, held the
+daemon for its whole length or 12 s): they hold on a loaded machine.  The
+figures are in ``scripts/bench.py hostile``.
 """
 
 import http.client
@@ -98,9 +99,10 @@ def test_an_unauthenticated_websocket_flooding_pings_gets_no_pong_and_freezes_no
     proc = start(workdir, spawn, websockethandler="tcp://127.0.0.1:%d" % port, token=TOKEN, socketauthtimeout=5)
     conn = admin(proc)
     try:
-        flood = attack("ws-ping", "127.0.0.1:%d" % port, 2.5)
-        # Before issue 14 the flood held the hub until it stopped (or socketauthtimeout).
-        assert slowest_status(conn, 2.0) < 1.0
+        flood = attack("ws-ping", "127.0.0.1:%d" % port, 4.5)
+        # Before issue 14 the flood held the hub until it stopped (or socketauthtimeout):
+        # seconds on end.  A call delayed by a loaded machine takes a fraction of that.
+        assert slowest_status(conn, 4.0) < 2.0
         seen = flood.result()
     finally:
         conn.close()
@@ -113,8 +115,8 @@ def test_a_websocket_flooding_valid_calls_freezes_nothing(workdir, spawn, attack
     port = free_port()
     proc = start(workdir, spawn, websockethandler="tcp://127.0.0.1:%d" % port)
     with proc.connect() as conn:
-        flood = attack("ws-calls", "127.0.0.1:%d" % port, 2.5)
-        assert slowest_status(conn, 2.0) < 1.0
+        flood = attack("ws-calls", "127.0.0.1:%d" % port, 4.5)
+        assert slowest_status(conn, 4.0) < 2.0   # (as above)
         seen = flood.result()
     assert seen["answers"] > 100, seen
 
@@ -187,8 +189,8 @@ def test_silent_tls_connections_do_not_delay_a_real_handshake(workdir, spawn, at
             started = time.monotonic()
             # Before issue 14 it waited behind every silent one in the backlog
             # (200 / (16 + 16) x sockettimeout: some 12 s).
-            assert healthz(port, context, timeout=5.0) == 200
-            assert time.monotonic() - started < 1.0
+            assert healthz(port, context, timeout=10.0) == 200
+            assert time.monotonic() - started < 3.0
     finally:
         silent.kill()
 

@@ -329,7 +329,10 @@ def test_a_program_flooding_its_output_neither_grows_nor_stalls_the_daemon(start
                           latencies[-1] * 1e3, baseline / 2**20, peak / 2**20, log_size / 2**20))
     assert log_size > 2**18            # it did flood (lines as fast as the daemon logs them)
     assert peak - baseline < 32 * 2**20
-    assert p95 < 0.05
+    # Starved by the pipe, the daemon would answer in seconds; it answers in
+    # about a millisecond (scripts/bench.py timings), and a loaded machine
+    # adds its own delays on top: the bound is far from both.
+    assert p95 < 0.5
     # The program is slowed by its pipe, not killed; it stops when asked.
     assert proc.result("worker.stop", ["flood"]) is True
     assert info(proc, "quiet")["status"] == LOOPING
