@@ -1,4 +1,4 @@
-"""The live dashboard (``GET /``, SPEC 9) in a real headless Chromium, driven by Playwright.
+"""The live dashboard (``GET /``, docs/reference/http.rst) in a real headless Chromium, driven by Playwright.
 
 Needs the ``playwright`` Python package (its own browsers are *not* used:
 ``playwright install`` is never run) and a system Chromium

@@ -1,5 +1,5 @@
 """Single valid requests an attacker sends to freeze or bloat the daemon, and attacks on its log
-(issue 14; SPEC 4.1, 4.3, 4.6).
+(issue 14; docs/reference/rpc.rst: Framing, Methods, What one client can cost).
 
 One daemon (token, websocket endpoint, a log ring filled with 10,000 lines of
 ~760 characters: one ``daemon.logtail(10000)`` is some 7.7 MB) serves the

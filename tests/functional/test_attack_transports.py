@@ -1,4 +1,6 @@
-"""Issue 14, the connection layer (SPEC 4.6): attackers who flood, reconnect or send exact bytes.
+"""Issue 14, the connection layer: attackers who flood, reconnect or send exact bytes.
+
+What they may cost is in docs/reference/rpc.rst, What one client can cost.
 
 Each attack runs in a process of its own (tests/support/attack.py, the code
 ``scripts/bench.py hostile`` runs too) against a real daemon; what it costs

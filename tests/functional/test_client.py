@@ -1,4 +1,4 @@
-"""gdaemon.client.Client against real daemons over real sockets (SPEC 7)."""
+"""gdaemon.client.Client against real daemons over real sockets (docs/reference/api.rst, The client)."""
 
 import base64
 import hashlib

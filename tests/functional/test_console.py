@@ -1,8 +1,8 @@
-"""SPEC 6 (the console) and SPEC 8 (gdaemon-echo), on real processes.
+"""The console and gdaemon-echo (docs/reference/console.rst), on real processes.
 
 Every option and exit code of the console is exercised on real ``gdaemon-echo``
 processes or on small exec scripts written into the ``workdir`` fixture
-directory.  Written from SPEC.md alone.
+directory.  Written from the documentation alone.
 """
 
 import os
@@ -18,7 +18,7 @@ from support.scripts import echo_daemon, write_script
 
 ECHO = command("gdaemon-echo")
 
-#: Every option of the default console (SPEC 6).
+#: Every option of the default console (docs/reference/console.rst).
 OPTIONS = ["-d", "--daemon", "-f", "--foreground", "-s", "--clean", "-v", "--verbose",
            "-h", "--help", "--stop", "--status", "--upgrade", "--version"]
 
@@ -195,7 +195,9 @@ def test_daemon_mode_logs_to_the_logfile_and_foreground_to_stderr(workdir, spawn
 
 @pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGHUP])
 def test_signal_reopens_the_logfile(workdir, signum):
-    """SPEC 5.2: SIGUSR1 reopens the log file; SIGHUP (reload) does too."""
+    """SIGUSR1 reopens the log file; SIGHUP (reload) does too.
+
+    (docs/reference/events.rst, On the daemon's bus: the default listeners.)"""
     script = write_script(workdir, LOGGING_SCRIPT)
     pid = start_daemon_mode(workdir, [sys.executable, script])
     logfile = os.path.join(workdir, "daemon.log")
@@ -520,7 +522,7 @@ def test_bad_config_exits_1_naming_the_key(workdir, config, key, flag):
     script = write_script(workdir, echo_daemon(config))
     completed = run([sys.executable, script, flag], workdir, timeout=20)
     assert completed.returncode == 1, output(completed)
-    # One line, "error: ...", naming the key; never a traceback (SPEC 3).
+    # One line, "error: ...", naming the key; never a traceback (docs/reference/console.rst).
     assert completed.stdout == ""
     lines = completed.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), completed.stderr

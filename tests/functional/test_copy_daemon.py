@@ -1,4 +1,4 @@
-"""SPEC 8: examples/copy_daemon.py, comodojo's CopyDaemon, works as documented."""
+"""examples/copy_daemon.py, comodojo's CopyDaemon, works as README.rst (Writing a daemon) documents it."""
 
 import os
 import signal

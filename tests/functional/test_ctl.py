@@ -1,4 +1,4 @@
-"""``gdaemon-ctl`` as users run it: a real command against real daemons (SPEC 7)."""
+"""``gdaemon-ctl`` as users run it: a real command against real daemons (docs/reference/ctl.rst)."""
 
 import json
 import os
@@ -245,7 +245,7 @@ def test_workers_table(workers_daemon, workdir):
     assert int(rows["alpha"][2]) == workers_daemon.pid
     assert rows["alpha"][3] == "LOOPING"
     info = workers_daemon.result("worker.info", ["alpha"])
-    if info.get("rss") is not None:   # worker.info gains rss and cpu (SPEC 4.3)
+    if info.get("rss") is not None:   # worker.info gains rss and cpu (docs/reference/rpc.rst, Methods)
         assert re.match(r"^\d+(\.\d)?[KMG]$", rows["alpha"][6]), rows["alpha"]
         assert re.match(r"^\d+\.\d\ds$", rows["alpha"][7]), rows["alpha"]
     else:

@@ -196,9 +196,11 @@ def test_crash_loop_lines_are_rate_limited(start, workdir):
 
 
 def test_a_failure_in_a_child_never_unwinds_into_the_daemon(spawn, workdir):
-    """SPEC 5.3: the child side of a fork is fenced.  Sabotage what a child does first
-    (dropping the inherited hub raises) and the daemon's pid file, socket and
-    state survive every child that fails; each failure is one log line."""
+    """The child side of a fork is fenced (docs/reference/events.rst, Inside a worker).
+
+    Sabotage what a child does first (dropping the inherited hub raises) and
+    the daemon's pid file, socket and state survive every child that fails;
+    each failure is one log line."""
     script = write_daemon(workdir, """
         daemon.workers.install(Counter("a"), looptime=0.05, forever=True)
         # What every child does first now fails (the daemon itself never calls it).

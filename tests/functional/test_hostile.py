@@ -377,7 +377,8 @@ def test_unauthenticated_connections_are_closed_after_socketauthtimeout(token_da
 @pytest.mark.timeout(60)
 def test_idle_strangers_cannot_lock_the_admin_out(token_daemon):
     """Before issue 8, 64 idle connections held every slot for socketidle (300 s);
-    since issue 14 a newcomer takes the place of the oldest silent one (SPEC 4.6)."""
+    since issue 14 a newcomer takes the place of the oldest silent one
+    (docs/reference/rpc.rst, What one client can cost)."""
     proc = token_daemon
     strangers = [RawConnection(proc.address) for _ in range(8)]
     try:
@@ -451,8 +452,9 @@ def test_an_http_flood_keeps_descriptors_bounded_and_the_unix_socket_answering(w
         # (REFUSAL_SLACK), plus a few whose close gevent defers to the next
         # loop iteration: nowhere near one per client.
         assert most <= baseline + 16 + 16 + 10, (baseline, most)
-        # Silent ones make room for newcomers (SPEC 4.6), so each is closed
-        # quietly: evicted, or once sockettimeout passed without a request.
+        # Silent ones make room for newcomers (docs/reference/rpc.rst, What one
+        # client can cost), so each is closed quietly: evicted, or once
+        # sockettimeout passed without a request.
         for sock in socks:
             data = recv_until_closed(sock)
             if data:

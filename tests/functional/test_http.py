@@ -1,4 +1,4 @@
-"""SPEC 9: plain HTTP on the websocket endpoint: ``POST /rpc``, XML-RPC on
+"""Plain HTTP on the websocket endpoint (docs/reference/http.rst): ``POST /rpc``, XML-RPC on
 ``POST /RPC2``, the dashboard's files, status codes and authentication.
 
 Requests are made with the standard library (``http.client``,
@@ -355,7 +355,8 @@ def test_http_connections_count_against_socketmaxconnections(workdir):
     try:
         proc.start()
         # Two connections whose request heads arrived whole fill the endpoint
-        # (SPEC 4.6: one that has not sent its head would make room)...
+        # (one that has not sent its head would make room: docs/reference/rpc.rst,
+        # What one client can cost)...
         first = socket.create_connection(("127.0.0.1", proc.port), timeout=10)
         second = socket.create_connection(("127.0.0.1", proc.port), timeout=10)
         try:

@@ -1,4 +1,7 @@
-"""The log over RPC (SPEC 4.3 ``daemon.logtail``, 5.1 ``log.record``), on real daemons.
+"""The log over RPC, on real daemons: ``daemon.logtail`` and ``log.record`` events.
+
+The method is in docs/reference/rpc.rst (Methods), the event in
+docs/reference/events.rst.
 
 A daemon keeps its recent log lines in memory (``gdaemon.logring``) exactly
 as its log file has them, serves them with ``daemon.logtail`` in ``-f`` and

@@ -1,4 +1,4 @@
-"""``GET /metrics`` and ``GET /healthz`` (SPEC 10) on real daemons, over real HTTP.
+"""``GET /metrics`` and ``GET /healthz`` (docs/howto/metrics.rst) on real daemons, over real HTTP.
 
 The exposition is parsed with ``prometheus_client``'s own parser, the way a
 Prometheus server would read it; every figure is checked against what the
@@ -100,7 +100,8 @@ def test_metrics_reflect_the_daemon_and_its_workers(spawn, workdir):
     assert 0 < value(samples, "gdaemon_rpc_request_duration_seconds_sum", method="examples.echo") < 1
     assert families["gdaemon_rpc_request_duration_seconds"].type == "histogram"
     assert families["gdaemon_rpc_requests"].type == "counter"
-    # The scrape's own HTTP connection may count (SPEC 10 bounds HTTP like raw connections),
+    # The scrape's own HTTP connection may count (HTTP is bounded like raw connections:
+    # docs/reference/http.rst),
     # and so may a raw connection we just closed whose end the daemon has not read yet:
     # the gauge settles at 0 or 1 once those are gone.
     wait_until(lambda: value(scrape(proc.port)[0], "gdaemon_rpc_connections") in (0, 1), 10,

@@ -1,4 +1,4 @@
-"""``--stop`` never leaves a daemon behind (SPEC 6; issue 7 item 8), on real processes.
+"""``--stop`` never leaves a daemon behind (docs/reference/console.rst; issue 7 item 8), on real processes.
 
 A daemon whose hub is blocked by a greenlet (here: an unpatched
 ``time.sleep`` in an RPC handler) never runs its SIGTERM receiver.  ``--stop``

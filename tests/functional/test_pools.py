@@ -1,4 +1,4 @@
-"""Issue 11 / SPEC 2b: worker pools, worker.scale, start order, shared listeners.
+"""Issue 11: worker pools, worker.scale, start order, shared listeners (docs/reference/workers.rst).
 
 Real daemons, real processes: instances are checked by pid, spindown and start
 order by the marker files the workers write, the shared listener by a client

@@ -1,9 +1,9 @@
-"""SPEC 4: the JSON-RPC wire protocol, tested from outside over real sockets.
+"""The JSON-RPC wire protocol (docs/reference/rpc.rst), tested from outside over real sockets.
 
 Most tests share one module-scoped daemon (an exec script with a few test
 methods) to stay fast; tests that need their own configuration start their
 own.  Requests are written with :class:`support.RawConnection`, independently
-of ``gdaemon.client``.  Written from SPEC.md alone.
+of ``gdaemon.client``.  Written from the documentation alone.
 """
 
 import json
@@ -21,7 +21,7 @@ from support.scripts import echo_daemon, write_script
 
 ECHO = command("gdaemon-echo")
 
-#: The methods SPEC 4.3 says every daemon has.
+#: The methods every daemon has (docs/reference/rpc.rst, Methods).
 STANDARD_METHODS = [
     "system.listMethods", "system.methodHelp", "system.methodSignature",
     "system.getCapabilities", "system.multicall", "system.auth",
@@ -82,7 +82,7 @@ class WireDaemon(EchoDaemon):
         def prebuilt(a, b):
             return a * b
 
-        # SPEC 2: daemon.rpc.add(RpcMethod(...)) registers a prebuilt method object.
+        # daemon.rpc.add(RpcMethod(...)) registers a prebuilt method object (docs/reference/api.rst).
         rpc.add(gdaemon.RpcMethod("test.prebuilt", prebuilt, description="multiply",
                                   params=[("a", int), ("b", int)], returns=int))
 
@@ -892,7 +892,7 @@ def test_unix_socket_mode_is_honoured(workdir, spawn):
 
 @pytest.mark.parametrize("end", [b"\n", b""], ids=["newline", "end-of-input"])
 def test_nc_style_one_shot_request(echo, end):
-    """SPEC 4.1: a request written then half-closed (like ``nc -U``) is answered;
+    """A request written then half-closed (like ``nc -U``) is answered (docs/reference/rpc.rst, Framing);
     without its newline too (``printf '{...}' | nc -U daemon.sock``): the end
     of input ends the last line."""
     with RawConnection(echo.address) as conn:

@@ -1,8 +1,8 @@
-"""SPEC 5.1 / 5.2: POSIX signals as events on the daemon's bus, default listeners.
+"""POSIX signals as events on the daemon's bus, default listeners (docs/reference/events.rst).
 
 Each test writes an exec script whose receivers append a line to
 ``events.txt`` in the work directory, runs it in the foreground and sends it
-real signals.  Written from SPEC.md alone.
+real signals.  Written from the documentation alone.
 """
 
 import os
@@ -143,7 +143,7 @@ def test_lifecycle_events_in_order(sigdaemon, workdir):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_repeated_stop_signals_still_exit_0(sigdaemon, workdir, signum):
-    """SPEC 6: stopped by SIGTERM/SIGINT -> exit 0, files removed, even when the
+    """Stopped by SIGTERM/SIGINT -> exit 0 (docs/reference/console.rst), files removed, even when the
     signal is repeated while the daemon is already stopping (systemd, a
     double Ctrl-C, an impatient admin)."""
     deadline = time.monotonic() + 10
@@ -207,7 +207,7 @@ def test_signal_storm(sigdaemon, workdir):
 
 DISCONNECT_SCRIPT = """
 daemon = EchoDaemon({"description": "Stubborn Daemon"})
-# SPEC 5.2: the default listeners are ordinary receivers a user can disconnect.
+# The default listeners are ordinary receivers a user can disconnect (docs/reference/events.rst).
 daemon.events.signal("posix.sigterm").disconnect(gdaemon.listeners.stop_daemon)
 
 

@@ -1,8 +1,8 @@
-"""SPEC 7b: sd_notify messages of a foreground daemon.
+"""sd_notify messages of a foreground daemon (docs/howto/systemd.rst).
 
 A real ``AF_UNIX``/``SOCK_DGRAM`` socket bound in the work directory plays
 systemd's ``NOTIFY_SOCKET``; ``gdaemon-echo -f`` is started with it in its
-environment.  Written from SPEC.md alone.
+environment.  Written from the documentation alone.
 """
 
 import os

@@ -1,4 +1,4 @@
-"""SPEC 9: JSON-RPC over the websocket at ``GET /rpc``, against real daemons.
+"""JSON-RPC over the websocket at ``GET /rpc`` (docs/reference/http.rst), against real daemons.
 
 Spoken with the ``websocket-client`` package (an independent RFC 6455
 implementation) and, once, with ``gdaemon.client``.  Most tests share one
@@ -293,7 +293,7 @@ def test_connection_limit_and_idle_timeout(spawn, workdir):
     try:
         assert first.result("examples.echo", ["1"]) == "1"
         assert second.result("examples.echo", ["2"]) == "2"
-        # Every HTTP connection counts (SPEC 10): one more is refused at once,
+        # Every HTTP connection counts (docs/reference/http.rst): one more is refused at once,
         # before its handshake, with 503 and a -32004 body.
         with pytest.raises(websocket.WebSocketBadStatusException) as caught:
             connect(proc.url)

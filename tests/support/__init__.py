@@ -5,7 +5,7 @@
 - :class:`DaemonProcess` starts a daemon command in a directory, in its own
   process group, and guarantees it (and every child) is gone on :meth:`stop`;
 - :func:`rpc` / :class:`RawConnection` speak the newline-framed JSON-RPC of
-  SPEC 4.1 over a real socket, independently of ``gdaemon.client`` so the
+  docs/reference/rpc.rst (Framing) over a real socket, independently of ``gdaemon.client`` so the
   wire format is tested from outside.
 
 Daemon scripts are written with :mod:`support.scripts`; worker daemons with

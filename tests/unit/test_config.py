@@ -1,6 +1,6 @@
-"""SPEC 3: configuration keys, their exact defaults and their checks.
+"""Configuration keys, their exact defaults and their checks (docs/reference/config.rst).
 
-Written from SPEC.md alone: every key of the table with its default, a
+Written from the documentation alone: every key of the table with its default, a
 :class:`gdaemon.ConfigError` naming the key for unknown keys and values of the
 wrong type (booleans are not integers), and the parsing of endpoint addresses.
 """
@@ -12,8 +12,8 @@ import pytest
 from gdaemon.config import Config, parse_address
 from gdaemon.errors import ConfigError
 
-#: SPEC 3, column by column.
-SPEC_DEFAULTS = {
+#: The documented defaults, key by key.
+DOCUMENTED_DEFAULTS = {
     "description": "gdaemon",
     "sockethandler": "unix://daemon.sock",
     "socketmode": 0o600,
@@ -44,10 +44,10 @@ SPEC_DEFAULTS = {
 }
 
 
-@pytest.mark.parametrize("key", sorted(SPEC_DEFAULTS))
+@pytest.mark.parametrize("key", sorted(DOCUMENTED_DEFAULTS))
 def test_default_of_every_key(key):
     config = Config()
-    expected = SPEC_DEFAULTS[key]
+    expected = DOCUMENTED_DEFAULTS[key]
     assert key in config
     assert config[key] == expected
     # Exactly the value of the table: False is not 0, None is not "".
@@ -56,7 +56,7 @@ def test_default_of_every_key(key):
 
 
 def test_empty_dict_and_none_give_the_same_defaults():
-    assert {k: Config()[k] for k in SPEC_DEFAULTS} == {k: Config({})[k] for k in SPEC_DEFAULTS}
+    assert {k: Config()[k] for k in DOCUMENTED_DEFAULTS} == {k: Config({})[k] for k in DOCUMENTED_DEFAULTS}
 
 
 def test_given_values_override_defaults_and_others_stay_default():
@@ -199,7 +199,7 @@ def test_optional_keys_accept_none():
     ("sockethandler", "tcp://127.0.0.1"),      # no port
     ("sockethandler", "tcp://127.0.0.1:port"),
     ("sockethandler", "unix://"),
-    ("websockethandler", "unix://ws.sock"),    # websocket is tcp:// only (SPEC 3)
+    ("websockethandler", "unix://ws.sock"),    # websocket is tcp:// only (docs/reference/config.rst)
 ])
 def test_bad_addresses_are_rejected_naming_the_key(key, value):
     with pytest.raises(ConfigError) as info:
@@ -240,7 +240,8 @@ def test_parse_tls():
 
 
 # ---------------------------------------------------------------------------
-# Loopback is decided on the resolved IP address (SPEC 4.4), never on the spelling
+# Loopback is decided on the resolved IP address, never on the spelling
+# (docs/reference/rpc.rst, Authentication)
 
 @pytest.mark.parametrize("text", [
     "unix://daemon.sock", "tcp://127.0.0.1:1", "tcp://127.5.6.7:1", "tcp://[::1]:1",
@@ -282,7 +283,7 @@ def test_parse_rejects_malformed_addresses(text):
 
 
 # ---------------------------------------------------------------------------
-# Through the public constructor: "rejected at construction" (SPEC 3).
+# Through the public constructor: "rejected" when the daemon is constructed (docs/reference/config.rst).
 
 def test_daemon_construction_rejects_unknown_key():
     from gdaemon import Daemon

@@ -1,4 +1,4 @@
-"""Property tests of the pure JSON-RPC engine (gdaemon/rpc/protocol.py), SPEC 4.
+"""Property tests of the pure JSON-RPC engine (gdaemon/rpc/protocol.py; docs/reference/rpc.rst).
 
 Whatever line a client sends, the engine answers with exactly one
 well-formed JSON-RPC response line (an object, or an array for a batch), or
@@ -20,13 +20,14 @@ from gdaemon.rpc.builtin import register_builtins
 from gdaemon.rpc.methods import MethodRegistry, xmlrpc_type_name
 from gdaemon.rpc.protocol import Engine, Session, Subscribers
 
-#: SPEC 4.2: standard and server codes, plus what our handler raises on purpose.
+#: The standard and server codes (docs/reference/rpc.rst, Errors), plus what our handler raises on purpose.
 STANDARD_CODES = {-32700, -32600, -32601, -32602, -32603}
 SERVER_CODES = {-32000, -32001, -32002, -32003, -32004, -32005}
 CUSTOM_CODE = -32099
 ALLOWED_CODES = STANDARD_CODES | SERVER_CODES | {CUSTOM_CODE}
 
-#: SPEC 4.1: integers of any size round-trip exactly; these go well past 64 bits.
+#: Integers round-trip exactly up to 4,300 digits (docs/reference/rpc.rst,
+#: Framing); these go well past 64 bits.
 MAX_INT = 2 ** 200
 
 
@@ -390,7 +391,9 @@ def test_notifications_of_failing_methods_get_nothing():
 
 @pytest.mark.parametrize("req_id", [ABSENT, 1])
 def test_null_params_is_an_invalid_request(req_id):
-    """SPEC 4.2: -32600 "also for params that is neither an array nor an object"."""
+    """-32600 for params that are neither an array nor an object.
+
+    (JSON-RPC 2.0: params, when present, is a structured value.)"""
     obj = {"jsonrpc": "2.0", "method": "t.sig", "params": None}
     if req_id is not ABSENT:
         obj["id"] = req_id
@@ -406,7 +409,7 @@ def test_blank_lines_get_nothing():
 
 
 # ---------------------------------------------------------------------------
-# socketmaxbatch (SPEC 3, issue 8): batches near the limit
+# socketmaxbatch (docs/reference/config.rst, issue 8): batches near the limit
 
 from gdaemon.rpc.protocol import batch_exceeds  # noqa: E402
 
@@ -516,7 +519,7 @@ def test_multicall_is_bounded_too(params):
 
 
 # ---------------------------------------------------------------------------
-# Integers of any size round-trip exactly (SPEC 4.1, issue 8)
+# Integers round-trip exactly up to 4,300 digits (docs/reference/rpc.rst, Framing; issue 8)
 
 @COMMON
 @given(st.integers(), st.integers())

@@ -1,4 +1,6 @@
-"""Bounded work per request, bytes in and bytes out (issue 14; SPEC 4.1, 4.6).
+"""Bounded work per request, bytes in and bytes out (issue 14).
+
+The limits are in docs/reference/rpc.rst: Framing, What one client can cost.
 
 The engine, the subscriber registry, the codec, the log formatter and the hub
 monitor, each without a daemon or a socket.  The attacks themselves, as an
