@@ -23,6 +23,8 @@ failed *activations* count toward giving the standby up.
 
 import signal
 
+import gevent
+
 from ..errors import ChannelClosed, ChannelFull
 from .exec import is_exec
 from .messages import ACTIVATE, encode
@@ -60,12 +62,20 @@ class StandbyPool:
         self.epoch = 0
         self.failures = 0
         self._forking = False
+        self._forker = None
         #: ``(standby, handle, generation)`` told to go by :meth:`preactivate`, not bound yet.
         self.preactivated = None
         self._delay = manager.standby_delay
 
     def ensure(self):
-        """Fork a standby if one is wanted and there is none."""
+        """Fork a standby if one is wanted and there is none.
+
+        Returns at once: the fork (and the wait for the fork server's answer)
+        runs in a greenlet of its own, so that the watchdog greenlet, which
+        calls this, goes on handling the workers' messages and exits
+        meanwhile (a worker's first LOOPING, what ``-d`` waits for, or a
+        crash that wants a respawn).
+        """
         manager = self.manager
         if (not manager.standby or not manager.running or self.current is not None
                 or self._forking or self.failures >= manager.standby_failures_max):
@@ -76,10 +86,13 @@ class StandbyPool:
         if not any(h.forever for h in handles):
             return
         workers = {h.name: h.worker for h in handles}
+        self._forking = True  # until _fork() is done: one standby at a time
+        self._forker = gevent.spawn(self._fork, workers, self.epoch)
+
+    def _fork(self, workers, epoch):
+        manager = self.manager
         # It may become any of them: it keeps every listener until it knows which.
         keep = {w.listener.fileno() for w in workers.values() if w.listener is not None}
-        epoch = self.epoch
-        self._forking = True  # this greenlet may wait for the fork server
         try:
             pid, channel, end = self.spawner.fork_standby(workers, keep)
         except OSError as exc:
@@ -89,12 +102,11 @@ class StandbyPool:
         finally:
             self._forking = False
         standby = _Standby(pid, channel, end, frozenset(workers), epoch)
-        if not manager.running or epoch != self.epoch:
-            self._discard(standby)  # stopped or refreshed while it was forked
-            if manager.running:
-                self.manager.watchdog.schedule_standby(0)
+        if manager.running and epoch != self.epoch:
+            self._discard(standby)  # refreshed while it was forked: a fresher one
+            self.manager.watchdog.schedule_standby(0)
             return
-        self.current = standby
+        self.current = standby  # stopping meanwhile: drop() kills it, and the manager reaps it
 
     def refresh(self):
         """Retire the standby; a new one, forked from the daemon as it is now, follows."""
@@ -187,6 +199,9 @@ class StandbyPool:
 
     def drop(self):
         """Kill the standby (on stop); return its pid (to wait for its reaping) or ``None``."""
+        forker = self._forker
+        if forker is not None and not forker.dead and forker is not gevent.getcurrent():
+            forker.join(timeout=self.manager.kill_wait)  # one being forked is killed too
         found, self.preactivated = self.preactivated, None
         if found is not None:
             self._discard(found[0])
