@@ -27,9 +27,7 @@ def reopen_logs(daemon, **kw):
 
 def reap_children(daemon, **kw):
     """``posix.sigchld``: reap exited children and wake the watchdog."""
-    wake = getattr(daemon.workers, "wake", None)
-    if wake is not None:
-        wake()
+    daemon.workers.wake()
 
 
 #: event name -> default receivers.

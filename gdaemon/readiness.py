@@ -67,7 +67,7 @@ class StartupWatch:
             except Exception:  # scaled away meanwhile: nothing to wait for
                 self.pending.discard(name)
                 continue
-            if handle.emitted in _RUNNING or handle.loops:
+            if handle.status in _RUNNING or handle.loops:
                 self.pending.discard(name)
 
     def failure_at_stop(self, grace=0.5):

@@ -235,6 +235,6 @@ def status_dict(daemon):
         "sockethandler": daemon.config["sockethandler"],
         "connections": daemon.connection_count(),
         "workers": daemon.workers.status_codes(),
-        "upgrades": getattr(daemon, "upgrades", 0),
-        "replaced_pid": getattr(daemon, "replaced_pid", None),
+        "upgrades": daemon.upgrades,
+        "replaced_pid": daemon.replaced_pid,
     }

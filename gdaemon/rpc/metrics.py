@@ -161,7 +161,7 @@ class Metrics:
         from prometheus_client.exposition import generate_latest
 
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Collector(self.daemon))
+        registry.register(_Collector(self.daemon, self.rpc))
         ProcessCollector(registry=registry)
         self._registry, self._generate = registry, generate_latest
 
@@ -169,8 +169,10 @@ class Metrics:
 class _Collector:
     """The prometheus_client custom collector: everything read at scrape time."""
 
-    def __init__(self, daemon):
+    def __init__(self, daemon, rpc):
         self.daemon = daemon
+        #: The :class:`RpcStats` of the daemon's calls.
+        self.rpc = rpc
 
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -203,8 +205,7 @@ class _Collector:
     def _rpc(self):
         from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
-        metrics = getattr(self.daemon, "metrics", None)
-        methods = sorted(metrics.rpc.methods.items()) if metrics is not None else []
+        methods = sorted(self.rpc.methods.items())
         requests = CounterMetricFamily("gdaemon_rpc_requests", "RPC calls, by method.", labels=["method"])
         errors = CounterMetricFamily("gdaemon_rpc_errors", "RPC calls that answered an error, by method.",
                                      labels=["method"])
@@ -253,7 +254,7 @@ class _Collector:
                 rss.add_metric(labels, info["rss"])
             if info.get("cpu") is not None:
                 cpu.add_metric(labels, info["cpu"])
-            for reason, times in sorted(getattr(handle, "recycle_counts", {}).items()):
+            for reason, times in sorted(handle.recycle_counts.items()):
                 recycles.add_metric(labels + [reason], times)
         yield GaugeMetricFamily("gdaemon_workers", "Installed workers (pool instances count one each).",
                                 value=count)

@@ -361,7 +361,7 @@ def mark_spindown(handle):
 
 
 def _mark(handle, state):
-    block = handle.block
+    block = handle.status_block
     try:
         block.state = int(state)
         block.beat()

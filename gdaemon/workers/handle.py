@@ -2,8 +2,7 @@
 
 ``daemon.workers.get(name)`` returns a handle.  It lives as long as the
 worker is installed and outlives each instance (process or greenlet): it
-holds the worker's status (read from the current instance's status block),
-its restart history, the channel to the current instance, the pending
+holds the worker's status (see :class:`WorkerHandle`), its restart history, the channel to the current instance, the pending
 ``worker.call`` replies, and :class:`Mode`, what the next exit of the
 instance means.
 """
@@ -12,7 +11,7 @@ import enum
 import os
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Optional, Tuple
 
 import gevent
 from gevent.event import AsyncResult, Event
@@ -67,14 +66,25 @@ class Mode(enum.Enum):
 class WorkerHandle:
     """The daemon's side of one worker (one instance of a pool), across its lives.
 
-    What the watchdog may use: ``name``, ``kind``, ``pid``, ``alive``,
-    ``generation``, ``forever``, ``timeout``, ``tracker``, ``mode``,
-    ``killed``, ``respawn_timer``, ``block`` (the status block: ``state``,
-    ``heartbeat``), ``emitted`` (the last status sent as ``worker.state``).
-    The rest is the manager's.
+    **Status.**  :attr:`status` is the daemon's record of the worker's
+    status, and :meth:`transition` the only way to change it: it records
+    the new status, emits ``worker.state`` (once per change) and wakes the
+    greenlets in :meth:`wait_until`.  A running instance writes its status
+    to its status block (:attr:`status_block`, shared memory for a forked
+    instance) and sends it as a STATE message; the manager turns each
+    message into a transition, and the watchdog's tick transitions to what
+    the block shows when a message was lost (a full channel).  The daemon
+    itself makes the transitions around an instance's life: SPINUP at its
+    start, RESTARTING or STOPPED after its death.
+
+    **Settings.**  ``looptime``, ``forever`` and ``timeout`` are those of
+    :attr:`worker` (set by ``install()``); the handle only reads them.
+
+    The watchdog, the lifecycle functions and the manager use the public
+    attributes and methods below; the underscored ones are the handle's own.
     """
 
-    def __init__(self, manager, worker, looptime, forever, timeout, policy):
+    def __init__(self, manager, worker, policy):
         self.manager = manager
         #: The installed :class:`~gdaemon.Worker` (a forked instance runs a copy of it).
         self.worker: Worker = worker
@@ -83,18 +93,16 @@ class WorkerHandle:
         self.pool = worker.pool
         self.instance = worker.instance
         self.kind = worker.kind
-        self.looptime = looptime
-        self.forever = forever
-        self.timeout = timeout
         #: ``handle.output_channel.send(command, payload)``.
         self.output_channel = OutputChannel(self)
+        #: Its restart history (:class:`~gdaemon.workers.watchdog.RestartTracker`).
         self.tracker = policy.tracker()
         #: Instances started after the first one (recycles not counted).
         self.restarts = 0
         #: Times an instance was recycled, the last reason, and the count per reason.
         self.recycles = 0
         self.recycle_reason = None
-        self.recycle_counts = {}
+        self.recycle_counts: Dict[str, int] = {}
         #: Epoch time the current (or last) instance started.
         self.started_at: Optional[float] = None
         #: Exit code of the last instance (negative: killed by that signal).
@@ -103,12 +111,12 @@ class WorkerHandle:
         self.alive = False
         #: True while a new instance is being forked (by the fork server).
         self.spawning = False
+        #: Counts the instances started: tells the current one from those before.
         self.generation = 0
-        self._state = WorkerStatus.STOPPED
-        self.emitted = None
+        self._status = WorkerStatus.STOPPED
         #: The status block of the current (or last) instance: its channel's, or
         #: a greenlet instance's link's (duck-typed: ``state``, ``loops``...).
-        self.block: Any = None
+        self.status_block: Any = None
         self._push = None
         self._channel = None
         self._end: Optional[Endpoint] = None
@@ -118,33 +126,91 @@ class WorkerHandle:
         self.greenlet = None
         #: An exec worker's current (or last) :class:`~gdaemon.workers.exec.Program`.
         self.program = None
+        #: What the next exit of the current instance means.
         self.mode = Mode.RUN
-        self.killed = None
-        self.respawn_timer = None
+        #: Why the daemon killed the current instance (heartbeat, recycle), else ``None``.
+        self.killed: Optional[str] = None
+        #: The watchdog's timer of a pending respawn, else ``None``.
+        self.respawn_timer: Any = None
+        #: Messages from the instance waiting for the watchdog greenlet, in order.
+        self.inbox: Deque[Any] = deque()
+        #: Held by a restart of this worker (one at a time).
+        self.restart_lock = Semaphore()
         self._last_loops = 0
         self._calls: Dict[int, AsyncResult] = {}
-        self.inbox: Deque[Any] = deque()
         self._changed = Event()
         self._exited = Event()
         self._exited.set()
-        self._restart_lock = Semaphore()
+
+    # -- settings (the worker's) ------------------------------------------------
+
+    @property
+    def looptime(self) -> float:
+        """Seconds between the starts of two ``loop()`` runs."""
+        return self.worker.looptime
+
+    @property
+    def forever(self) -> bool:
+        """Whether the worker is respawned when it dies."""
+        return self.worker.forever
+
+    @property
+    def timeout(self) -> Optional[float]:
+        """Seconds its heartbeat may stall before the watchdog kills it; ``None``: never.
+
+        ``None`` for a worker that runs a program: a program has no heartbeat
+        (its worker's ``timeout`` is how long it gets to stop).
+        """
+        return None if is_exec(self.worker) else self.worker.timeout
+
+    # -- status ----------------------------------------------------------------------
 
     @property
     def status(self) -> WorkerStatus:
-        """The current :class:`WorkerStatus`."""
-        if self.alive:
-            try:
-                return WorkerStatus(self.block.state)
-            except (ChannelClosed, ValueError):
-                pass
-        return self._state
+        """The current :class:`WorkerStatus` (see the class docstring)."""
+        return self._status
+
+    def transition(self, status: WorkerStatus) -> bool:
+        """Make ``status`` the worker's status: emit ``worker.state`` and wake the
+        waiters; nothing when it is the status already.  True if it changed."""
+        if status is self._status:
+            return False
+        self._status = status
+        self.manager.emit("worker.state", name=self.name, status=int(status),
+                          status_name=status.name)
+        self._notify()
+        return True
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``predicate()`` holds, re-checked on every change of the
+        handle (a transition, an instance started or gone); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self._changed
+            if predicate():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            # Also re-check now and then, for a predicate on something else.
+            event.wait(min(remaining, 1.0))
+
+    @property
+    def exited(self) -> Event:
+        """Set while no instance runs (``gevent.wait([h.exited for h in handles])``)."""
+        return self._exited
+
+    def _notify(self):
+        """Wake every greenlet waiting in :meth:`wait_until`."""
+        event, self._changed = self._changed, Event()
+        event.set()
 
     @property
     def loops(self) -> int:
         """Loops run by the current (or last) instance."""
         if self.alive:
             try:
-                return self.block.loops
+                return self.status_block.loops
             except ChannelClosed:
                 pass
         return self._last_loops
@@ -164,15 +230,35 @@ class WorkerHandle:
 
     # -- the current instance ----------------------------------------------------
 
+    def begin_instance(self):
+        """A new instance is being started: a new generation, in :attr:`Mode.RUN`."""
+        self.generation += 1
+        self.killed = None
+        self.mode = Mode.RUN
+        self._exited.clear()
+        self.started_at = time.time()
+
+    def start_failed(self):
+        """The instance :meth:`begin_instance` announced could not be started."""
+        self._exited.set()
+        self._notify()
+
+    def instance_started(self, respawn):
+        """The instance runs (attached already); ``respawn``: count it as a restart."""
+        self.alive = True
+        if respawn:
+            self.restarts += 1
+        self._notify()
+
     def attach_process(self, pid, channel, end, io):
         """A forked instance now runs: its pid, channel, daemon end and io watcher."""
-        self._channel, self._end, self._io, self.block = channel, end, io, channel.status
+        self._channel, self._end, self._io, self.status_block = channel, end, io, channel.status
         self._push = end.send
         self.pid = pid
 
     def attach_greenlet(self, greenlet, status, link):
         """A greenlet instance now runs."""
-        self.block, self._link, self._push, self.greenlet = status, link, link.push, greenlet
+        self.status_block, self._link, self._push, self.greenlet = status, link, link.push, greenlet
         self.pid = os.getpid()
 
     def detach(self, exitcode, drain, before_release):
@@ -195,7 +281,7 @@ class WorkerHandle:
                 drain(data)
         before_release()
         try:
-            self._last_loops = self.block.loops
+            self._last_loops = self.status_block.loops
         except ChannelClosed:
             pass
         if self._link is not None:
@@ -205,7 +291,6 @@ class WorkerHandle:
         self.alive = False
         self.pid = None
         self.last_exit = exitcode
-        self._state = WorkerStatus(self.emitted) if self.emitted is not None else self._state
         self._fail_calls("exited")
         self._exited.set()
         self._notify()
@@ -228,9 +313,11 @@ class WorkerHandle:
         that can never be delivered (too large for the channel, or not encodable)."""
         if not isinstance(command, str) or not command:
             raise ValueError("a command must be a non-empty string, got %r" % (command,))
-        return self._send(encode(CMD, command, payload))
+        return self.send_raw(encode(CMD, command, payload))
 
-    def _send(self, data):
+    def send_raw(self, data: bytes) -> int:
+        """Write ``data``, an encoded message (:mod:`~gdaemon.workers.messages`), to
+        the current instance; raises as :meth:`send`."""
         if is_exec(self.worker):
             raise ChannelClosed("worker %r runs a program: it takes signals (worker.signal), "
                                 "not commands" % (self.name,))
@@ -257,7 +344,7 @@ class WorkerHandle:
         self._calls[call_id] = result
         try:
             try:
-                self._send(encode(CALL, call_id, method, params))
+                self.send_raw(encode(CALL, call_id, method, params))
             except ValueError as exc:  # can never be delivered: too large, unencodable
                 raise InvalidParams("invalid param 'params': %s" % (exc,)) from None
             except (ChannelFull, ChannelClosed) as exc:
@@ -274,30 +361,17 @@ class WorkerHandle:
             return value
         raise RpcError.from_dict(value)
 
+    def resolve_call(self, call_id: int, ok: bool, value: Any) -> None:
+        """The instance answered ``worker.call`` ``call_id``: wake its caller
+        (nothing if it gave up waiting already)."""
+        result = self._calls.get(call_id)
+        if result is not None:
+            result.set((ok, value))
+
     def _fail_calls(self, why):
         calls, self._calls = self._calls, {}
         for result in calls.values():
             result.set_exception(WorkerUnavailable("worker %r %s" % (self.name, why)))
-
-    def _notify(self):
-        """Wake every greenlet waiting in :meth:`_wait` for a change."""
-        event, self._changed = self._changed, Event()
-        event.set()
-
-    def _wait(self, predicate, timeout):
-        """Wait until ``predicate()`` holds (re-checked on every change); False on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            event = self._changed
-            if predicate():
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            # Also re-check now and then: a LOOPING written to the status
-            # block without its STATE message (full channel) is seen by the
-            # watchdog's tick, which notifies too.
-            event.wait(min(remaining, 1.0))
 
     def __repr__(self):
         return "<WorkerHandle %r %s pid=%s>" % (self.name, self.status.name, self.pid)

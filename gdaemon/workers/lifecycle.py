@@ -25,7 +25,7 @@ __all__ = ["start_pools", "stop_pools", "reload_pools", "grow", "shrink", "resta
 
 
 def _looping(handles):
-    return all(h.alive and h.emitted is WorkerStatus.LOOPING for h in handles)
+    return all(h.alive and h.status is WorkerStatus.LOOPING for h in handles)
 
 
 def start_pools(manager, layers):
@@ -61,7 +61,7 @@ def _start_later_layers(manager, layers):
                 if not manager.running:
                     return
                 if waits_for:
-                    waits_for[0]._wait(lambda: _looping(waits_for) or not manager.running, 1.0)
+                    waits_for[0].wait_until(lambda: _looping(waits_for) or not manager.running, 1.0)
         if not manager.running:
             return
         manager.logger.debug("starting %s", ", ".join(p.name for p in layer))
@@ -92,7 +92,7 @@ def stop_handles(manager, handles, wait, timeout):
         manager.watchdog.cancel_respawn(handle)
         handle.mode = Mode.STOP
         if not handle.alive:
-            manager.set_state(handle, WorkerStatus.STOPPED)
+            handle.transition(WorkerStatus.STOPPED)
             continue
         live.append(handle)
         try:
@@ -100,14 +100,14 @@ def stop_handles(manager, handles, wait, timeout):
         except (ChannelFull, ChannelClosed) as exc:
             manager.logger.warning("cannot ask worker %r to stop (%s): killing it", handle.name, exc)
             manager.kill(handle)
-    gevent.wait([h._exited for h in live], timeout=wait)
+    gevent.wait([h.exited for h in live], timeout=wait)
     late = [h for h in live if h.alive]
     for handle in late:
         manager.logger.warning("worker %r (pid %s) did not stop within %gs: killing it",
                                handle.name, handle.pid, timeout)
         manager.kill(handle)
     if late:
-        gevent.wait([h._exited for h in late], timeout=manager.kill_wait)
+        gevent.wait([h.exited for h in late], timeout=manager.kill_wait)
     return [h for h in live if h.alive]
 
 
@@ -121,10 +121,10 @@ def ask_to_stop(manager, handle):
     if program is not None and program.pid == handle.pid:
         if program.running and not program.stopping:
             mark_spindown(handle)
-            manager.set_state(handle, WorkerStatus.SPINDOWN)
+            handle.transition(WorkerStatus.SPINDOWN)
         program.request_stop(handle.worker.timeout)
         return
-    handle._send(encode(CMD, "stop", None))
+    handle.send_raw(encode(CMD, "stop", None))
 
 
 def reload_pools(manager):
@@ -158,9 +158,9 @@ def grow(manager, pool, handles, timeout):
         manager.spawn(handle)
     deadline = time.monotonic() + timeout
     for handle in handles:
-        ok = handle._wait(lambda: not manager.running or not handle.alive
-                          or handle.emitted is WorkerStatus.LOOPING,
-                          max(0.0, deadline - time.monotonic()))
+        ok = handle.wait_until(lambda: not manager.running or not handle.alive
+                               or handle.status is WorkerStatus.LOOPING,
+                               max(0.0, deadline - time.monotonic()))
         if not manager.running:
             raise WorkerUnavailable("the daemon is stopping")
         if not ok or not handle.alive:
@@ -188,15 +188,15 @@ def restart_instance(manager, handle, grace, timeout):
         or it was not LOOPING within ``timeout`` seconds.
     """
     deadline = time.monotonic() + timeout
-    with handle._restart_lock:
+    with handle.restart_lock:
         first = handle.generation
         respawned = False
         if handle.alive and not manager.spawner.owns_live_instance(handle):
             # It died and its exit waits in the watchdog's queue: let the
             # watchdog count that as the crash it is (backoff,
             # worker.failed); a respawn it makes is the restart asked for.
-            handle._wait(lambda: handle.generation > first or not handle.alive
-                         or manager.stopping, min(grace, timeout))
+            handle.wait_until(lambda: handle.generation > first or not handle.alive
+                              or manager.stopping, min(grace, timeout))
             respawned = handle.generation > first
         if respawned:
             pass
@@ -206,8 +206,8 @@ def restart_instance(manager, handle, grace, timeout):
                 ask_to_stop(manager, handle)
             except (ChannelFull, ChannelClosed):
                 manager.kill(handle)
-            if not handle._wait(lambda: handle.generation > first or manager.stopping,
-                                min(grace, timeout)):
+            if not handle.wait_until(lambda: handle.generation > first or manager.stopping,
+                                     min(grace, timeout)):
                 if handle.generation == first and handle.alive:
                     manager.logger.warning("worker %r did not stop within %gs: killing it",
                                         handle.name, grace)
@@ -215,11 +215,11 @@ def restart_instance(manager, handle, grace, timeout):
         else:
             manager.watchdog.cancel_respawn(handle)
             manager.spawn(handle, respawn=True)
-        # LOOPING as emitted (worker.state sent), not only as written in
-        # the status block: whoever waits on restart() sees the event first.
-        looping = handle._wait(
+        # LOOPING as the handle's status (worker.state sent), not only as
+        # written in the status block: whoever waits on restart() sees the event first.
+        looping = handle.wait_until(
             lambda: manager.stopping or (handle.generation > first and not handle.spawning and (
-                not handle.alive or handle.emitted is WorkerStatus.LOOPING)),
+                not handle.alive or handle.status is WorkerStatus.LOOPING)),
             max(0.0, deadline - time.monotonic()))
     if manager.stopping:
         raise WorkerUnavailable("the daemon is stopping")

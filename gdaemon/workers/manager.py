@@ -11,7 +11,7 @@ lives: start, stop, rolling reload, restart.  It delegates
   :class:`~gdaemon.workers.watchdog.Watchdog`, which uses the manager only
   through its supervision interface: :meth:`~WorkerManager.spawn`,
   :meth:`~WorkerManager.reap`, :meth:`~WorkerManager.kill`,
-  :meth:`~WorkerManager.set_state`, :meth:`~WorkerManager.emit`,
+  :meth:`~WorkerManager.emit`, :meth:`~WorkerManager.setting`,
   :meth:`~WorkerManager.holding_events`, :meth:`~WorkerManager.process_inbox`,
   :meth:`~WorkerManager.forget_child`, :meth:`~WorkerManager.stop_daemon`
   and the standby's :meth:`~WorkerManager.ensure_standby` /
@@ -20,14 +20,16 @@ lives: start, stop, rolling reload, restart.  It delegates
 Messages from workers arrive in the hub (io watchers, greenlet links):
 replies wake their caller at once, the rest queues in the handle's inbox,
 which the watchdog greenlet empties in order.
+
+The pools are the one registry of the workers: :meth:`get` finds an
+instance in its pool by its name.
 """
 
 import contextlib
 import itertools
-import logging
 import signal
 import time
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import gevent
 from gevent.lock import Semaphore
@@ -35,7 +37,6 @@ from gevent.lock import Semaphore
 from ..errors import (ChannelClosed, ChannelFull, InvalidParams, UnknownWorker, WorkerError,
                       WorkerUnavailable)
 from ..events import posix_event_name
-from ..forking import ForkRegistry
 from .channel import DEFAULT_CAPACITY
 from .handle import Mode, OutputChannel, WorkerHandle
 from .exec import is_exec, mark_looping
@@ -59,6 +60,9 @@ class WorkerManager:
 
     :param daemon: the :class:`~gdaemon.daemon.Daemon` (its ``config``,
         ``logger``, ``events``, ``forking``, ``logring`` and ``stop()`` are used).
+
+    The pools (:meth:`pools`) hold the handles: every lookup by name goes
+    through them, so there is no second registry to keep in step.
     """
 
     #: Bytes of each ring of a worker's channel (largest message: 4 less).
@@ -93,19 +97,17 @@ class WorkerManager:
 
     def __init__(self, daemon):
         self.daemon = daemon
-        config = getattr(daemon, "config", None) or {}
-        self.logger = getattr(daemon, "logger", None) or logging.getLogger("gdaemon")
-        self.policy = RestartPolicy(config.get("restartintensity", 5),
-                                    config.get("restartperiod", 10.0))
-        #: What every forked child closes (the daemon's, or our own without one).
-        self.forking = getattr(daemon, "forking", None) or ForkRegistry()
+        self.logger = daemon.logger
+        self.policy = RestartPolicy(self.setting("restartintensity", 5),
+                                    self.setting("restartperiod", 10.0))
+        #: What every forked child closes (the daemon's).
+        self.forking = daemon.forking
         self.watchdog = Watchdog(self)
         self.spawner = Spawner(self)
         #: Reads the output of exec workers' programs into the log.
         self.output = OutputRelay(self.forking)
         self.standbys = StandbyPool(self, self.spawner)
         self._pools: Dict[str, Pool] = {}
-        self._handles: Dict[str, WorkerHandle] = {}
         self._started = False
         self._stopping = False
         self._call_ids = itertools.count(1)
@@ -183,17 +185,18 @@ class WorkerManager:
         settings = process_settings(worker, user, group, rlimits)
         recycling = RecyclePolicy.from_options(worker, maxrss, maxloops, maxloopsjitter, maxage,
                                                maxagejitter)
-        limit = self._config("workerlimit", 1024)
-        if len(self._handles) + instances > limit:
+        limit = self.setting("workerlimit", 1024)
+        installed = len(self)
+        if installed + instances > limit:
             # Before anything is allocated (issue 14: 10**30 instances).
             raise WorkerError("cannot install %d instances of worker %r: %d are installed and "
-                              "workerlimit is %d" % (instances, worker.name, len(self._handles), limit))
+                              "workerlimit is %d" % (instances, worker.name, installed, limit))
         after = check_after(after, worker.name)
-        listen = listen_address(listen, worker, getattr(self.daemon, "config", None) or {})
+        listen = listen_address(listen, worker, self.daemon.config)
         plain = instances == 1
         names = [instance_name(worker.name, i, plain) for i in range(max(instances, 1))]
         for name in [worker.name] + names:
-            if name in self._handles or name in self._pools:
+            if name in self or name in self._pools:
                 raise WorkerError("a worker named %r is installed already" % (name,))
         worker.looptime = float(looptime)
         worker.forever = forever
@@ -204,7 +207,7 @@ class WorkerManager:
         worker.process_settings = settings
         #: When its instances are recycled (gdaemon.workers.recycle), or None.
         worker.recycle_policy = recycling
-        pool = Pool(worker, worker.looptime, forever, worker.timeout, after, listen, plain)
+        pool = Pool(worker, after, listen, plain)
         if after:
             start_layers(dict(self._pools, **{pool.name: pool}), known_only=True)
         self._pools[pool.name] = pool
@@ -221,10 +224,8 @@ class WorkerManager:
     def _add_instances(self, pool, count):
         handles = []
         for index in range(len(pool.handles), len(pool.handles) + count):
-            worker = pool.make_worker(index)
-            handle = WorkerHandle(self, worker, pool.looptime, pool.forever, pool.timeout, self.policy)
+            handle = WorkerHandle(self, pool.make_worker(index), self.policy)
             pool.handles.append(handle)
-            self._handles[handle.name] = handle
             handles.append(handle)
         return handles
 
@@ -241,10 +242,9 @@ class WorkerManager:
 
         :raises UnknownWorker: no such worker.
         """
-        from .lifecycle import stop_handles
         pool = self.pool(name)
         if timeout is None:
-            timeout = self._config("shutdowntimeout", 10)
+            timeout = self.setting("shutdowntimeout", 10)
         with pool.lock:
             handles = list(pool.handles)
             if self._started:
@@ -253,8 +253,6 @@ class WorkerManager:
                     self.logger.error("worker %r (pid %s) could not be reaped", handle.name, handle.pid)
             for handle in handles:
                 self.watchdog.cancel_respawn(handle)
-                if self._handles.get(handle.name) is handle:
-                    del self._handles[handle.name]
             if self._pools.get(name) is pool:
                 del self._pools[name]
             pool.close(self.forking)
@@ -281,9 +279,8 @@ class WorkerManager:
         """
         name = worker.name
         old = self.pool(name)
-        config = getattr(self.daemon, "config", None) or {}
         listen = options.get("listen")
-        address = listen_address(listen, worker, config) if listen is not None else None
+        address = listen_address(listen, worker, self.daemon.config) if listen is not None else None
         if (not self.running or worker.kind != old.kind
                 or str(address or "") != str(old.listen or "")):
             self.uninstall(name)
@@ -292,7 +289,6 @@ class WorkerManager:
         # install() checks and configures the new worker, in a pool of no
         # instance taken aside at once: nothing else runs in between (no yield).
         order = list(self._pools)
-        handles = {h.name: self._handles.pop(h.name) for h in old.handles if self._handles.get(h.name) is h}
         del self._pools[name]
         try:
             self.install(worker, instances=0, **dict(options, listen=None))
@@ -300,15 +296,12 @@ class WorkerManager:
         finally:
             self._pools[name] = old
             self._pools = {key: self._pools[key] for key in order if key in self._pools}
-            self._handles.update(handles)
-        grace = self._config("shutdowntimeout", 10)
+        grace = self.setting("shutdowntimeout", 10)
         with old.lock:
-            old.template = fresh.template
-            old.looptime, old.forever, old.timeout, old.after = (fresh.looptime, fresh.forever,
-                                                                 fresh.timeout, fresh.after)
+            # The settings (looptime, forever, timeout) come with the new worker.
+            old.template, old.after = fresh.template, fresh.after
             for handle in old.handles:
                 handle.worker = old.make_worker(handle.instance)
-                handle.looptime, handle.forever, handle.timeout = old.looptime, old.forever, old.timeout
             # Standbys and the fork server are copies holding the old objects.
             self.refresh_standby()
             for handle in list(old.handles):
@@ -336,11 +329,11 @@ class WorkerManager:
         for handle in list(pool.handles):
             if handle.mode == Mode.STOP and not handle.alive:
                 continue
-            if not handle._wait(lambda: not self.running or handle.emitted is WorkerStatus.LOOPING
-                                or handle.status is WorkerStatus.STOPPED,
-                                max(0.0, deadline - time.monotonic())):
+            if not handle.wait_until(lambda: not self.running or handle.status is WorkerStatus.LOOPING
+                                     or handle.status is WorkerStatus.STOPPED,
+                                     max(0.0, deadline - time.monotonic())):
                 return False
-            if handle.emitted is not WorkerStatus.LOOPING:
+            if handle.status is not WorkerStatus.LOOPING:
                 return False
         return True
 
@@ -349,7 +342,28 @@ class WorkerManager:
 
         :raises UnknownWorker: no such worker.
         """
-        return _lookup(self._handles, name, "worker")
+        handle = self._find(name)
+        if handle is None:
+            raise UnknownWorker("unknown worker %r" % (name,))
+        return handle
+
+    def _find(self, name):
+        """The handle named ``name`` in its pool, else ``None``.  An instance is
+        its pool's ``NAME`` (installed as one instance) or ``NAME.INDEX``."""
+        if not isinstance(name, str):
+            return None
+        pool = self._pools.get(name)
+        if pool is not None and pool.plain and pool.handles:
+            return pool.handles[0]
+        pool_name, _, index = name.rpartition(".")
+        pool = self._pools.get(pool_name)
+        if pool is None or not index.isdigit() or not index.isascii():
+            return None
+        handles = pool.handles
+        position = int(index)
+        if position < len(handles) and handles[position].name == name:
+            return handles[position]
+        return None
 
     def pool(self, name: str) -> Pool:
         """The :class:`~gdaemon.workers.pool.Pool` ``name`` (its ``handles``, in index order).
@@ -370,10 +384,10 @@ class WorkerManager:
         return iter([h for pool in self._pools.values() for h in pool.handles])
 
     def __len__(self):
-        return len(self._handles)
+        return sum(len(pool.handles) for pool in self._pools.values())
 
     def __contains__(self, name):
-        return name in self._handles
+        return self._find(name) is not None
 
     def status_codes(self):
         """``{name: status code}`` for ``daemon.status``."""
@@ -423,7 +437,7 @@ class WorkerManager:
         if not self._started:
             return
         if timeout is None:
-            timeout = self._config("shutdowntimeout", 10)
+            timeout = self.setting("shutdowntimeout", 10)
         self._stopping = True
         standby = self.standbys.drop()
         for handle in stop_pools(self, timeout):
@@ -467,7 +481,7 @@ class WorkerManager:
         # to 10**30 allocated until the kernel killed the daemon); checked
         # again once the pool is ours, with nothing in between that yields.
         self._check_scale_limit(pool, instances)
-        grace = self._config("shutdowntimeout", 10)
+        grace = self.setting("shutdowntimeout", 10)
         with pool.lock:
             current = len(pool.handles)
             if instances > current:
@@ -478,9 +492,7 @@ class WorkerManager:
                     grow(self, pool, handles, grace + self.restart_timeout)
             elif instances < current:
                 surplus = pool.handles[instances:]
-                del pool.handles[instances:]
-                for handle in surplus:  # out of worker.list and daemon.status at once
-                    del self._handles[handle.name]
+                del pool.handles[instances:]  # out of worker.list and daemon.status at once
                 if self.running:
                     shrink(self, surplus, grace)
                     self.refresh_standby()
@@ -488,11 +500,16 @@ class WorkerManager:
 
     def _check_scale_limit(self, pool, instances):
         """:class:`InvalidParams` when ``pool`` at ``instances`` passes ``workerlimit``."""
-        limit = self._config("workerlimit", 1024)
-        total = len(self._handles) - len(pool.handles) + instances
+        limit = self.setting("workerlimit", 1024)
+        total = len(self) - len(pool.handles) + instances
         if instances > len(pool.handles) and total > limit:
             raise InvalidParams("invalid param 'instances': %d instances of %r would make %d "
                                 "workers in all, past workerlimit %d" % (instances, pool.name, total, limit))
+        for index in range(len(pool.handles), instances):
+            name = instance_name(pool.name, index, pool.plain)
+            if name in self or name in self._pools:
+                raise InvalidParams("invalid param 'instances': instance %d of %r would be named "
+                                    "%r, the name of another worker" % (index, pool.name, name))
 
     def restart(self, name, timeout=None):
         """Restart worker ``name`` (or a handle) gracefully; return once the new
@@ -506,7 +523,7 @@ class WorkerManager:
         handle = name if isinstance(name, WorkerHandle) else self.get(name)
         if not self.running:
             raise WorkerUnavailable("workers are not running")
-        grace = self._config("shutdowntimeout", 10)
+        grace = self.setting("shutdowntimeout", 10)
         if timeout is None:
             timeout = grace + self.restart_timeout
         return restart_instance(self, handle, grace, timeout)
@@ -538,7 +555,7 @@ class WorkerManager:
         handles = self.targets(name)
         if not self.running:
             raise WorkerUnavailable("workers are not running")
-        grace = self._config("shutdowntimeout", 10) if timeout is None else timeout
+        grace = self.setting("shutdowntimeout", 10) if timeout is None else timeout
         unreaped = stop_handles(self, handles, grace, grace)
         if unreaped:
             raise WorkerUnavailable("worker %r (pid %s) could not be reaped"
@@ -566,8 +583,8 @@ class WorkerManager:
         deadline = time.monotonic() + timeout
         up = (WorkerStatus.LOOPING, WorkerStatus.PAUSED)
         for handle in handles:
-            ok = handle._wait(lambda: not self.running or not handle.alive or handle.emitted in up,
-                              max(0.0, deadline - time.monotonic()))
+            ok = handle.wait_until(lambda: not self.running or not handle.alive or handle.status in up,
+                                   max(0.0, deadline - time.monotonic()))
             if not self.running:
                 raise WorkerUnavailable("the daemon is stopping")
             if not handle.alive:
@@ -626,10 +643,10 @@ class WorkerManager:
 
     def reopen_logs(self):
         """Have every forked worker reopen its log files; replace the standby."""
-        for handle in self._handles.values():
+        for handle in self:
             if handle.kind == WorkerKind.PROCESS and handle.alive and not is_exec(handle.worker):
                 try:
-                    handle._send(encode(REOPEN))
+                    handle.send_raw(encode(REOPEN))
                 except (ChannelFull, ChannelClosed) as exc:
                     self.logger.warning("cannot ask worker %r to reopen its logs: %s", handle.name, exc)
         # The standby and the fork server hold the old files: replace them.
@@ -661,11 +678,7 @@ class WorkerManager:
         """Start a new instance of ``handle``'s worker (a process or a greenlet)."""
         if self._stopping or handle.spawning:
             return
-        handle.generation += 1
-        handle.killed = None
-        handle.mode = Mode.RUN
-        handle._exited.clear()
-        handle.started_at = time.time()
+        handle.begin_instance()
         # Whether the instance that died (if any) may be replaced from the standby.
         death = handle.tracker.last_death
         standby = not respawn or death is None or self.deserves_standby(*death)
@@ -682,24 +695,21 @@ class WorkerManager:
                 finally:
                     handle.spawning = False
         except OSError as exc:
-            handle._exited.set()
+            handle.start_failed()
             reason = "cannot start: %s" % (exc,)
             self.logger.error("worker %r %s", handle.name, reason)
             self.emit("worker.failed", name=handle.name, reason=reason)
             if handle.forever:
                 self.watchdog.respawn_later(handle, reason, failed_start=True)
             else:
-                self.set_state(handle, WorkerStatus.STOPPED)
+                handle.transition(WorkerStatus.STOPPED)
                 self.stop_daemon(1)
             return
-        handle.alive = True
-        if respawn:
-            handle.restarts += 1
+        handle.instance_started(respawn)
         self.emit("worker.spawned", name=handle.name, pid=handle.pid)
         if respawn:
             self.emit("worker.respawned", name=handle.name, pid=handle.pid)
-        self.set_state(handle, WorkerStatus.SPINUP)
-        handle._notify()
+        handle.transition(WorkerStatus.SPINUP)
         if self._stopping or handle.mode == Mode.STOP:
             self.kill(handle)  # stopped while the fork server forked it
 
@@ -753,9 +763,7 @@ class WorkerManager:
             self.logger.exception("undecodable message from worker %r", handle.name)
             return
         if message[0] == REPLY:
-            result = handle._calls.get(message[1])
-            if result is not None:
-                result.set((message[2], message[3]))
+            handle.resolve_call(message[1], message[2], message[3])
             return
         if message[0] == EXEC_FAILED and handle.program is not None:
             handle.program.error = str(message[1])  # before the EOF that follows it
@@ -774,13 +782,17 @@ class WorkerManager:
         kind = message[0]
         if kind == STATE:
             if handle.alive:
-                self.set_state(handle, message[1])
+                try:
+                    status = WorkerStatus(message[1])
+                except ValueError:
+                    self.logger.warning("worker %r reported an invalid status %r", handle.name, message[1])
+                    return
+                handle.transition(status)
         elif kind == MSG:
             self.emit("worker.message", name=handle.name, command=message[1], payload=message[2])
         elif kind == LOG:
-            logring = getattr(self.daemon, "logring", None)
-            if logring is not None and isinstance(message[1], dict):
-                logring.ingest(message[1])
+            if isinstance(message[1], dict):
+                self.daemon.logring.ingest(message[1])
         elif kind == EXEC_FAILED:
             pass  # the exit's reason (logged with the exit, rate-limited), see on_message_bytes
         else:
@@ -822,29 +834,14 @@ class WorkerManager:
 
     # -- helpers -----------------------------------------------------------------
 
-    def set_state(self, handle, state):
-        """Record a status change of ``handle`` and emit ``worker.state`` once per change."""
-        try:
-            state = WorkerStatus(state)
-        except ValueError:
-            self.logger.warning("worker %r reported an invalid status %r", handle.name, state)
-            return
-        if not handle.alive:
-            handle._state = state
-        if handle.emitted is state:
-            return
-        handle.emitted = state
-        self.emit("worker.state", name=handle.name, status=int(state), status_name=state.name)
-        handle._notify()
-
     def emit(self, event, /, **data):
+        """Emit ``event`` with ``data`` on the daemon's bus (later, within :meth:`holding_events`)."""
         if self._held is not None and self._holder is gevent.getcurrent():
             self._held.append((event, data))
             return
-        events = getattr(self.daemon, "events", None)
-        if events is not None:
-            # Not events.emit(): worker events carry a ``name`` keyword.
-            events.signal(event).send(events.sender, **data)
+        events = self.daemon.events
+        # Not events.emit(): worker events carry a ``name`` keyword.
+        events.signal(event).send(events.sender, **data)
 
     @contextlib.contextmanager
     def holding_events(self):
@@ -874,17 +871,16 @@ class WorkerManager:
                 self.emit(event, **data)
 
     def stop_daemon(self, exitcode):
-        stop = getattr(self.daemon, "stop", None)
-        if stop is not None:
-            stop(exitcode=exitcode)
+        """Stop the daemon with ``exitcode`` (a worker that is not forever died)."""
+        self.daemon.stop(exitcode=exitcode)
 
-    def _config(self, key, default):
-        config = getattr(self.daemon, "config", None) or {}
-        value = config.get(key)
+    def setting(self, key, default):
+        """The daemon's configuration ``key``; ``default`` when it is unset (``None``)."""
+        value = self.daemon.config.get(key)
         return default if value is None else value
 
     def __repr__(self):
-        return "<WorkerManager %d workers%s>" % (len(self._handles), " started" if self._started else "")
+        return "<WorkerManager %d workers%s>" % (len(self), " started" if self._started else "")
 
 
 def _signal_name(signum):

@@ -35,12 +35,12 @@ from ..errors import ConfigError, WorkerError
 from ..events import EventBus
 from ..identity import ProcessSettings, check_limits, check_switchable, parse_rlimits, resolve_identity
 from ..wire.unix import unix_socket_is_live
-from .worker import Worker
+from .worker import Worker, bind_runtime
 
 if TYPE_CHECKING:
     from .handle import WorkerHandle
 
-__all__ = ["Pool", "instance_name", "start_layers", "bind_listener", "check_after", "check_install",
+__all__ = ["Pool", "instance_name", "start_layers", "bind_pool_listener", "check_after", "check_install",
            "listen_address", "process_settings", "check_identities"]
 
 #: Backlog of a pool's listening socket.
@@ -55,17 +55,16 @@ def instance_name(pool, index, plain):
 class Pool:
     """One installed worker and its instances.
 
-    :param worker: the installed :class:`~gdaemon.workers.worker.Worker` (instance 0).
+    :param worker: the installed :class:`~gdaemon.workers.worker.Worker` (instance 0);
+        its ``looptime``, ``forever`` and ``timeout`` are the pool's.
     :param after: names of the pools that must be LOOPING before this one starts.
     :param listen: a parsed :class:`~gdaemon.config.Address`, or ``None``.
     """
 
-    def __init__(self, worker, looptime, forever, timeout, after=(), listen=None, plain=True):
+    def __init__(self, worker, after=(), listen=None, plain=True):
         self.name = worker.name
+        #: The installed worker; the other instances run copies of it.
         self.template = worker
-        self.looptime = looptime
-        self.forever = forever
-        self.timeout = timeout
         self.after = tuple(after)
         self.listen = listen
         #: The daemon's listening socket once bound (kept for the daemon's life).
@@ -82,6 +81,18 @@ class Pool:
     def kind(self):
         return self.template.kind
 
+    @property
+    def looptime(self):
+        return self.template.looptime
+
+    @property
+    def forever(self):
+        return self.template.forever
+
+    @property
+    def timeout(self):
+        return self.template.timeout
+
     def names(self):
         return [handle.name for handle in self.handles]
 
@@ -92,7 +103,7 @@ class Pool:
         else:
             worker = copy.copy(self.template)
             worker.events = EventBus(sender=worker)  # receivers are per instance
-            worker._runtime = None
+            bind_runtime(worker, None)  # the template's run (if any) is not the copy's
         worker.name = instance_name(self.name, index, self.plain)
         worker.instance = index
         worker.pool = self.name
@@ -111,7 +122,7 @@ class Pool:
             # systemd's socket file stays systemd's.
             self.owns_file = adopted.owns_file
         else:
-            self.listener = bind_listener(self.listen)
+            self.listener = bind_pool_listener(self.listen)
             self.owns_file = True
         forking.add_fd(self.listener.fileno(), "listener of pool %r" % self.name)
         for handle in self.handles:
@@ -135,8 +146,11 @@ class Pool:
         return "<Pool %r x%d>" % (self.name, len(self.handles))
 
 
-def bind_listener(address):
-    """A listening gevent socket bound to ``address`` (tcp or unix).
+def bind_pool_listener(address):
+    """A pool's listening gevent socket bound to ``address`` (tcp or unix); a
+    unix socket file nobody listens on is replaced.  (The daemon's own RPC
+    endpoints use :func:`gdaemon.rpc.endpoint.bind_listener`, which sets the
+    file's mode and raises :class:`~gdaemon.errors.ProcessError`.)
 
     :raises WorkerError: the address cannot be bound (in use, permission...).
     """

@@ -270,13 +270,13 @@ class Recycler:
         if handle.name not in manager or handle.mode == Mode.STOP or manager.stopping:
             return True
         if handle.generation != generation:
-            return not handle.alive or handle.emitted in (WorkerStatus.LOOPING, WorkerStatus.PAUSED)
+            return not handle.alive or handle.status in (WorkerStatus.LOOPING, WorkerStatus.PAUSED)
         # Still the old instance: past the grace it is killed (the exit is a recycle still).
-        if handle.alive and handle.killed is None and self.clock() - began > manager._config(
+        if handle.alive and handle.killed is None and self.clock() - began > manager.setting(
                 "shutdowntimeout", 10):
             handle.killed = "did not stop within shutdowntimeout when recycled"
             manager.logger.warning("worker %r did not stop within %gs when recycled: killing it",
-                                   handle.name, manager._config("shutdowntimeout", 10))
+                                   handle.name, manager.setting("shutdowntimeout", 10))
             manager.kill(handle)
         return False
 
@@ -284,7 +284,7 @@ class Recycler:
         # LOOPING only: a paused instance is recycled once resumed (a fresh
         # one would not be paused).
         return (handle.alive and handle.mode == Mode.RUN and handle.killed is None
-                and handle.emitted is WorkerStatus.LOOPING)
+                and handle.status is WorkerStatus.LOOPING)
 
     def _forget_gone(self):
         if len(self._lives) > len(self.manager):

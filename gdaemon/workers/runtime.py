@@ -31,7 +31,7 @@ import gevent
 from ..errors import ChannelClosed, ChannelFull, InternalError, InvalidParams, MethodNotFound, RpcError
 from ..logfiles import reopen_file_handlers
 from .messages import CALL, CMD, PROTOCOL, REOPEN, REPLY, STATE, decode, encode
-from .worker import WorkerExit, WorkerStatus, is_exposed
+from .worker import WorkerExit, WorkerStatus, bind_runtime, is_exposed
 
 if TYPE_CHECKING:
     from greenlet import greenlet
@@ -97,7 +97,7 @@ class WorkerRuntime:
     def run(self):
         """Run the worker to completion; return its :class:`WorkerExit` code."""
         worker = self.worker
-        worker._runtime = self
+        bind_runtime(worker, self)
         for command, receiver in self._builtins:
             worker.events.signal("daemon.worker." + command).connect(receiver, weak=False)
         try:
@@ -105,7 +105,7 @@ class WorkerRuntime:
         finally:
             for command, receiver in self._builtins:
                 worker.events.signal("daemon.worker." + command).disconnect(receiver)
-            worker._runtime = None
+            bind_runtime(worker, None)
 
     def _run(self):
         worker = self.worker

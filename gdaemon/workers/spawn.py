@@ -200,9 +200,6 @@ class Spawner:
             manager.output.release(streams)
         program.pid = pid
         handle.program = program
-        # A program has no heartbeat: the watchdog must not time it out.  Its
-        # worker's timeout is how long it gets to stop (Program.request_stop).
-        handle.timeout = None
         self.started(pid, gate, handle, generation)
         self.bind(handle, pid, channel, end)
 

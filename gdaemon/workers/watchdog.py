@@ -47,6 +47,8 @@ __all__ = ["RestartPolicy", "RestartTracker", "heartbeat_stalled", "describe_exi
 
 log = logging.getLogger("gdaemon.watchdog")
 
+_STATUS_CODES = frozenset(int(status) for status in WorkerStatus)
+
 #: States in which a stalled heartbeat gets a worker killed (not SPINDOWN:
 #: a stopping worker is timed by ``shutdowntimeout`` instead).
 WATCHED_STATES = frozenset((WorkerStatus.SPINUP, WorkerStatus.LOOPING, WorkerStatus.PAUSED))
@@ -86,8 +88,6 @@ class RestartTracker:
 
     def __init__(self, policy):
         self.policy = policy
-        #: Respawns counted by :meth:`next_delay` (never reset).
-        self.restarts = 0
         self._recent: Deque[float] = deque()   # times of the respawns within the last period
         self._delay = 0.0        # current backoff; 0.0 while not backing off
         self._started = None
@@ -140,7 +140,6 @@ class RestartTracker:
             self._delay = min(policy.min_delay, policy.max_delay)
         delay = self._delay
         recent.append(now + delay)
-        self.restarts += 1
         self._started = None
         return delay
 
@@ -217,7 +216,7 @@ class Watchdog:
             return
         if self._rss_timer is None and self.recycler.wants_rss():
             # Memory readings every ``rssinterval`` s, only for workers with ``maxrss``.
-            interval = self.manager._config("rssinterval", 1)
+            interval = self.manager.setting("rssinterval", 1)
             self._rss_timer = gevent.get_hub().loop.timer(interval, interval, ref=False)
             self._rss_timer.start(self.post, _RSS)
         if self._tick is not None:
@@ -421,17 +420,17 @@ class Watchdog:
         if not manager.reap(handle, generation, pid, exitcode):
             return
         if manager.stopping or handle.mode == Mode.STOP:
-            manager.set_state(handle, WorkerStatus.STOPPED)
+            handle.transition(WorkerStatus.STOPPED)
             return
         if handle.mode == Mode.RESTART:
             # Asked for (worker.restart, reload): not a failure, not counted.
-            manager.set_state(handle, WorkerStatus.RESTARTING)
+            handle.transition(WorkerStatus.RESTARTING)
             manager.spawn(handle, respawn=True)
             return
         if handle.mode == Mode.RECYCLE:
             # Recycled (see gdaemon.workers.recycle): a fresh instance at once,
             # whatever the exit, never a backoff, not a restart.
-            manager.set_state(handle, WorkerStatus.RESTARTING)
+            handle.transition(WorkerStatus.RESTARTING)
             manager.spawn(handle)
             return
         program = handle.program
@@ -440,7 +439,7 @@ class Watchdog:
         if handle.killed is None and exitcode != 0:
             manager.emit("worker.failed", name=handle.name, reason=reason)
         if not handle.forever:
-            manager.set_state(handle, WorkerStatus.STOPPED)
+            handle.transition(WorkerStatus.STOPPED)
             manager.logger.error("worker %r (pid %s) %s; it is not forever: stopping the daemon",
                                  handle.name, pid, reason)
             manager.stop_daemon(1)
@@ -457,7 +456,7 @@ class Watchdog:
             respawn may take the standby: see ``deserves_standby``).
         """
         manager = self.manager
-        manager.set_state(handle, WorkerStatus.RESTARTING)
+        handle.transition(WorkerStatus.RESTARTING)
         delay = handle.tracker.next_delay(self.clock(), exitcode)
         # One line per worker per interval, then a count: a crash loop
         # (backoff disabled, or many workers) cannot fill the log.
@@ -503,13 +502,15 @@ class Watchdog:
             if not handle.alive:
                 continue
             try:
-                state = handle.block.state
-                heartbeat = handle.block.heartbeat
+                state = handle.status_block.state
+                heartbeat = handle.status_block.heartbeat
             except Exception:  # the block was released under us: the exit item follows
                 continue
-            if state != handle.emitted and handle.kind == WorkerKind.PROCESS:
-                # Safety net for a STATE message lost to a full channel.
-                manager.set_state(handle, state)
+            if (state != handle.status and handle.kind == WorkerKind.PROCESS and not handle.inbox
+                    and state in _STATUS_CODES):
+                # The block shows a status whose STATE message never came (the
+                # channel was full): the block is what the instance did.
+                handle.transition(WorkerStatus(state))
             if (handle.timeout and handle.killed is None and state in WATCHED_STATES
                     and heartbeat_stalled(now, heartbeat, handle.timeout)):
                 reason = "heartbeat stalled for %.2fs (timeout %gs)" % (now - heartbeat, handle.timeout)

@@ -88,6 +88,12 @@ def is_exposed(attribute: Any) -> bool:
     return getattr(attribute, _EXPOSED, False)
 
 
+def bind_runtime(worker: Worker, runtime: Optional[WorkerRuntime]) -> None:
+    """Make ``runtime`` the run that ``worker``'s own API (``send``, ``beat``,
+    ``status``...) acts on; ``None`` while it does not run."""
+    worker._runtime = runtime
+
+
 class Worker:
     """A worker run as a forked process; subclass it and implement :meth:`loop`.
 
