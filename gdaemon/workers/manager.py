@@ -21,7 +21,7 @@ Messages from workers arrive in the hub (io watchers, greenlet links):
 replies wake their caller at once, the rest queues in the handle's inbox,
 which the watchdog greenlet empties in order.
 
-The pools are the one registry of the workers: :meth:`get` finds an
+The pools are the one registry of the workers: :meth:`WorkerManager.get` finds an
 instance in its pool by its name.
 """
 
