@@ -12,7 +12,7 @@ from docopt import DocoptExit, docopt
 from ..client import Client
 from ..errors import ConfigError
 from ..version import __version__
-from .commands import Session, UsageError, command_help, execute, parse_command
+from .commands import CommandContext, UsageError, command_help, execute, parse_command
 from .shell import shell
 
 __all__ = ["main", "USAGE", "DEFAULT_ADDRESS"]
@@ -88,7 +88,7 @@ def main(argv=None):
     except ConfigError as exc:
         sys.stderr.write("gdaemon-ctl: %s\n" % exc)
         return 2
-    session = Session(client, as_json=options["--json"])
+    session = CommandContext(client, as_json=options["--json"])
     try:
         if not words:
             return shell(session)

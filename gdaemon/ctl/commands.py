@@ -2,7 +2,7 @@
 
 :data:`COMMANDS` is the only list of commands: ``--help``, the shell's
 ``help`` and the argument checks are all made from it.  A handler takes the
-:class:`Session` and its checked arguments and returns an exit status; an
+:class:`CommandContext` (as ``session``) and its checked arguments and returns an exit status; an
 RPC error or an unreachable daemon is turned into 1 or 3 by :func:`execute`.
 """
 
@@ -16,7 +16,7 @@ import time
 from ..errors import ConnectionLost, RpcError
 from . import format as fmt
 
-__all__ = ["Command", "COMMANDS", "Session", "UsageError", "parse_command", "run_command", "execute",
+__all__ = ["Command", "COMMANDS", "CommandContext", "UsageError", "parse_command", "run_command", "execute",
            "command_help"]
 
 
@@ -24,8 +24,10 @@ class UsageError(Exception):
     """A command line that cannot be run; exit status 2."""
 
 
-class Session:
-    """What a command needs: the (lazily connected) client and the output mode.
+class CommandContext:
+    """What a command of ``gdaemon-ctl`` needs: the (lazily connected) client and
+    the output mode.  (Not the daemon's :class:`gdaemon.rpc.protocol.Session`, the
+    state of one RPC connection.)
 
     :param client: a :class:`~gdaemon.client.Client`.
     :param as_json: print results as JSON instead of human-readable text.

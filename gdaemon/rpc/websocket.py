@@ -29,8 +29,8 @@ from gevent.lock import Semaphore
 
 from ..errors import MessageTooLarge, Unauthorized
 from ..wire import codec
-from ..wire.websocket import (CloseCode, FrameError, MessageReader, MessageTooBig, Opcode, encode_frame,
-                              parse_header, unmask)
+from ..wire.websocket import (CloseCode, FrameError, MessageReader, Opcode, WebSocketMessageTooLarge,
+                              encode_frame, parse_header, unmask)
 from .endpoint import TimeSlice, linger
 from .protocol import Session
 from .push import EventPusher
@@ -170,7 +170,7 @@ class WebSocketConnection:
             return self._read_message()
         except Refuse:
             raise
-        except MessageTooBig as exc:
+        except WebSocketMessageTooLarge as exc:
             raise Refuse(exc.code, exc.reason, error_message(
                 MessageTooLarge("message exceeds %d bytes" % exc.limit))) from None
         except FrameError as exc:

@@ -12,8 +12,8 @@ buffer, and both hand the bytes to the same functions:
 - :func:`unmask` XORs a payload in place; :func:`encode_frame` builds a frame.
 
 A broken rule raises :class:`FrameError` carrying the close code to send
-(:class:`MessageTooBig`, close code 1009, for the size limit); what to do
-with it (a close frame, a ``-32003`` message, ``ConnectionLost``) is the
+(:class:`WebSocketMessageTooLarge`, close code 1009, for the size limit);
+what to do with it (a close frame, a ``-32003`` message, ``ConnectionLost``) is the
 caller's business.
 """
 
@@ -23,7 +23,7 @@ import hashlib
 import os
 import struct
 
-__all__ = ["Opcode", "CloseCode", "FrameError", "MessageTooBig", "MessageReader", "header_size",
+__all__ = ["Opcode", "CloseCode", "FrameError", "WebSocketMessageTooLarge", "MessageReader", "header_size",
            "parse_header", "parse_frame", "encode_frame", "unmask", "handshake_key",
            "accept_key"]
 
@@ -59,7 +59,7 @@ class FrameError(Exception):
         self.code, self.reason = code, reason
 
 
-class MessageTooBig(FrameError):
+class WebSocketMessageTooLarge(FrameError):
     """A message longer than the limit (close code 1009), found from a frame header."""
 
     def __init__(self, limit):
@@ -165,7 +165,7 @@ def parse_frame(buffer, max_message):
 
     :returns: ``(fin, opcode, payload)``, the payload unmasked, or ``None``
         when ``buffer`` does not hold a whole frame yet.
-    :raises FrameError: reserved bits set; :class:`MessageTooBig`.
+    :raises FrameError: reserved bits set; :class:`WebSocketMessageTooLarge`.
     """
     if len(buffer) < 2:
         return None
@@ -175,7 +175,7 @@ def parse_frame(buffer, max_message):
         return None
     fin, opcode, length, mask = parse_header(b0, b1, buffer[2:start])
     if length > max_message:
-        raise MessageTooBig(max_message)
+        raise WebSocketMessageTooLarge(max_message)
     end = start + length
     if len(buffer) < end:
         return None
@@ -228,7 +228,7 @@ class MessageReader:
             if (opcode == _CONTINUATION) != (self.opcode is not None):
                 raise FrameError(CloseCode.PROTOCOL_ERROR, "unexpected continuation frame")
             if self._size + length > self.max_message:
-                raise MessageTooBig(self.max_message)
+                raise WebSocketMessageTooLarge(self.max_message)
         else:
             raise FrameError(CloseCode.PROTOCOL_ERROR, "unknown opcode %d" % opcode)
 

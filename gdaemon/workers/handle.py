@@ -2,9 +2,9 @@
 
 ``daemon.workers.get(name)`` returns a handle.  It lives as long as the
 worker is installed and outlives each instance (process or greenlet): it
-holds the worker's status (see :class:`WorkerHandle`), its restart history, the channel to the current instance, the pending
-``worker.call`` replies, and :class:`Mode`, what the next exit of the
-instance means.
+holds the worker's status (see :class:`WorkerHandle`), its restart
+history, the channel to the current instance, the pending ``worker.call``
+replies, and :class:`Mode`, what the next exit of the instance means.
 """
 
 import enum

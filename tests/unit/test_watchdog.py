@@ -1,9 +1,15 @@
-"""The watchdog's pure policy: restart intensity, backoff, heartbeat stalls (fake clock)."""
+"""The watchdog: its pure policy (restart intensity, backoff, heartbeat stalls)
+with a fake clock, then the :class:`Watchdog` itself supervising greenlet
+workers in this process (nothing is forked) by a clock the test moves."""
 
 import signal
+import time
 
+import gevent
 import pytest
 
+from gdaemon import Daemon
+from gdaemon.workers.worker import GreenletWorker, WorkerStatus
 from gdaemon.workers.watchdog import (RestartPolicy, describe_exit, heartbeat_stalled)
 
 
@@ -146,3 +152,92 @@ def test_respawns_at_once_foretells_next_delay_without_changing_it():
             foretold = tracker.respawns_at_once(now)
             assert tracker.respawns_at_once(now) == foretold  # asking changes nothing
             assert foretold == (tracker.next_delay(now) == 0.0)
+
+
+# -- the Watchdog, by a clock the test moves ---------------------------------------
+
+
+class Spinning(GreenletWorker):
+    def loop(self):
+        pass
+
+
+class ShiftedClock:
+    """The monotonic clock the workers' heartbeats use, plus ``offset`` seconds."""
+
+    def __init__(self):
+        self.offset = 0.0
+
+    def __call__(self):
+        return time.monotonic() + self.offset
+
+
+@pytest.fixture
+def supervised():
+    """``supervised(worker, config, **install_options)``: a started manager
+    running that greenlet worker under a :class:`ShiftedClock`."""
+    managers = []
+
+    def start(worker, config=None, **options):
+        daemon = Daemon(dict({"description": "unit watchdog"}, **(config or {})))
+        failed = []
+        daemon.events.signal("worker.failed").connect(lambda sender, **data: failed.append(data),
+                                                      weak=False)
+        handle = daemon.workers.install(worker, looptime=0.01, forever=True, **options)
+        clock = ShiftedClock()
+        daemon.workers.watchdog.clock = clock
+        managers.append(daemon.workers)
+        daemon.workers.start()
+        return daemon.workers, handle, clock, failed
+
+    yield start
+    for manager in managers:
+        manager.stop(timeout=2)
+
+
+def wait_for(predicate, what, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        gevent.sleep(0.005)
+
+
+def test_a_heartbeat_stalled_by_the_watchdogs_clock_gets_the_worker_killed(supervised):
+    workers, handle, clock, failed = supervised(Spinning("hb"), timeout=1)
+    wait_for(lambda: handle.status is WorkerStatus.LOOPING, "LOOPING")
+    # Long enough for several ticks (every 0.2 s): a beating worker is left alone.
+    first = handle.generation
+    wait_for(lambda: handle.loops >= 40, "40 loops")
+    assert handle.killed is None and handle.generation == first and failed == []
+    clock.offset = 5.0  # the last beat is 5 s old by the watchdog's clock
+    wait_for(lambda: failed, "worker.failed")
+    assert failed[0]["name"] == "hb"
+    assert failed[0]["reason"].startswith("heartbeat stalled for ")
+    assert failed[0]["reason"].endswith("(timeout 1s)")
+    clock.offset = 0.0
+    # Killed, then respawned at once as the forever worker it is.
+    wait_for(lambda: handle.generation > first and handle.status is WorkerStatus.LOOPING, "respawn")
+    assert handle.restarts == 1 and handle.killed is None
+
+
+def test_a_worker_without_timeout_is_never_killed_for_its_heartbeat(supervised):
+    workers, handle, clock, failed = supervised(Spinning("free"))
+    wait_for(lambda: handle.status is WorkerStatus.LOOPING, "LOOPING")
+    clock.offset = 3600.0
+    loops = handle.loops
+    wait_for(lambda: handle.loops >= loops + 40, "40 more loops")
+    assert failed == [] and handle.killed is None and handle.restarts == 0
+
+
+def test_stopping_a_worker_cancels_its_pending_respawn(supervised):
+    # restartintensity 0: every death waits for a backoff (0.1 s, then doubling).
+    workers, handle, clock, failed = supervised(Spinning("later"), {"restartintensity": 0})
+    wait_for(lambda: handle.status is WorkerStatus.LOOPING, "LOOPING")
+    workers.kill(handle)
+    wait_for(lambda: handle.respawn_timer is not None, "a pending respawn")
+    assert handle.status is WorkerStatus.RESTARTING and not handle.alive
+    assert workers.stop_worker("later", timeout=2) is True
+    assert handle.respawn_timer is None and handle.status is WorkerStatus.STOPPED
+    # Started again on request: a new instance at once, counted as a restart.
+    assert workers.start_worker("later", timeout=2) is True
+    assert handle.status is WorkerStatus.LOOPING and handle.restarts == 1

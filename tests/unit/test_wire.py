@@ -8,8 +8,8 @@ import pytest
 from gdaemon.errors import ConfigError
 from gdaemon.wire import codec
 from gdaemon.wire.address import CLIENT_SCHEMES, Scheme, parse_address
-from gdaemon.wire.websocket import (CloseCode, FrameError, MessageReader, MessageTooBig, Opcode, encode_frame,
-                                    header_size, parse_frame, parse_header, unmask)
+from gdaemon.wire.websocket import (CloseCode, FrameError, MessageReader, Opcode, WebSocketMessageTooLarge,
+                                    encode_frame, header_size, parse_frame, parse_header, unmask)
 
 # -- codec ----------------------------------------------------------------------------
 
@@ -79,7 +79,7 @@ def test_a_frame_is_parsed_only_once_complete_and_refused_from_its_header():
     frame = encode_frame(Opcode.TEXT, b"x" * 300)
     buffer = bytearray(frame[:3])
     assert parse_frame(buffer, 1000) is None and len(buffer) == 3
-    with pytest.raises(MessageTooBig):
+    with pytest.raises(WebSocketMessageTooLarge):
         parse_frame(bytearray(frame[:4]), 299)    # the header alone says it is too big
     b0, b1 = frame[0], frame[1]
     assert header_size(b0, b1) == 2
@@ -105,7 +105,7 @@ def test_fragments_join_and_the_limit_counts_them_all():
     reader.check(True, Opcode.PING, 3)               # control frames may come in between
     reader.check(False, Opcode.CONTINUATION, 4)
     assert reader.add(False, Opcode.CONTINUATION, b"efgh") is None
-    with pytest.raises(MessageTooBig) as info:
+    with pytest.raises(WebSocketMessageTooLarge) as info:
         reader.check(True, Opcode.CONTINUATION, 3)
     assert info.value.code == CloseCode.TOO_BIG and info.value.limit == 10
     reader.check(True, Opcode.CONTINUATION, 2)
