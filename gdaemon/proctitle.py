@@ -31,11 +31,13 @@ def title(description, role):
     return "gdaemon: %s [%s]" % (description, role)
 
 
-def set_title(description, role):
-    """Set this process's title to :func:`title`; keep its short name.  True if set."""
+def set_title(description, role, comm=None):
+    """Set this process's title to :func:`title`; keep its short name (``comm``:
+    the name to keep, when the caller knows it; else it is read first).  True if set."""
     if _setproctitle is None:
         return False
-    comm = _comm()
+    if comm is None:
+        comm = _comm()
     _setproctitle.setproctitle(title(description, role))
     if comm:
         # setproctitle renames the process too (prctl PR_SET_NAME): put the

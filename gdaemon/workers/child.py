@@ -125,12 +125,9 @@ def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
         signals.install()
         description = _description(daemon)
         if worker is None:
-            set_title(description, "standby")
-            if prctl is not None and comm:
-                prctl(_PR_SET_NAME, STANDBY_COMM, 0, 0, 0)
+            set_title(description, "standby", comm=STANDBY_COMM.decode() if prctl is not None and comm else None)
+            _rehearse(workers, end, channel.status, parent)
             worker = _await_activation(end, parent, workers)
-            if prctl is not None and comm:
-                prctl(_PR_SET_NAME, comm, 0, 0, 0)
             logger = worker.logger
             _close_other_listeners(worker, workers)
         logring = getattr(daemon, "logring", None)
@@ -143,7 +140,7 @@ def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
             _leave(WorkerExit.BOOT_FAILED)
         if switched and os.getppid() != parent:  # died while the death signal was off
             _leave(WorkerExit.ORPHANED)
-        set_title(description, "worker " + worker.name)
+        set_title(description, "worker " + worker.name, comm=comm.decode("utf-8", "replace") if comm else None)
         _adopt_listener(worker)
         runtime = signals.runtime = WorkerRuntime(worker, end, channel.status, parent_pid=parent)
         code = runtime.run()
@@ -226,6 +223,18 @@ def _leave(code: int) -> NoReturn:  # pragma: no cover - runs in forked children
     except BaseException:  # noqa: B036 - leaving anyway; a broken stderr cannot be reported
         pass
     os._exit(int(code))
+
+
+#: Candidates a standby rehearses at most (a pool's instances share their code:
+#: the first few take nearly all the faults).
+_REHEARSALS = 8
+
+
+def _rehearse(workers, end, status, parent):  # pragma: no cover - runs in a standby
+    """Take the copy-on-write faults of becoming a worker now (:meth:`WorkerRuntime.rehearse`)."""
+    for worker in list(workers.values())[:_REHEARSALS]:
+        WorkerRuntime(worker, end, status, parent_pid=parent).rehearse()
+    decode(encode(ACTIVATE, next(iter(workers), "")))
 
 
 def _await_activation(end, parent, workers):  # pragma: no cover - runs in a standby
