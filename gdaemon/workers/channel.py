@@ -250,6 +250,14 @@ class Endpoint:
         self._check()
         return self.channel.capacity - self._tx.used()
 
+    def prefault(self):
+        """Take now the page faults of the next message each way (see
+        :meth:`~gdaemon.workers.shm.Ring.prefault`): a standby's first
+        message, ``ACTIVATE``, is on a respawn's critical path."""
+        self._check()
+        self._tx.prefault(producer=True)
+        self._rx.prefault(producer=False)
+
     def fileno(self):
         """The doorbell read fd: readable when messages may be waiting (or at EOF).
 

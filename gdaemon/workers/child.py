@@ -270,6 +270,7 @@ def _rehearse(workers, end, status, parent):  # pragma: no cover - runs in a sta
     for worker in list(workers.values())[:_REHEARSALS]:
         WorkerRuntime(worker, end, status, parent_pid=parent).rehearse()
     decode(encode(ACTIVATE, next(iter(workers), "")))
+    end.prefault()  # the pages ACTIVATE and our first messages use, mapped
     gevent.sleep(0)  # this process's hub made and started now, not after ACTIVATE
 
 

@@ -106,6 +106,7 @@ class StandbyPool:
             self._discard(standby)  # refreshed while it was forked: a fresher one
             self.manager.watchdog.schedule_standby(0)
             return
+        end.prefault()  # ACTIVATE's page, ready
         self.current = standby  # stopping meanwhile: drop() kills it, and the manager reaps it
 
     def refresh(self):
