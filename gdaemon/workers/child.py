@@ -266,11 +266,17 @@ _REHEARSALS = 8
 
 
 def _rehearse(workers, end, status, parent):  # pragma: no cover - runs in a standby
-    """Take the copy-on-write faults of becoming a worker now (:meth:`WorkerRuntime.rehearse`)."""
-    for worker in list(workers.values())[:_REHEARSALS]:
-        WorkerRuntime(worker, end, status, parent_pid=parent).rehearse()
-    decode(encode(ACTIVATE, next(iter(workers), "")))
-    end.prefault()  # the pages ACTIVATE and our first messages use, mapped
+    """Take the copy-on-write faults of becoming a worker now (:meth:`WorkerRuntime.rehearse`).
+
+    Only a saving: should a rehearsal fail, the standby waits all the same.
+    """
+    try:
+        for worker in list(workers.values())[:_REHEARSALS]:
+            WorkerRuntime(worker, end, status, parent_pid=parent).rehearse()
+        decode(encode(ACTIVATE, next(iter(workers), "")))
+        end.prefault()  # the pages ACTIVATE and our first messages use, mapped
+    except Exception:
+        logging.getLogger("gdaemon.worker").debug("standby rehearsal failed", exc_info=True)
     gevent.sleep(0)  # this process's hub made and started now, not after ACTIVATE
 
 
