@@ -287,11 +287,10 @@ def check_identities(pools):
     daemon cannot take, or whose hard limit it cannot raise (it dropped root
     after the worker was installed)."""
     for pool in pools:
-        settings = getattr(pool.template, "process_settings", None)
-        if settings is not None:
-            what = "worker %r" % pool.name
-            check_switchable(settings.identity, what, error=WorkerError)
-            check_limits(settings.limits, what)
+        settings = pool.template.process_settings  # set by install()
+        what = "worker %r" % pool.name
+        check_switchable(settings.identity, what, error=WorkerError)
+        check_limits(settings.limits, what)
 
 
 def listen_address(listen, worker, config):

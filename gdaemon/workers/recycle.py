@@ -293,11 +293,11 @@ class Recycler:
 
 
 def _policy(pool):
-    return getattr(pool.template, "recycle_policy", None)
+    return pool.template.recycle_policy  # set by install(), as for every worker of a pool
 
 
 def _policy_of(handle):
-    return getattr(handle.worker, "recycle_policy", None)
+    return handle.worker.recycle_policy
 
 
 def _positive_int(value, zero=False):
