@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
@@ -27,13 +26,15 @@ LOOPING = 1
 pytestmark = pytest.mark.timeout(90)
 
 
-def start_detached(workdir, argv, env=None, timeout=20.0):
-    """Run ``argv`` with ``-d``; assert it returns 0 promptly; return the daemon's pid."""
-    began = time.monotonic()
+def start_detached(workdir, argv, env=None, timeout=60.0):
+    """Run ``argv`` with ``-d``; assert it returns 0; return the daemon's pid.
+
+    A launcher that waited for its forked workers would never return: ``run``
+    fails after ``timeout``.  (It returns in a second or two, several on a
+    loaded machine: no tighter bound holds there.)
+    """
     completed = run(argv + ["-d"], workdir, timeout=timeout, env=env)
-    took = time.monotonic() - began
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert took < 10, "-d took %.1fs to return" % took
     return pid_from_file(os.path.join(workdir, "daemon.pid"))
 
 
@@ -386,15 +387,20 @@ def test_logrotate_moves_daemon_and_worker_lines_to_the_new_file(workdir, how):
     log, rotated = os.path.join(workdir, "daemon.log"), os.path.join(workdir, "daemon.log.1")
     wait_until(lambda: all(i["status"] == LOOPING for i in rpc(sock, "worker.info")["result"]), 10,
                message="workers looping")
-    wait_until(lambda: standby_pids(pid), 10, message="a standby")
+    wait_until(lambda: standby_pids(pid), 20, message="a standby")
+    before = {i["name"]: i["pid"] for i in rpc(sock, "worker.info")["result"]}
     os.rename(log, rotated)  # what logrotate does, then it signals the daemon only
     os.kill(pid, signal.SIGUSR1 if how == "sigusr1" else signal.SIGHUP)
     wait_until(lambda: os.path.exists(log), 10, message="log reopened")
     if how == "sighup":
-        wait_until(lambda: all(i["restarts"] >= 1 and i["status"] == LOOPING
-                               for i in rpc(sock, "worker.info")["result"]), 20, message="reload")
+        # Both restarted by the reload: new instances, LOOPING.  (Not "restarts
+        # >= 1": counted from the start, it may be so before this reload has
+        # restarted the second one, and a command sent to an instance about to
+        # be restarted is lost with it.)
+        wait_until(lambda: all(i["pid"] not in (None, before[i["name"]]) and i["status"] == LOOPING
+                               for i in rpc(sock, "worker.info")["result"]), 30, message="reload")
     for name in ("t1", "t2"):
-        rpc(sock, "worker.send", [name, "say", "hello-%s" % name])
+        assert rpc(sock, "worker.send", [name, "say", "hello-%s" % name])["result"] > 0
     rpc(sock, "test.say", ["hello-daemon"])
     wait_until(lambda: all("says hello-%s" % n in read(log) for n in ("t1", "t2", "daemon")), 10,
                message="new lines in the new file")
@@ -406,9 +412,9 @@ def test_logrotate_moves_daemon_and_worker_lines_to_the_new_file(workdir, how):
     # A respawn after the rotation writes to the new file too (the standby was replaced).
     old = info_of(sock, "t1")["pid"]
     os.kill(old, signal.SIGKILL)
-    wait_until(lambda: info_of(sock, "t1")["pid"] not in (None, old)
-               and info_of(sock, "t1")["status"] == LOOPING, 10, message="respawn")
-    rpc(sock, "worker.send", ["t1", "say", "after-respawn"])
+    wait_until(lambda: (lambda i: i["pid"] not in (None, old) and i["status"] == LOOPING)(info_of(sock, "t1")),
+               20, message="respawn")
+    assert rpc(sock, "worker.send", ["t1", "say", "after-respawn"])["result"] > 0
     wait_until(lambda: "says after-respawn" in read(log), 10, message="respawned worker's line")
     old_text = read(rotated)
     for text in ("hello-t1", "hello-t2", "hello-daemon", "after-respawn"):
