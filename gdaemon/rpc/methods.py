@@ -61,24 +61,40 @@ def _type_label(tp):
     return "%s or null" % name if nullable and inner is not type(None) else name
 
 
-def _matches(value, tp):
+def _always(value):
+    return True
+
+
+def compile_check(tp):
+    """The check of a value against declared type ``tp``, as a ``value -> bool``
+    made once (the type's introspection is done here, not on every call).
+
+    ``Any`` (or no annotation) takes anything; ``None`` (JSON null) only a
+    nullable type (``Optional[X]``, ``X | None``, ``None``); a boolean only
+    ``bool``; ``float`` takes integers too; ``list`` and ``tuple`` (and
+    their generic forms) take an array; another class its instances; a
+    union of several types anything but null; a type that is no class (a
+    callable) anything but null and booleans.
+    """
     if tp is typing.Any or tp is inspect.Parameter.empty:
-        return True
+        return _always
     inner, nullable = _optional_inner(tp)
-    if value is None:
-        return nullable
     inner = typing.get_origin(inner) or inner
     if inner is typing.Any:
-        return True
-    if isinstance(value, bool):
-        return inner is bool
-    if inner is float:
-        return isinstance(value, (int, float))
-    if inner in (list, tuple):
-        return isinstance(value, list)
-    if isinstance(inner, type):
-        return isinstance(value, inner)
-    return True
+        return (lambda value: value is not None or nullable)
+    if inner is bool:
+        test = (lambda value: isinstance(value, bool))
+    elif inner is float:
+        test = (lambda value: isinstance(value, (int, float)) and not isinstance(value, bool))
+    elif inner in (list, tuple):
+        test = (lambda value: isinstance(value, list))
+    elif isinstance(inner, type):
+        test = (lambda value: isinstance(value, inner) and not isinstance(value, bool))
+    else:
+        test = (lambda value: not isinstance(value, bool))
+    if nullable:
+        return (lambda value: value is None or test(value))
+    return (lambda value: value is not None and test(value))
 
 
 def _json_type_name(value):
@@ -95,17 +111,21 @@ _Handler = typing.TypeVar("_Handler", bound=typing.Callable[..., typing.Any])
 class Param:
     """One declared parameter: ``name``, ``type``, ``default`` (or REQUIRED)."""
 
-    __slots__ = ("name", "type", "default")
+    __slots__ = ("name", "type", "default", "_checked_type", "_matches")
 
     def __init__(self, name: str, type: typing.Any = typing.Any, default: typing.Any = REQUIRED) -> None:
         self.name, self.type, self.default = name, type, default
+        self._checked_type: typing.Any = type
+        self._matches = compile_check(type)
 
     @property
     def required(self) -> bool:
         return self.default is REQUIRED
 
     def check(self, value: typing.Any) -> typing.Any:
-        if not _matches(value, self.type):
+        if self._checked_type is not self.type:  # reassigned since
+            self._checked_type, self._matches = self.type, compile_check(self.type)
+        if not self._matches(value):
             raise InvalidParams("invalid param %r: expected %s, got %s"
                                 % (self.name, _type_label(self.type), _json_type_name(value)))
         return value

@@ -124,6 +124,8 @@ def may_hold_big_int(data):
     size = len(data)
     if size < _BIG_DIGITS:
         return False
+    if size <= _SCAN_STEP:  # a request, mostly: one pass
+        return _DIGIT_RUN in data.translate(_DIGITS_ONLY)
     step = _SCAN_STEP
     for start in range(0, size, step):
         if _DIGIT_RUN in data[start:start + step + _BIG_DIGITS - 1].translate(_DIGITS_ONLY):
