@@ -506,11 +506,16 @@ class Watchdog:
                 heartbeat = handle.status_block.heartbeat
             except Exception:  # the block was released under us: the exit item follows
                 continue
-            if (state != handle.status and handle.kind == WorkerKind.PROCESS and not handle.inbox
-                    and state in _STATUS_CODES):
-                # The block shows a status whose STATE message never came (the
-                # channel was full): the block is what the instance did.
-                handle.transition(WorkerStatus(state))
+            if state != handle.status and handle.kind == WorkerKind.PROCESS:
+                # Its queued messages first (they are older than the block)...
+                generation = handle.generation
+                manager.process_inbox(handle)  # (receivers may yield)
+                if not handle.alive or handle.generation != generation:
+                    continue  # that instance is gone meanwhile
+                if state != handle.status and state in _STATUS_CODES:
+                    # ...then the block shows a status whose STATE message never
+                    # came (the channel was full): the block is what the instance did.
+                    handle.transition(WorkerStatus(state))
             if (handle.timeout and handle.killed is None and state in WATCHED_STATES
                     and heartbeat_stalled(now, heartbeat, handle.timeout)):
                 reason = "heartbeat stalled for %.2fs (timeout %gs)" % (now - heartbeat, handle.timeout)
