@@ -485,7 +485,7 @@ def test_sockettimeout_counts_from_the_first_byte(workdir, spawn):
                 closed = True
                 break
             time.sleep(0.1)  # the trickle itself is what is tested
-            if time.monotonic() - start > 3:
+            if time.monotonic() - start > 5:   # (the whole request would take some 7 s)
                 break
         if not closed:
             try:
@@ -493,7 +493,7 @@ def test_sockettimeout_counts_from_the_first_byte(workdir, spawn):
             except (ConnectionResetError, socket.timeout):
                 closed = False
         assert closed, "a request trickled over %.1fs was not cut off" % (time.monotonic() - start)
-        assert time.monotonic() - start < 3
+        assert time.monotonic() - start < 6
     # Complete requests sent at a slower pace than sockettimeout are fine.
     with proc.connect() as steady:
         for i in range(3):

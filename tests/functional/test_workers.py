@@ -237,9 +237,11 @@ def test_crash_looping_worker_backs_off(start, workdir):
     used = cpu_seconds(proc.pid) - before
     assert "RESTARTING" in seen
     # 2 at once, then 0.1 + 0.2 + 0.4 + 0.8 + 1.6 ...: a handful, not hundreds.
+    # (8 within 3 s; on a loaded machine the window above may close seconds
+    # later, and each doubling adds one: 12 take some 80 s.)
     for name in ("crash", "gcrash"):
         found = info(proc, name)
-        assert 3 <= found["restarts"] <= 8, found
+        assert 3 <= found["restarts"] <= 12, found
         assert found["last_exit"] == 1
     assert used < 1.0, "daemon used %.2fs of CPU in 1.5s" % used
     assert proc.result("worker.status", ["ok"]) == LOOPING
