@@ -85,8 +85,11 @@ def test_a_steady_flood_gives_about_one_line_per_interval(logger):
 @pytest.mark.timeout(10)
 def test_after_a_quiet_interval_the_next_line_is_written_at_once(logger):
     limiter = RateLimitedLog(logger, interval=0.1)
-    window_end = time.monotonic() + 0.1
     assert limiter.log("k", logging.INFO, "one")
+    # The window opened when "one" was logged, at the latest now (taken
+    # before the call, a pause of this process in between could end the
+    # wait inside the window).
+    window_end = time.monotonic() + 0.1
     wait_for(lambda: time.monotonic() > window_end)  # the window is over
     assert limiter.log("k", logging.INFO, "two")
     assert [t for _, t, _ in logger.lines] == ["one", "two"]
