@@ -84,14 +84,14 @@ class WorkerRuntime:
         they are off its critical path.
         """
         worker = self.worker
-        worker._runtime = self
+        bind_runtime(worker, self)
         try:
             for command, receiver in self._builtins:
                 signal = worker.events.signal("daemon.worker." + command)
                 signal.connect(receiver, weak=False)
                 signal.disconnect(receiver)
         finally:
-            worker._runtime = None
+            bind_runtime(worker, None)
         decode(encode(STATE, int(WorkerStatus.LOOPING)))
         # Map the status block's and the ring's shared pages (reads only: the
         # daemon may be writing them already, to activate this standby).
