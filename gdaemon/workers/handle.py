@@ -170,14 +170,19 @@ class WorkerHandle:
         """The current :class:`WorkerStatus` (see the class docstring)."""
         return self._status
 
-    def transition(self, status: WorkerStatus) -> bool:
+    def transition(self, status: WorkerStatus, announce_later: bool = False) -> bool:
         """Make ``status`` the worker's status: emit ``worker.state`` and wake the
-        waiters; nothing when it is the status already.  True if it changed."""
+        waiters; nothing when it is the status already.  True if it changed.
+
+        ``announce_later``: from the hub, where receivers must not run: the
+        status is recorded now and ``worker.state`` is emitted by the
+        watchdog greenlet, after what it is handling (events keep their order).
+        """
         if status is self._status:
             return False
         self._status = status
-        self.manager.emit("worker.state", name=self.name, status=int(status),
-                          status_name=status.name)
+        emit = self.manager.emit_later if announce_later else self.manager.emit
+        emit("worker.state", name=self.name, status=int(status), status_name=status.name)
         self._notify()
         return True
 

@@ -745,9 +745,9 @@ class WorkerManager:
                 self._program_started(handle, generation)
             return
         for data in messages:
-            self.on_message_bytes(handle, generation, data)
+            self.on_message_bytes(handle, generation, data, in_hub=True)
 
-    def on_message_bytes(self, handle, generation, data):
+    def on_message_bytes(self, handle, generation, data, in_hub=False):
         """One message from a worker (may run in the hub: never blocks).
 
         Replies wake their caller at once; the rest goes, in order, to the
@@ -767,9 +767,29 @@ class WorkerManager:
             return
         if message[0] == EXEC_FAILED and handle.program is not None:
             handle.program.error = str(message[1])  # before the EOF that follows it
+        if (in_hub and message[0] == STATE and not handle.inbox
+                and handle.status not in (WorkerStatus.RESTARTING, WorkerStatus.STOPPED)):
+            # The instance is announced (SPINUP recorded) and nothing of it
+            # waits before this: record the status at once (a respawned
+            # instance is LOOPING for worker.info as soon as it says so, not
+            # once the watchdog is done with the death it replaces); its
+            # worker.state follows through the watchdog, in order.
+            self._on_state(handle, message[1], announce_later=True)
+            return
         handle.inbox.append(message)
         if len(handle.inbox) == 1:
             self.watchdog.post("message", handle)
+
+    def _on_state(self, handle, value, announce_later=False):
+        """A STATE message: the worker's new status (see :meth:`WorkerHandle.transition`)."""
+        if not handle.alive:
+            return
+        try:
+            status = WorkerStatus(value)
+        except ValueError:
+            self.logger.warning("worker %r reported an invalid status %r", handle.name, value)
+            return
+        handle.transition(status, announce_later=announce_later)
 
     def process_inbox(self, handle):
         """In the watchdog greenlet: handle the worker's queued messages."""
@@ -781,13 +801,7 @@ class WorkerManager:
         """A STATE or MSG message, in the watchdog greenlet."""
         kind = message[0]
         if kind == STATE:
-            if handle.alive:
-                try:
-                    status = WorkerStatus(message[1])
-                except ValueError:
-                    self.logger.warning("worker %r reported an invalid status %r", handle.name, message[1])
-                    return
-                handle.transition(status)
+            self._on_state(handle, message[1])
         elif kind == MSG:
             self.emit("worker.message", name=handle.name, command=message[1], payload=message[2])
         elif kind == LOG:
@@ -842,6 +856,11 @@ class WorkerManager:
         events = self.daemon.events
         # Not events.emit(): worker events carry a ``name`` keyword.
         events.signal(event).send(events.sender, **data)
+
+    def emit_later(self, event, /, **data):
+        """Emit ``event`` from the watchdog greenlet, after what it is handling
+        (from the hub, where receivers must not run)."""
+        self.watchdog.post("emit", event, data)
 
     @contextlib.contextmanager
     def holding_events(self):
