@@ -72,7 +72,9 @@ class WorkerHandle:
     greenlets in :meth:`wait_until`.  A running instance writes its status
     to its status block (:attr:`status_block`, shared memory for a forked
     instance) and sends it as a STATE message; the manager turns each
-    message into a transition, and the watchdog's tick transitions to what
+    message into a transition (in the hub, as soon as it is read, when
+    nothing of the instance waits before it: the event then follows from the
+    watchdog greenlet, in order), and the watchdog's tick transitions to what
     the block shows when a message was lost (a full channel).  The daemon
     itself makes the transitions around an instance's life: SPINUP at its
     start, RESTARTING or STOPPED after its death.
