@@ -439,10 +439,11 @@ class Endpoint:
         same_process = os.getpid() == self._pid
         if same_process and not channel._closed_mapping:
             self._words[self._own_flag] = 1
-            try:
-                os.write(self._wfd, _BELL)
-            except (BlockingIOError, BrokenPipeError):
-                pass  # full (a wake-up is pending) or no reader left: fine
+            if not self._eof:  # (at EOF the peer is gone: nobody to wake)
+                try:
+                    os.write(self._wfd, _BELL)
+                except (BlockingIOError, BrokenPipeError):
+                    pass  # full (a wake-up is pending) or no reader left: fine
         watcher = self._watcher
         if watcher is not None:
             self._watcher = None
