@@ -132,8 +132,8 @@ def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
                comm=None, streams=None):  # pragma: no cover - runs in forked children
     """The whole life of a forked child; never returns (``os._exit``).
 
-    :param daemon: the daemon (its ``logring``, when it has one and
-        ``forward_logs`` is true, forwards the child's log records to it).
+    :param daemon: the daemon (its ``logring``, when ``forward_logs`` is
+        true, forwards the child's log records to it).
     :param channel: this child's :class:`~gdaemon.workers.channel.Channel`.
     :param parent: the daemon's pid.
     :param prctl: libc's ``prctl`` (Linux), resolved in the daemon.
@@ -165,9 +165,8 @@ def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
             logger = worker.logger
             _close_other_listeners(worker, workers)
         signals.install()
-        logring = getattr(daemon, "logring", None)
-        if logring is not None and getattr(daemon, "forward_logs", True):
-            _forward_logs(logring, end)
+        if daemon.forward_logs:
+            _forward_logs(daemon.logring, end)
         try:
             switched = apply_process_settings(getattr(worker, "process_settings", None), worker.name)
         except WorkerError as exc:
@@ -190,8 +189,7 @@ def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
 
 
 def _description(daemon):  # pragma: no cover - runs in forked children
-    config = getattr(daemon, "config", None) or {}
-    return config.get("description") or "gdaemon"
+    return daemon.config.get("description") or "gdaemon"
 
 
 def _run_program(daemon, worker, end, streams):  # pragma: no cover - runs in forked children
@@ -201,8 +199,7 @@ def _run_program(daemon, worker, end, streams):  # pragma: no cover - runs in fo
     except WorkerError as exc:
         report_exec_failure(end, str(exc))  # the reason of worker.failed
         _leave(EXEC_FAILED_EXIT)
-    config = getattr(daemon, "config", None) or {}
-    exec_program(worker, end, streams, basepath=config.get("basepath"))
+    exec_program(worker, end, streams, basepath=daemon.config.get("basepath"))
 
 
 def _adopt_listener(worker):  # pragma: no cover - runs in forked children

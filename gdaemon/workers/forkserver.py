@@ -334,9 +334,8 @@ class _Server:
         prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != self.parent:
             os._exit(0)
-        config = getattr(self.manager.daemon, "config", None) or {}
-        set_title(config.get("description") or "gdaemon", "fork server")
-        prctl(_PR_SET_NAME, FORKSERVER_COMM, 0, 0, 0)
+        set_title(self.manager.daemon.config.get("description") or "gdaemon", "fork server",
+                  comm=FORKSERVER_COMM.decode())
         global _clone_sibling
         _clone_sibling = _sibling_cloner() if self.clone else None
         sock = _socket.socket(fileno=self.fd)
@@ -438,8 +437,8 @@ class _Server:
             for fd in self.listeners:
                 if fd != mine:
                     close_fd(fd)
-        if worker is not None and manager.spawner._comm:
-            self.prctl(_PR_SET_NAME, manager.spawner._comm, 0, 0, 0)  # not the server's name
+        if worker is not None and manager.spawner.comm:
+            self.prctl(_PR_SET_NAME, manager.spawner.comm, 0, 0, 0)  # not the server's name
         if streams is not None:
             # Received descriptors take the lowest free numbers, maybe 0..3,
             # which the program's stdio and listener take over at exec: move
@@ -450,7 +449,7 @@ class _Server:
             fresh_default_hub()
         spawner = manager.spawner
         run_forked(manager.daemon, channel, self.parent, self.prctl, worker=worker,
-                   workers=None if worker is not None else workers, comm=spawner._comm,
+                   workers=None if worker is not None else workers, comm=spawner.comm,
                    streams=streams)
 
 

@@ -21,6 +21,7 @@ import gc
 import os
 import signal
 import sys
+from typing import Optional
 
 import gevent
 
@@ -52,7 +53,9 @@ class Spawner:
         #: children, or ``None`` where the daemon forks them itself.
         self.forkserver = None
         self._prctl = None
-        self._comm = None
+        #: The daemon's short process name (``/proc/self/comm``), which its
+        #: workers keep (Linux; read when the first child is forked).
+        self.comm: Optional[bytes] = None
         self._prepared = False
 
     # -- forking ----------------------------------------------------------------
@@ -78,9 +81,9 @@ class Spawner:
                                             "checks only", exc_info=True)
             try:
                 with open("/proc/self/comm", "rb") as f:
-                    self._comm = f.read().strip()[:15]
+                    self.comm = f.read().strip()[:15]
             except OSError:
-                self._comm = None
+                self.comm = None
         if self._prctl is not None and self.manager.use_forkserver and forkserver_supported():
             self.forkserver = ForkServer(self.manager, self._prctl)
 
@@ -117,7 +120,7 @@ class Spawner:
             for fd in channel.fds():
                 forking.add_fd(fd, "channel of " + what)
             parent = os.getpid()
-            prctl, comm, daemon = self._prctl, self._comm, self.manager.daemon
+            prctl, comm, daemon = self._prctl, self.comm, self.manager.daemon
             pid = forking.fork(lambda: run_forked(daemon, channel, parent, prctl, comm=comm,
                                                   worker=worker, workers=workers, streams=streams),
                                what, keep=channel.fds() + list(keep) + list(streams or ()),
