@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["WorkerRuntime"]
 
+_sched_yield = getattr(os, "sched_yield", lambda: None)
+
 
 class _Wakeup(Exception):
     """Thrown into a runtime waiting for its next loop (see :meth:`WorkerRuntime.wake`)."""
@@ -146,6 +148,11 @@ class WorkerRuntime:
             worker.logger.exception("spinup() of worker %r failed", worker.name)
             return WorkerExit.SPINUP_FAILED
         self._set_state(WorkerStatus.LOOPING)
+        if not self.cooperative:
+            # The daemon was just woken on this CPU by our LOOPING (see
+            # StandbyPool._go): let it record the new instance before our
+            # first loop() runs.
+            _sched_yield()
         try:
             self._serve()
         except Exception:
