@@ -11,6 +11,7 @@ naming the version, instead of misbehaving later:
 - :mod:`gdaemon.compat.gevent_hub`: dropping a forked child's hub, libev's
   catch-all child watcher;
 - :mod:`gdaemon.compat.gevent_server`: the accept hook of gevent's servers;
+- :mod:`gdaemon.compat.gevent_socket`: waiting for a socket gevent owns;
 - :mod:`gdaemon.compat.pywsgi`: gevent's WSGI server and its request handler;
 - :mod:`gdaemon.compat.geventwebsocket`: the websocket upgrade.
 

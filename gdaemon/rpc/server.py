@@ -59,6 +59,7 @@ from gevent.server import StreamServer
 
 from .. import inherited
 from ..process import close_fd
+from ..compat.gevent_socket import recv_when_readable
 from ..errors import MessageTooLarge, TooManyConnections, Unauthorized
 from ..ratelimit import RateLimitedLog
 from ..wire import codec
@@ -192,6 +193,9 @@ class Connection:
         time_slice = TimeSlice()
         slot = self.slot
         inf = float("inf")
+        # A TLS socket may hold decrypted bytes its descriptor does not show.
+        plain = not hasattr(sock, "pending")
+        wait_first = False
         while not self.closing:
             now = time.monotonic()
             if buf:
@@ -228,7 +232,9 @@ class Connection:
                 sock.settimeout(wait)
                 timeout = wait
             try:
-                data = sock.recv(bufsize)
+                # After a reply, with nothing buffered, the client has most
+                # likely sent nothing yet: wait first, then read (no EAGAIN).
+                data = recv_when_readable(sock, bufsize) if wait_first else sock.recv(bufsize)
             except socket.timeout:
                 continue  # the top of the loop tells which deadline passed
             finally:
@@ -277,6 +283,7 @@ class Connection:
                 del buf[:start]
                 scanned = len(buf)
             self._answer(engine, lines)
+            wait_first = plain and not buf
             if session.close_after:
                 return
             if slot is not None and session.authenticated:

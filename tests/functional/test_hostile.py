@@ -256,17 +256,20 @@ def test_long_batches_do_not_stall_other_clients(daemon):
     attacker.start()
     try:
         wait_until(lambda: len(sent) >= 2, 30, message="the attack to be under way")
+        rounds_before = len(sent)
         # Every call is answered during the attack.  Before issue 8 each took
         # up to 1.8 s: a hundred outlast the test's timeout.  How fast is
         # scripts/bench.py hostile's figure (p99 < 10 ms), not asserted here.
         with daemon.connect() as conn:
             for _ in range(100):
                 assert "pid" in conn.result("daemon.status")
+        # The attacker was served alongside, not starved: it goes on.
+        wait_until(lambda: len(sent) >= rounds_before + 2 or failures, 30,
+                   message="the attack to go on")
     finally:
         stop.set()
         attacker.join(30)
     assert not failures, failures
-    assert len(sent) >= 4, "the attack did not run alongside"
 
 
 @pytest.mark.timeout(60)
