@@ -58,7 +58,6 @@ __all__ = ["run_forked", "STANDBY_COMM", "WORKER_SIGNALS"]
 
 # prctl(2) options (Linux).
 _PR_SET_PDEATHSIG = 1
-_PR_SET_NAME = 15
 #: ``/proc/PID/comm`` of a standby process (at most 15 bytes).
 STANDBY_COMM = b"gdaemon-standby"
 
