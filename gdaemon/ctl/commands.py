@@ -69,9 +69,9 @@ def cmd_status(session):
     keys = order + sorted(k for k in result if k not in order and k != "workers")
     width = max(len(k) for k in keys) + 2
     for key in keys:
-        if key not in result:
-            continue
-        value = result[key]
+        value = result.get(key)
+        if value is None:
+            continue  # not there, or nothing to say (replaced_pid before any upgrade); --json has it
         if key == "uptime":
             value = fmt.duration(value)
         elif key == "started_at":

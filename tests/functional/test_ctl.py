@@ -187,8 +187,11 @@ def test_status_human_and_json(echo, workdir):
     starts = {len(line) - len(line.split(":", 1)[1].lstrip()) for line in result.stdout.splitlines()
               if ":" in line}
     assert len(starts) == 1
+    # Nothing to say is not said: no upgrade yet, so no replaced_pid (--json has it).
+    assert "replaced_pid" not in lines and "null" not in result.stdout
     status = json.loads(ctl("--json", "status", cwd=workdir).stdout)
     assert status["pid"] == echo.pid and status["description"] == "Echo Daemon"
+    assert status["replaced_pid"] is None
 
 
 def test_call_argument_parsing(echo, workdir):
