@@ -74,7 +74,8 @@ class WorkerHandle:
     instance) and sends it as a STATE message; the manager turns each
     message into a transition (in the hub, as soon as it is read, when
     nothing of the instance waits before it: the event then follows from the
-    watchdog greenlet, in order), and the watchdog's tick transitions to what
+    watchdog greenlet through the inbox, in order), and the watchdog's tick
+    transitions to what
     the block shows when a message was lost (a full channel).  The daemon
     itself makes the transitions around an instance's life: SPINUP at its
     start, RESTARTING or STOPPED after its death.
@@ -172,21 +173,28 @@ class WorkerHandle:
         """The current :class:`WorkerStatus` (see the class docstring)."""
         return self._status
 
-    def transition(self, status: WorkerStatus, announce_later: bool = False) -> bool:
+    def transition(self, status: WorkerStatus, announce: bool = True) -> bool:
         """Make ``status`` the worker's status: emit ``worker.state`` and wake the
         waiters; nothing when it is the status already.  True if it changed.
 
-        ``announce_later``: from the hub, where receivers must not run: the
-        status is recorded now and ``worker.state`` is emitted by the
-        watchdog greenlet, after what it is handling (events keep their order).
+        ``announce=False``: from the hub, where receivers must not run: the
+        status is recorded now (what ``worker.info`` reads) and the caller
+        has it announced later with :meth:`announce`
+        (:meth:`WorkerManager.on_message_bytes`: through the inbox, in order
+        with what the instance says next and before its exit); the waiters
+        wake then, after the event, so what they do follows it.
         """
         if status is self._status:
             return False
         self._status = status
-        emit = self.manager.emit_later if announce_later else self.manager.emit
-        emit("worker.state", name=self.name, status=int(status), status_name=status.name)
-        self._notify()
+        if announce:
+            self.announce(status)
         return True
+
+    def announce(self, status: WorkerStatus) -> None:
+        """Emit ``worker.state`` for ``status`` and wake the waiters (see :meth:`transition`)."""
+        self.manager.emit("worker.state", name=self.name, status=int(status), status_name=status.name)
+        self._notify()
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``predicate()`` holds, re-checked on every change of the

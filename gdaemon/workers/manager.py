@@ -54,6 +54,10 @@ from .worker import Worker, WorkerKind, WorkerStatus
 
 __all__ = ["WorkerManager", "WorkerHandle", "OutputChannel"]
 
+#: An inbox item (never a message from a worker): emit ``worker.state`` for a
+#: status recorded from the hub (see :meth:`WorkerManager.on_message_bytes`).
+_ANNOUNCE = object()
+
 
 class WorkerManager:
     """``daemon.workers``: the daemon's workers.
@@ -773,23 +777,27 @@ class WorkerManager:
             # waits before this: record the status at once (a respawned
             # instance is LOOPING for worker.info as soon as it says so, not
             # once the watchdog is done with the death it replaces); its
-            # worker.state follows through the watchdog, in order.
-            self._on_state(handle, message[1], announce_later=True)
+            # worker.state goes out from the watchdog greenlet through the
+            # inbox, in order with what the instance says next and before its
+            # worker.exited (the inbox is emptied before a death is recorded).
+            status = self._status_of(handle, message[1])
+            if status is not None and handle.transition(status, announce=False):
+                handle.inbox.append((_ANNOUNCE, status))
+                self.watchdog.post("message", handle)
             return
         handle.inbox.append(message)
         if len(handle.inbox) == 1:
             self.watchdog.post("message", handle)
 
-    def _on_state(self, handle, value, announce_later=False):
-        """A STATE message: the worker's new status (see :meth:`WorkerHandle.transition`)."""
+    def _status_of(self, handle, value):
+        """The :class:`WorkerStatus` a STATE message of a live instance reports, or ``None``."""
         if not handle.alive:
-            return
+            return None
         try:
-            status = WorkerStatus(value)
+            return WorkerStatus(value)
         except ValueError:
             self.logger.warning("worker %r reported an invalid status %r", handle.name, value)
-            return
-        handle.transition(status, announce_later=announce_later)
+            return None
 
     def process_inbox(self, handle):
         """In the watchdog greenlet: handle the worker's queued messages."""
@@ -801,7 +809,11 @@ class WorkerManager:
         """A STATE or MSG message, in the watchdog greenlet."""
         kind = message[0]
         if kind == STATE:
-            self._on_state(handle, message[1])
+            status = self._status_of(handle, message[1])
+            if status is not None:
+                handle.transition(status)
+        elif kind is _ANNOUNCE:
+            handle.announce(message[1])  # a status recorded from the hub
         elif kind == MSG:
             self.emit("worker.message", name=handle.name, command=message[1], payload=message[2])
         elif kind == LOG:
@@ -856,11 +868,6 @@ class WorkerManager:
         events = self.daemon.events
         # Not events.emit(): worker events carry a ``name`` keyword.
         events.signal(event).send(events.sender, **data)
-
-    def emit_later(self, event, /, **data):
-        """Emit ``event`` from the watchdog greenlet, after what it is handling
-        (from the hub, where receivers must not run)."""
-        self.watchdog.post("emit", event, data)
 
     @contextlib.contextmanager
     def holding_events(self):

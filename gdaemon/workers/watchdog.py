@@ -163,7 +163,7 @@ def describe_exit(exitcode):
 
 # Queue item kinds.
 _EXIT, _MESSAGE, _RESPAWN, _TICK, _RSS = "exit", "message", "respawn", "tick", "rss"
-_STANDBY, _STANDBY_EXIT, _QUIT, _EMIT = "standby", "standby-exit", "quit", "emit"
+_STANDBY, _STANDBY_EXIT, _QUIT = "standby", "standby-exit", "quit"
 
 
 class Watchdog:
@@ -334,8 +334,6 @@ class Watchdog:
                     return
                 if kind == _MESSAGE:
                     self.manager.process_inbox(*item[1:])
-                elif kind == _EMIT:
-                    self.manager.emit(item[1], **item[2])
                 elif kind == _EXIT:
                     if self._defer_terminated(item):
                         continue

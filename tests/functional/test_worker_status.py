@@ -86,3 +86,41 @@ def test_a_status_whose_message_was_lost_is_read_from_the_status_block(flooded, 
     states = [e["data"]["status_name"] for e in events(workdir, "worker.state")]
     assert states.count("SPINDOWN") == 1, states
     assert states[-1] == "SPINDOWN", states
+
+
+@pytest.fixture
+def restarted(spawn, workdir):
+    path = write_daemon(workdir, 'daemon.workers.install(Counter("c"), looptime=0.01, forever=True)')
+    return spawn([sys.executable, path, "-f"])
+
+
+def test_states_said_by_an_instance_come_before_its_exit_in_the_event_stream(restarted, workdir):
+    """A STATE message the hub records at once has its worker.state emitted later, from
+    the watchdog: still in order with the instance's exit, restart after restart (a
+    restarted instance says SPINDOWN and exits at once, so its exit and its last
+    STATE often reach the daemon in the same turn of the loop)."""
+    pid = wait_looping(restarted, "c")["pid"]
+    for _ in range(15):
+        assert restarted.call("worker.restart", ["c"]).get("result") is True
+        pid = wait_looping(restarted, "c", other_than=pid)["pid"]
+
+    def stream():
+        names = []
+        for event in events(workdir, "worker."):
+            if event["data"].get("name") != "c":
+                continue
+            if event["name"] == "worker.state":
+                names.append(event["data"]["status_name"])
+            elif event["name"] == "worker.exited":
+                names.append("exited")
+        return names
+    wait_until(lambda: stream().count("exited") == 15 and stream()[-1] == "LOOPING", 10,
+               message="the 15 restarts' events")
+    names = stream()
+    cycles = " ".join(names).split("exited")
+    assert len(cycles) == 16, names
+    for before, after in zip(cycles, cycles[1:]):
+        # Each instance says SPINDOWN last, then exits; the next one is then
+        # RESTARTING, SPINUP and LOOPING, in that order and nothing after.
+        assert before.split()[-1] == "SPINDOWN", names
+        assert after.split()[:3] == ["RESTARTING", "SPINUP", "LOOPING"], names
