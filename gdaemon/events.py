@@ -229,15 +229,24 @@ class SignalRouter:
             process about to exit, where a late SIGTERM must not kill it
             with a signal status after a clean stop.
         """
-        self._cancel()
-        for signum, previous in self._previous.items():
-            if ignore and signum != getattr(_signal, "SIGCHLD", None):
-                previous = _signal.SIG_IGN
-            try:
-                _signal.signal(signum, previous if previous is not None else _signal.SIG_DFL)
-            except (TypeError, ValueError, OSError):
-                log.debug("could not restore handler of signal %d", signum, exc_info=True)
-        self._previous = {}
+        # Blocked meanwhile: stopping a signal's last watcher makes libev put
+        # SIG_DFL back, and a SIGTERM in the moment before ours is set (a
+        # systemd stop, an impatient admin) would kill an exiting daemon with
+        # a signal status.  Blocked, it waits: ignored (discarded) or handled
+        # by the handler put back.
+        blocked = _signal.pthread_sigmask(_signal.SIG_BLOCK, list(self._previous))
+        try:
+            self._cancel()
+            for signum, previous in self._previous.items():
+                if ignore and signum != getattr(_signal, "SIGCHLD", None):
+                    previous = _signal.SIG_IGN
+                try:
+                    _signal.signal(signum, previous if previous is not None else _signal.SIG_DFL)
+                except (TypeError, ValueError, OSError):
+                    log.debug("could not restore handler of signal %d", signum, exc_info=True)
+            self._previous = {}
+        finally:
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, blocked)
 
     def _cancel(self):
         for handle in self._handles:

@@ -24,6 +24,7 @@ thread is a raw thread (``_thread``, never monkey-patched) and a daemon
 thread: it does not survive a fork, and a forked worker has none.
 """
 
+import signal
 import sys
 import time
 from typing import Optional
@@ -72,6 +73,10 @@ class HubMonitor:
         self._answered = ping
 
     def _run(self):
+        # Process signals are the main thread's (its handlers run there): were
+        # one delivered here while the main thread blocks it for a moment
+        # (SignalRouter.uninstall), its default action would apply.
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         period = self.max_blocking_time
         #: When the hub stopped answering, while it does not answer.
         blocked_since: Optional[float] = None
