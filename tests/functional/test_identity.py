@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from support import DaemonProcess, pid_from_file, rpc, run, wait_gone, wait_until
+from support import DaemonProcess, pid_from_file, recv_until_closed, rpc, run, wait_gone, wait_until
 from support.workers import forkserver_pids, info, standby_pids, wait_looping, write_daemon
 
 from test_recycling import readme_block
@@ -281,13 +281,7 @@ def test_the_readme_recipe_serves_port_80_style_sockets_as_nobody(nobody_dir):
             assert proc_limits(pid)["Max open files"] == ("4096", "4096")
             assert proc_limits(pid)["Max core file size"] == ("0", "0")
         with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-            conn.settimeout(5)
-            reply = b""
-            while True:
-                chunk = conn.recv(1024)
-                if not chunk:
-                    break
-                reply += chunk
+            reply = recv_until_closed(conn, timeout=5)
         assert reply.endswith(b"hello\n"), reply
     finally:
         proc.stop()

@@ -18,7 +18,8 @@ import time
 import psutil
 import pytest
 
-from support import RawConnection, command, free_port, gone, pid_from_file, rpc, run, wait_gone, wait_until
+from support import (RawConnection, command, free_port, gone, pid_from_file, recv_until_closed, rpc, run,
+                     wait_gone, wait_until)
 from support.scripts import write_script
 
 UPGRADE_DAEMON = """
@@ -187,12 +188,7 @@ def http_attempt(port):
     def attempt():
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             sock.sendall(request)
-            data = b""
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = recv_until_closed(sock)
         return data.startswith(b"HTTP/1.1 200") and b'"result":"hi"' in data
     return attempt
 
