@@ -167,8 +167,14 @@ def test_under_systemd_socket_activate(workdir):
     try:
         proc.start(wait=False)
         wait_until(lambda: os.path.exists(path), 10, message="the socket")
+
+        def first_call():
+            try:
+                return rpc("unix://" + path, "examples.echo", {"message": "activated"}, timeout=20)
+            except ConnectionRefusedError:
+                return None  # bound (the file is there), not listening yet
         # This connection starts the daemon; it waits in the backlog meanwhile.
-        assert rpc("unix://" + path, "examples.echo", {"message": "activated"}, timeout=20)["result"] == "activated"
+        assert wait_until(first_call, 20, message="the first call")["result"] == "activated"
         status = rpc("unix://" + path, "daemon.status")["result"]
         assert status["pid"] == proc.pid      # exec'd in place of the tool
         assert rpc("unix://" + path, "daemon.stop")["result"] is True
