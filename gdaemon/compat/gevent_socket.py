@@ -12,6 +12,9 @@ What is used, and why:
   per request (about 1% of an echo round trip).  gevent has no public call
   that waits for a socket it owns (``gevent.socket.wait_read`` makes a new
   watcher at each call).
+- ``socket._sock.send``: :func:`send_now`, one ``send()`` that never waits,
+  for a reply that nearly always fits the socket's buffer at once (gevent's
+  ``send()`` adds a Python frame and its timeout bookkeeping to each reply).
 
 The check at import: gevent within the supported range, and the names above
 present on a gevent socket; otherwise a one-line :class:`ImportError`.
@@ -22,7 +25,7 @@ from gevent import socket as _gsocket
 from . import missing
 from ._gevent import VERSION
 
-__all__ = ["recv_when_readable"]
+__all__ = ["recv_when_readable", "send_now"]
 
 _probe, _peer = _gsocket.socketpair()
 try:
@@ -46,3 +49,16 @@ def recv_when_readable(sock, bufsize):
         return sock._sock.recv(bufsize)
     except BlockingIOError:  # woken with nothing to read after all
         return sock.recv(bufsize)
+
+
+def send_now(sock, data):
+    """Send what of ``data`` the kernel takes now from a plain (not TLS)
+    gevent socket, without waiting: the count of bytes sent (0 if its buffer
+    is full).  Never switches greenlets, so no other writer can come between.
+
+    Raises what ``send`` raises for a broken connection.
+    """
+    try:
+        return sock._sock.send(data)
+    except BlockingIOError:
+        return 0

@@ -94,6 +94,8 @@ def compile_check(tp):
         test = (lambda value: not isinstance(value, bool))
     if nullable:
         return (lambda value: value is None or test(value))
+    if isinstance(inner, type) and not isinstance(None, inner):
+        return test  # refuses null already: one call less per param
     return (lambda value: value is not None and test(value))
 
 

@@ -59,7 +59,7 @@ from gevent.server import StreamServer
 
 from .. import inherited
 from ..process import close_fd
-from ..compat.gevent_socket import recv_when_readable
+from ..compat.gevent_socket import recv_when_readable, send_now
 from ..errors import MessageTooLarge, TooManyConnections, Unauthorized
 from ..ratelimit import RateLimitedLog
 from ..wire import codec
@@ -116,6 +116,9 @@ class Connection:
         self._idle_timeout = server.config["socketidle"]
         self._blocked_until: Optional[float] = None
         self._idle_timer: Optional[Any] = None
+        #: Not TLS: a TLS socket may hold bytes its descriptor does not show,
+        #: and its send() must go through the TLS layer.
+        self._plain = not hasattr(sock, "pending")
 
     # -- event push ---------------------------------------------------------
 
@@ -129,6 +132,14 @@ class Connection:
         log.debug("push to %s failed", self.session.peer, exc_info=True)
 
     def write(self, data):
+        if self._plain and not self.write_lock.locked():
+            # The common case: the reply fits the socket's buffer and nobody
+            # else is writing.  send_now() never switches greenlets, so no
+            # other writer can come between its check and its send.
+            sent = send_now(self.sock, data)
+            if sent == len(data):
+                return
+            data = memoryview(data)[sent:]
         with self.write_lock:
             reader = gevent.getcurrent() is self.greenlet
             if reader:  # a reply: a client that never reads is idle too
@@ -193,8 +204,7 @@ class Connection:
         time_slice = TimeSlice()
         slot = self.slot
         inf = float("inf")
-        # A TLS socket may hold decrypted bytes its descriptor does not show.
-        plain = not hasattr(sock, "pending")
+        plain = self._plain
         wait_first = False
         while not self.closing:
             now = time.monotonic()
