@@ -54,6 +54,7 @@ from .rpc.methods import MethodRegistry
 from .rpc.protocol import Engine, Subscribers
 from .rpc.server import RpcServer
 from .systemd import Notifier
+from .workers.rpc import register as register_worker_methods
 
 if TYPE_CHECKING:
     import socket
@@ -114,10 +115,11 @@ class Daemon:
         register_builtins(self, self.engine, self.subscribers)
         self.events.add_tap(self.subscribers.publish)
         listeners.connect_defaults(self.events)
-        from .workers.manager import WorkerManager
-        #: The worker manager: ``daemon.workers.install(worker, ...)``.
-        self.workers: WorkerManager = WorkerManager(self)
-        self.workers.register_methods(self.rpc)
+        # The worker layer is imported when daemon.workers is first used: a
+        # daemon without workers starts without it (see the workers property).
+        self._workers: Optional[WorkerManager] = None
+        self._workers_started = False
+        register_worker_methods(self.rpc, lambda: self.workers)
         #: Epoch seconds at which the daemon became ready, else ``None``.
         self.started_at: Optional[float] = None
         self.exitcode = ExitCode.OK
@@ -242,6 +244,31 @@ class Daemon:
         self.stop()
         return True
 
+    @property
+    def workers(self) -> WorkerManager:
+        """The worker manager: ``daemon.workers.install(worker, ...)``.
+
+        Made at first use, so that a daemon that never uses it starts
+        without importing the worker layer; made once the daemon serves, it
+        starts at once (a worker installed then is spawned then).
+        """
+        manager = self._workers
+        if manager is None:
+            from .workers.manager import WorkerManager
+            manager = self._workers = WorkerManager(self)
+            if self._workers_started:
+                manager.start()
+        return manager
+
+    @property
+    def workers_made(self) -> bool:
+        """True once :attr:`workers` was first used (before, there is no worker to
+        start, stop, list or signal, and nothing of the worker layer is imported)."""
+        return self._workers is not None
+
+    def _worker_pools(self):
+        return self._workers.pools() if self._workers is not None else {}
+
     def listening_sockets(self) -> List[Tuple[str, socket.socket]]:
         """``[(name, socket)]``: every listening socket the daemon holds (``rpc``,
         ``http``, ``pool:NAME``)."""
@@ -250,7 +277,7 @@ class Daemon:
         for transport in self.transports:
             if transport.listener is not None:
                 found.append(("rpc" if isinstance(transport, RpcServer) else "http", transport.listener))
-        for name, pool in self.workers.pools().items():
+        for name, pool in self._worker_pools().items():
             if pool.listener is not None:
                 found.append(("pool:" + name, pool.listener))
         return found
@@ -261,7 +288,7 @@ class Daemon:
         from .rpc.server import RpcServer
         names = [("rpc" if isinstance(t, RpcServer) else "http") for t in self.transports
                  if t.address.is_unix and getattr(t, "_inode", None) is None]
-        names += ["pool:" + name for name, pool in self.workers.pools().items()
+        names += ["pool:" + name for name, pool in self._worker_pools().items()
                   if pool.listen is not None and pool.listen.scheme == "unix" and not pool.owns_file]
         return names
 
@@ -285,13 +312,15 @@ class Daemon:
         """What a reload does to the workers: restart them one at a time, in start
         order (``daemon.workers.reload()``).  Override it to do otherwise (the
         ``gdaemon`` command's daemon re-reads its file instead)."""
-        self.workers.reload()
+        if self.workers_made:
+            self.workers.reload()
 
     def reopen_logs(self) -> None:
         """Reopen the log files (after logrotate moved them away), here and in every
         forked worker; a standby process is replaced by one that has the new file."""
         reopen_file_handlers()
-        self.workers.reopen_logs()
+        if self.workers_made:
+            self.workers.reopen_logs()
 
     def status(self) -> Dict[str, Any]:
         """The ``daemon.status`` dict."""
@@ -338,14 +367,18 @@ class Daemon:
             self._monitor_hub()
             self.events.emit("daemon.start")
             self._bind_transports()
-            self.workers.bind_listeners()
+            if self.workers_made:
+                self.workers.bind_listeners()
             self._drop_privileges()
             self.setup()
-            self.workers.bind_listeners()  # those setup() installed
+            if self.workers_made:
+                self.workers.bind_listeners()  # those setup() installed
             inherited.check_all_taken()
             watch = self._startup_watch = StartupWatch(self)
             self._start_transports()
-            self.workers.start()
+            self._workers_started = True
+            if self.workers_made:
+                self.workers.start()
             started = True
         except (GDaemonError, OSError) as exc:
             self._start_failed(str(exc), foreground)
@@ -459,7 +492,8 @@ class Daemon:
             paths.append(self._log_handler.baseFilename)
         if self.config.address.is_unix:
             paths.append(self.config.address.path)
-        paths += self.workers.listener_paths()
+        if self.workers_made:
+            paths += self.workers.listener_paths()
         if drop_privileges(identity, paths):
             self.logger.info("running as %s (uid %d, gid %d)", identity.name, os.getuid(), os.getgid())
 
@@ -523,10 +557,12 @@ class Daemon:
             # that failed before it took over, still the old one's.
             for transport in self.transports:
                 transport.keep_socket_file = True
-            for pool in self.workers.pools().values():
+            for pool in self._worker_pools().values():
                 pool.owns_file = False
+        self._workers_started = False
         try:
-            self.workers.stop(timeout=self.config["shutdowntimeout"])
+            if self.workers_made:
+                self.workers.stop(timeout=self.config["shutdowntimeout"])
         except Exception:
             self.logger.exception("error while stopping workers")
         for transport in self.transports:

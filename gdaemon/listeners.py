@@ -27,7 +27,8 @@ def reopen_logs(daemon, **kw):
 
 def reap_children(daemon, **kw):
     """``posix.sigchld``: reap exited children and wake the watchdog."""
-    daemon.workers.wake()
+    if daemon.workers_made:  # else no child of the daemon is a worker
+        daemon.workers.wake()
 
 
 #: event name -> default receivers.

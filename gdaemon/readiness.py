@@ -13,7 +13,7 @@ import time
 
 from gevent.event import Event
 
-from .workers.worker import WorkerStatus
+from .wire.status import WorkerStatus
 
 __all__ = ["StartupWatch"]
 
@@ -33,7 +33,7 @@ class StartupWatch:
 
     def __init__(self, daemon):
         self.daemon = daemon
-        self.pending = set(daemon.workers.names())
+        self.pending = set(daemon.workers.names()) if daemon.workers_made else set()
         self.failure = None
         self._errors = {}
         self._changed = Event()

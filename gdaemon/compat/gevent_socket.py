@@ -17,7 +17,7 @@ What is used, and why:
   ``send()`` adds a Python frame and its timeout bookkeeping to each reply).
 
 The check at import: gevent within the supported range, and the names above
-present on a gevent socket; otherwise a one-line :class:`ImportError`.
+present on gevent's socket class; otherwise a one-line :class:`ImportError`.
 """
 
 from gevent import socket as _gsocket
@@ -27,13 +27,10 @@ from ._gevent import VERSION
 
 __all__ = ["recv_when_readable", "send_now"]
 
-_probe, _peer = _gsocket.socketpair()
-try:
-    _absent = ["gevent.socket.socket." + name for name in ("_wait", "_read_event", "_sock")
-               if not hasattr(_probe, name)]
-finally:
-    _probe.close()
-    _peer.close()
+# The attributes are slots of gevent's socket class (a method for ``_wait``):
+# the class shows them without a socket being made.
+_absent = ["gevent.socket.socket." + name for name in ("_wait", "_read_event", "_sock")
+           if not hasattr(_gsocket.socket, name)]
 if _absent:
     raise missing("gevent", VERSION, _absent)
 

@@ -234,7 +234,7 @@ def status_dict(daemon):
         "started_at": daemon.started_at,
         "sockethandler": daemon.config["sockethandler"],
         "connections": daemon.connection_count(),
-        "workers": daemon.workers.status_codes(),
+        "workers": daemon.workers.status_codes() if daemon.workers_made else {},
         "upgrades": daemon.upgrades,
         "replaced_pid": daemon.replaced_pid,
     }

@@ -243,7 +243,7 @@ class _Collector:
                                        "by reason (maxrss, maxloops, maxage).",
                                        labels=["worker", "reason"])
         count = 0
-        for handle in self.daemon.workers:
+        for handle in (self.daemon.workers if self.daemon.workers_made else ()):
             info = handle.info()
             labels = [str(info.get("name"))]
             count += 1

@@ -8,9 +8,7 @@ configuration key (or ``address`` for a client), never a bare ``ValueError``.
 """
 
 import enum
-import ipaddress
 import socket
-from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 
@@ -95,6 +93,7 @@ class Address:
         """
         if self.is_unix:
             return []
+        import ipaddress  # TCP addresses only: 1-2 ms of start-up a unix socket need not pay
         host = self.host or ""
         try:
             return [ipaddress.ip_address(host)]
@@ -144,6 +143,7 @@ def parse_address(text, key="sockethandler", schemes=SERVER_SCHEMES):
         if not rest:
             raise ConfigError("%s: empty unix socket path" % key)
         return Address(scheme, path=rest)
+    from urllib.parse import urlsplit  # not for a unix socket (see resolve)
     parts = urlsplit("//" + rest)
     try:
         port = parts.port

@@ -25,9 +25,32 @@ and the daemon's side:
 - :mod:`~gdaemon.workers.rpc`: the ``worker.*`` RPC methods.
 """
 
-from .exec import ExecWorker
-from .manager import WorkerManager
-from .worker import GreenletWorker, Worker, WorkerExit, WorkerKind, WorkerStatus, exposed
+import importlib
+
+# The names below are imported at first use (PEP 562): the daemon imports
+# gdaemon.workers.rpc when it is made, and the rest of the worker layer only
+# once it has workers, so that a daemon without any starts faster.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .exec import ExecWorker
+    from .manager import WorkerManager
+    from .worker import GreenletWorker, Worker, WorkerExit, WorkerKind, WorkerStatus, exposed
+
+_LAZY = {"Worker": ".worker", "GreenletWorker": ".worker", "exposed": ".worker", "WorkerStatus": ".worker",
+         "WorkerExit": ".worker", "WorkerKind": ".worker", "ExecWorker": ".exec", "WorkerManager": ".manager"}
 
 __all__ = ["Worker", "GreenletWorker", "ExecWorker", "exposed", "WorkerStatus", "WorkerExit", "WorkerKind",
            "WorkerManager"]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError("module 'gdaemon.workers' has no attribute %r" % (name,))
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # once: the next lookup is a plain global
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -37,7 +37,6 @@ commands: ``worker.send`` and ``worker.call`` do not reach it.
 
 import fcntl
 import os
-import shlex
 import signal
 from typing import Dict, List, Optional, Sequence, Union, cast
 
@@ -106,6 +105,7 @@ class ExecWorker(Worker):
                 raise ConfigError("invalid command %r for worker %r: with shell=True, expected "
                                   "a non-empty string" % (command, name))
         elif isinstance(command, str):
+            import shlex  # for this message only: shlex is not on every daemon's start-up
             raise ConfigError("invalid command %r for worker %r: expected a list of arguments "
                               "(e.g. %r), or shell=True to run a string with /bin/sh"
                               % (command, name, shlex.split(command) or ["program"]))
@@ -155,6 +155,7 @@ class ExecWorker(Worker):
 
     def describe(self, limit=200):
         """The command as one line for log lines (shell-quoted), cut at ``limit`` characters."""
+        import shlex  # see __init__
         text = cast(str, self.command) if self.shell else shlex.join(self.command)
         return text if len(text) <= limit else text[:limit] + "..."
 

@@ -397,11 +397,6 @@ class WorkerManager:
         """``{name: status code}`` for ``daemon.status``."""
         return {handle.name: int(handle.status) for handle in self}
 
-    def register_methods(self, registry):
-        """Register the ``worker.*`` RPC methods on ``registry``."""
-        from .rpc import register
-        register(registry, self)
-
     # -- life ---------------------------------------------------------------
 
     def bind_listeners(self):

@@ -34,7 +34,6 @@ toward it); the :class:`Recycler` applies them from the watchdog's greenlet.
 
 import math
 import os
-import random
 import re
 import time
 
@@ -134,8 +133,11 @@ class RecyclePolicy:
             return None
         return cls(maxrss, maxloops, maxloopsjitter, maxage, maxagejitter)
 
-    def life(self, rng=random):
-        """The limits of one new instance (the jitter drawn for it)."""
+    def life(self, rng=None):
+        """The limits of one new instance (the jitter drawn for it by ``rng``,
+        the :mod:`random` module unless given)."""
+        if rng is None:
+            import random as rng  # only a daemon that recycles needs it (1-2 ms of start-up)
         loops = self.maxloops + rng.randint(0, self.maxloopsjitter) if self.maxloops else None
         age = self.maxage + rng.uniform(0, self.maxagejitter) if self.maxage else None
         return RecycleLife(loops, age, self.maxrss)

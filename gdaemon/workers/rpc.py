@@ -1,5 +1,6 @@
 """The ``worker.*`` RPC methods (docs/reference/rpc.rst, Methods), registered by
-:meth:`WorkerManager.register_methods <gdaemon.workers.manager.WorkerManager.register_methods>`.
+every :class:`~gdaemon.daemon.Daemon` when it is made; they act on
+``daemon.workers``, made at their first call if nothing made it before.
 
 Each handler's docstring is what ``system.methodHelp`` returns for it.
 Errors: ``-32002`` unknown worker, ``-32005`` worker unavailable (not
@@ -15,15 +16,16 @@ import typing
 from ..errors import ChannelClosed, ChannelFull, InvalidParams, WorkerUnavailable
 from ..rpc.methods import RpcMethod
 from ..signalnames import signal_number
-from .exec import is_exec
 
 __all__ = ["register"]
 
 _OptionalName = ("name", typing.Optional[str], None)
 
 
-def register(registry, manager):
-    """Register the ``worker.*`` methods of ``manager`` on ``registry``."""
+def register(registry, workers):
+    """Register the ``worker.*`` methods on ``registry``; ``workers()`` returns the
+    :class:`~gdaemon.workers.manager.WorkerManager` they act on (called at each
+    call: the daemon makes its manager at first use)."""
 
     def method(name, params=(), returns=None):
         def decorate(handler):
@@ -44,8 +46,10 @@ def register(registry, manager):
     def command_all(name, command):
         """Send ``command`` to the named worker, or to every running one."""
         if name is not None:
-            send(manager.get(name), command)
+            send(workers().get(name), command)
             return True
+        from .exec import is_exec
+        manager = workers()
         for handle in manager:
             if not handle.alive or is_exec(handle.worker):
                 continue  # a program takes signals, not commands
@@ -59,15 +63,15 @@ def register(registry, manager):
     @method("worker.list", returns=list)
     def list_workers():
         """Return the names of the installed workers."""
-        return manager.names()
+        return workers().names()
 
     @method("worker.status", [_OptionalName], returns=typing.Any)
     def status(name):
         """Return the status code of worker NAME (0 SPINUP, 1 LOOPING, 2 PAUSED,
         3 SPINDOWN, 4 RESTARTING, 5 STOPPED), or {name: code} of all workers."""
         if name is None:
-            return manager.status_codes()
-        return int(manager.get(name).status)
+            return workers().status_codes()
+        return int(workers().get(name).status)
 
     @method("worker.info", [_OptionalName], returns=typing.Any)
     def info(name):
@@ -75,8 +79,8 @@ def register(registry, manager):
         looptime, forever, restarts, loops, started_at, last_exit, rss, cpu,
         recycles, recycle_reason), or a list of them for all workers."""
         if name is None:
-            return [handle.info() for handle in manager]
-        return manager.get(name).info()
+            return [handle.info() for handle in workers()]
+        return workers().get(name).info()
 
     @method("worker.pause", [_OptionalName], returns=bool)
     def pause(name):
@@ -94,6 +98,7 @@ def register(registry, manager):
         """Restart worker NAME gracefully (spindown, then a new instance); returns
         true once the new instance is LOOPING. A pool's instances are restarted
         one at a time, each once the previous is LOOPING again."""
+        manager = workers()
         for handle in manager.targets(name):
             manager.restart(handle)
         return True
@@ -107,13 +112,13 @@ def register(registry, manager):
         one is -32602, a full channel -32005."""
         if not command:
             raise InvalidParams("invalid param 'command': expected a non-empty string")
-        return send(manager.get(name), command, payload)
+        return send(workers().get(name), command, payload)
 
     @method("worker.pools", returns=dict)
     def pools():
         """Return {pool: [instance names in index order]} of every installed worker
         (a worker installed with one instance is a pool of one)."""
-        return {name: pool.names() for name, pool in manager.pools().items()}
+        return {name: pool.names() for name, pool in workers().pools().items()}
 
     @method("worker.scale", [("name", str), ("instances", int)], returns=list)
     def scale(name, instances):
@@ -123,7 +128,7 @@ def register(registry, manager):
         if instances < 0:
             raise InvalidParams("invalid param 'instances': expected an integer >= 0, got %d"
                                 % instances)
-        return manager.scale(name, instances)
+        return workers().scale(name, instances)
 
     @method("worker.call", [("name", str), ("method", str), ("params", typing.Any, None)],
             returns=typing.Any)
@@ -132,29 +137,29 @@ def register(registry, manager):
         an object); returns what it returned."""
         if params is not None and not isinstance(params, (list, dict)):
             raise InvalidParams("invalid param 'params': expected an array or an object")
-        return manager.get(name).call(method, params)
+        return workers().get(name).call(method, params)
 
     @method("worker.signal", [("name", str), ("signal", typing.Any)], returns=bool)
     def signal_worker(name, signal):
         """Send SIGNAL (a name like "HUP" or "SIGHUP", or a number) to worker NAME,
         or to every instance of pool NAME: an exec worker's whole process group, a
         forked worker's process; a greenlet worker gets the posix.* event."""
-        manager.targets(name)  # an unknown worker is -32002 whatever the signal
+        workers().targets(name)  # an unknown worker is -32002 whatever the signal
         try:
             signum = signal_number(signal)
         except ValueError as exc:
             raise InvalidParams("invalid param 'signal': %s" % (exc,)) from None
-        return manager.signal_worker(name, signum)
+        return workers().signal_worker(name, signum)
 
     @method("worker.stop", [("name", str)], returns=bool)
     def stop_worker(name):
         """Stop worker NAME (every instance of pool NAME) gracefully, SIGKILL after
         shutdowntimeout; returns true once it is STOPPED. It stays stopped (a
         forever worker is not respawned) until worker.start."""
-        return manager.stop_worker(name)
+        return workers().stop_worker(name)
 
     @method("worker.start", [("name", str)], returns=bool)
     def start_worker(name):
         """Start worker NAME (every instance of pool NAME) if it is stopped;
         returns true once it is LOOPING again."""
-        return manager.start_worker(name)
+        return workers().start_worker(name)

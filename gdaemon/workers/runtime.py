@@ -22,7 +22,6 @@ heartbeat, which is what the watchdog's ``timeout`` detects.
 
 import inspect
 import os
-import pickle
 import time
 from typing import TYPE_CHECKING, Optional
 
@@ -30,7 +29,7 @@ import gevent
 
 from ..errors import ChannelClosed, ChannelFull, InternalError, InvalidParams, MethodNotFound, RpcError
 from ..logfiles import reopen_file_handlers
-from .messages import CALL, CMD, PROTOCOL, REOPEN, REPLY, STATE, decode, encode
+from .messages import CALL, CMD, PROTOCOL, REOPEN, REPLY, STATE, decode, dumps, encode
 from .worker import WorkerExit, WorkerStatus, bind_runtime, is_exposed
 
 if TYPE_CHECKING:
@@ -302,7 +301,7 @@ class WorkerRuntime:
         except ValueError:
             pass  # no signature to check (a builtin): let the call decide
         result = bound(*args, **kwargs)
-        pickle.dumps(result, PROTOCOL)  # fail here (-32603, logged) rather than in send
+        dumps(result, PROTOCOL)  # fail here (-32603, logged) rather than in send
         return result
 
     # -- built-in receivers -------------------------------------------------
