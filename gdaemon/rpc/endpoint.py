@@ -28,7 +28,6 @@ import fcntl
 import logging
 import socket
 import struct
-import termios
 import time
 from typing import TYPE_CHECKING, Any, Optional, Set
 
@@ -231,6 +230,7 @@ class TimeSlice:
 
 def pending(sock):
     """Bytes waiting to be read on ``sock`` (``FIONREAD``: one system call, never blocks, reads nothing)."""
+    import termios  # here: only a full server asks, and it is 1 ms of every start-up
     try:
         return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
     except (OSError, ValueError):  # closed already: it is going anyway
