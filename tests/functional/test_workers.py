@@ -472,6 +472,24 @@ def test_install_while_running(start, workdir):
     assert proc.result("worker.list") == ["late", "glate"]
 
 
+def test_first_worker_installed_while_running_is_spawned(start, workdir):
+    """A daemon that had no worker when it started makes its worker manager at the
+    first install (not at start-up): that worker is spawned and respawned all the same."""
+    proc = start("""
+        @daemon.rpc.method("test.install", params=[("name", str)], returns=bool)
+        def add(name):
+            daemon.workers.install(Counter(name), looptime=0.05, forever=True, timeout=1)
+            return True
+    """)
+    assert proc.result("daemon.status")["workers"] == {}
+    assert proc.result("test.install", ["late"]) is True
+    first = wait_looping(proc, "late")
+    os.kill(first["pid"], signal.SIGKILL)
+    second = wait_looping(proc, "late", other_than=first["pid"])
+    assert second["restarts"] == 1
+    assert proc.result("daemon.status")["workers"] == {"late": LOOPING}
+
+
 def test_no_standby_without_forever_processes(start, workdir):
     proc = start("""
         daemon.workers.install(Counter("mortal"), looptime=0.05)
