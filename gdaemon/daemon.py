@@ -422,6 +422,8 @@ class Daemon:
         except Exception as exc:  # a bug here must not leave the launcher waiting
             self.logger.exception("cannot tell whether the start completed")
             error = "%s: %s" % (type(exc).__name__, exc)
+        if self.workers_made:
+            self.workers.started_up()
         if self._ready_fd is None:
             return  # -f: nobody waits; the workers are supervised as usual
         if error is not None:

@@ -315,10 +315,17 @@ class Watchdog:
         timer.close()
         return True
 
-    def schedule_standby(self, delay):
-        """Have the manager fork a standby process in ``delay`` seconds."""
-        if self._standby_timer is not None or self._greenlet is None:
+    def schedule_standby(self, delay, sooner=False):
+        """Have the manager fork a standby process in ``delay`` seconds (``sooner``:
+        instead of at a later time already scheduled)."""
+        if self._greenlet is None:
             return
+        if self._standby_timer is not None:
+            if not sooner:
+                return
+            self._standby_timer.stop()
+            self._standby_timer.close()
+            self._standby_timer = None
         timer = self._standby_timer = gevent.get_hub().loop.timer(delay, ref=False)
         timer.start(self.post, _STANDBY, timer)
 
