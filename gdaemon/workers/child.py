@@ -160,7 +160,8 @@ def run_forked(daemon, channel, parent, prctl=None, worker=None, workers=None,
             signals.install_for_standby()
             set_title(description, "standby", comm=STANDBY_COMM.decode() if prctl is not None and comm else None)
             _rehearse(workers, end, channel.status, parent)
-            worker = _await_activation(end, parent, workers)
+            name = _await_activation(end, parent)
+            worker = workers[name] if name in workers else _scaled_instance(daemon, name)
             logger = worker.logger
             _close_other_listeners(worker, workers)
         signals.install()
@@ -276,8 +277,17 @@ def _rehearse(workers, end, status, parent):  # pragma: no cover - runs in a sta
     gevent.sleep(0)  # this process's hub made and started now, not after ACTIVATE
 
 
-def _await_activation(end, parent, workers):  # pragma: no cover - runs in a standby
-    """A standby's wait: the worker named by the daemon's ``ACTIVATE``.
+def _scaled_instance(daemon, name):  # pragma: no cover - runs in a standby
+    """The worker of instance ``name``, of a pool scaled up since this copy of the
+    daemon was made (``KeyError`` for anything else)."""
+    manager = daemon.workers
+    if not manager.make_missing_instance(name):
+        raise KeyError("no worker %r in this copy of the daemon" % name)
+    return manager.get(name).worker
+
+
+def _await_activation(end, parent):  # pragma: no cover - runs in a standby
+    """A standby's wait: the name of the worker the daemon's ``ACTIVATE`` says.
 
     It sleeps in a plain ``poll()`` on its doorbell, not in the gevent hub:
     woken, it is back in this loop at once, where a wake-up through the hub
@@ -302,6 +312,6 @@ def _await_activation(end, parent, workers):  # pragma: no cover - runs in a sta
         if data is not None:
             message = decode(data)
             if message[0] == ACTIVATE:
-                return workers[message[1]]
+                return message[1]
             if message[0] == REOPEN:
                 reopen_file_handlers()

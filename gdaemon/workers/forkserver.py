@@ -34,9 +34,14 @@ How a worker is made (Linux)::
 
 Freshness: the fork server is a copy of the daemon as it was when it was
 forked, like the standby (see :mod:`gdaemon.workers.standby`).  Whenever
-the standby's epoch changes (reload, reopened logs, a worker installed or a
-pool scaled at run time) the server is retired too, and the next request
-forks a new one: one fork of the daemon per such event, none per worker.
+the standby's epoch changes (reload, reopened logs, a worker installed at
+run time) the server is retired too, and the next request forks a new one:
+one fork of the daemon per such event, none per worker.  A pool scaled up
+is no such event: the server (like a standby told to become one of the new
+instances) makes them in its copy as the daemon made them, copies of the
+pool's installed worker (:meth:`WorkerManager.make_missing_instance
+<gdaemon.workers.manager.WorkerManager.make_missing_instance>`), so scaling
+forks nothing in the daemon.
 
 The server itself never runs gevent: it abandons the daemon's hub (see
 :func:`gdaemon.forking.abandon_hub`), blocks on its socket with the
@@ -366,7 +371,7 @@ class _Server:
             raise ValueError("expected 4 or 6 descriptors, got %d" % len(fds))
         kind, name = request[:1], request[1:].decode("utf-8")
         handles = {h.name: h for h in self.manager}
-        if kind == _WORKER and name not in handles:
+        if kind == _WORKER and name not in handles and not self.manager.make_missing_instance(name):
             raise KeyError("no worker %r in this copy of the daemon" % name)
         if _clone_sibling is not None:
             pid = _clone_sibling()

@@ -40,12 +40,20 @@ _sched_yield = getattr(os, "sched_yield", lambda: None)
 class _Standby:
     """A forked process waiting to become a worker."""
 
-    __slots__ = ("pid", "channel", "end", "names", "epoch")
+    __slots__ = ("pid", "channel", "end", "names", "pools", "epoch")
 
-    def __init__(self, pid, channel, end, names, epoch):
-        self.pid, self.channel, self.end, self.names = pid, channel, end, names
+    def __init__(self, pid, channel, end, workers, epoch):
+        self.pid, self.channel, self.end = pid, channel, end
+        #: The instances it knows, and their pools (it makes an instance those
+        #: pools gained since: WorkerManager.make_missing_instance).
+        self.names = frozenset(workers)
+        self.pools = frozenset(worker.pool for worker in workers.values())
         #: :attr:`StandbyPool.epoch` when it was forked: it is stale after that changes.
         self.epoch = epoch
+
+    def may_become(self, handle):
+        """True if it can become ``handle``'s instance."""
+        return handle.name in self.names or handle.pool in self.pools
 
 
 class StandbyPool:
@@ -104,7 +112,7 @@ class StandbyPool:
             return
         finally:
             self._forking = False
-        standby = _Standby(pid, channel, end, frozenset(workers), epoch)
+        standby = _Standby(pid, channel, end, workers, epoch)
         if manager.running and epoch != self.epoch:
             self._discard(standby)  # refreshed while it was forked: a fresher one
             self.manager.watchdog.schedule_standby(0)
@@ -131,7 +139,7 @@ class StandbyPool:
         bookkeeping before the standby can start booting.
         """
         standby = self.current
-        if (standby is None or self.preactivated is not None or handle.name not in standby.names
+        if (standby is None or self.preactivated is not None or not standby.may_become(handle)
                 or standby.epoch != self.epoch or standby.pid not in self.spawner.children):
             return
         if self._go(standby, handle) is not None:
@@ -179,7 +187,7 @@ class StandbyPool:
                 return self._bind(standby, handle)
             self._discard(standby)
         standby = self.current
-        if standby is None or handle.name not in standby.names:
+        if standby is None or not standby.may_become(handle):
             return False
         self.current = None
         if standby.epoch != self.epoch:

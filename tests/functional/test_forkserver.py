@@ -89,13 +89,39 @@ def test_respawns_scaling_and_restarts_never_fork_the_daemon(start):
     assert proc.result("test.forks") == forks
     # (A standby just forked carries the server's name for a moment.)
     wait_until(lambda: forkserver_pids(proc.pid) == [server], 5, message="one fork server")
-    # Scaling takes a fresh fork server (the new instances are copies of the
-    # daemon as it is now): one fork of the daemon for eight instances.
+    # Scaling up forks no new server either: the server makes the new
+    # instances in its copy of the daemon, as the daemon made them.
     assert proc.result("worker.scale", ["pool", 8]) == ["pool.%d" % i for i in range(8)]
-    assert proc.result("test.forks") == forks + 1
+    assert proc.result("test.forks") == forks
     for name in ("pool.%d" % i for i in range(8)):
         assert psutil.Process(info(proc, name)["pid"]).ppid() == proc.pid
-    wait_gone([server], 5)  # the old server left once retired
+    assert forkserver_pids(proc.pid) == [server]
+
+
+def test_instances_added_by_scaling_start_and_respawn_from_standbys(start):
+    """A standby forked before a pool was scaled up becomes the first new
+    instance (made from the pool's worker in its copy of the daemon, as in
+    the daemon); the next one, forked by the fork server, has the new
+    instances too: a killed one comes back from it.  The daemon never forks."""
+    proc = start("""
+        daemon.workers.install(Counter("pool"), looptime=0.05, forever=True, instances=2)
+    """, config={"restartintensity": 1000})
+    wait_looping(proc, "pool.1")
+    standby = wait_until(lambda: standby_pids(proc.pid), 5, message="a standby")[0]
+    forks = proc.result("test.forks")
+    assert proc.result("worker.scale", ["pool", 5]) == ["pool.%d" % i for i in range(5)]
+    assert info(proc, "pool.2")["pid"] == standby
+    # It runs as pool.2: its name in its title, its own loops, its calls.
+    assert "pool.2" in " ".join(psutil.Process(standby).cmdline())
+    stats = wait_until(lambda: (lambda s: s if s["count"] > 2 else None)(
+        proc.result("worker.call", ["pool.2", "stats"])), 5, message="pool.2 looping")
+    assert stats["pid"] == standby
+    later = wait_until(lambda: standby_pids(proc.pid), 5, message="a new standby")[0]
+    first = wait_looping(proc, "pool.4")
+    os.kill(first["pid"], signal.SIGKILL)
+    second = wait_looping(proc, "pool.4", other_than=first["pid"])
+    assert second["pid"] == later and second["restarts"] == 1
+    assert proc.result("test.forks") == forks
 
 
 def test_a_crash_loop_leaves_the_standby_to_a_killed_worker(start):
