@@ -10,6 +10,7 @@ respawn waits for nothing.
 
 import collections
 import time
+from typing import Any, Deque
 
 import gevent
 
@@ -165,7 +166,7 @@ def grow(manager, pool, handles, timeout):
     """
     deadline = time.monotonic() + timeout
     limit = max(1, manager.starting_limit)
-    starting = collections.deque()
+    starting: Deque[Any] = collections.deque()  # handles spawned, not yet seen LOOPING
     failure = None
     for handle in handles:
         while len(starting) >= limit:
