@@ -203,35 +203,46 @@ class ForkServer:
             if self._sock is None or self._epoch != epoch:
                 self._start(epoch)
                 fresh = True
-            gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
-            request = (_WORKER if kind == "worker" else _STANDBY) + name.encode("utf-8")
-            fds = channel.worker_fds() + [gate_r] + list(extra_fds)
             try:
-                try:
-                    pid = self._ask(request, fds)
-                except OSError:
-                    if fresh:
-                        raise
-                    # The server died, is stuck, or is a copy that lacks this
-                    # worker: one new server, one more try.
-                    self.retire()
-                    self._start(epoch)
-                    fresh = True
-                    pid = self._ask(request, fds)
+                return self._ask_gated(channel, kind, name, extra_fds)
             except _Refused:
-                close_fd(gate_w)
                 raise
             except OSError as exc:
-                close_fd(gate_w)
+                if fresh or self.manager.stopping:
+                    # (Stopping: the server was retired under this request;
+                    # no new one now.)
+                    self.retire()
+                    self._failed(exc)
+                    raise
+            # The server died, is stuck, or is a copy that lacks this worker:
+            # one new server, one more try.
+            self.retire()
+            self._start(epoch)
+            try:
+                return self._ask_gated(channel, kind, name, extra_fds)
+            except _Refused:
+                raise
+            except OSError as exc:
                 self.retire()
                 self._failed(exc)
                 raise
-            except BaseException:
-                close_fd(gate_w)
-                raise
-            finally:
-                close_fd(gate_r)
-            self._failures = 0
+
+    def _ask_gated(self, channel, kind, name, extra_fds):
+        """One request with a new gate: ``(pid, gate)``.  On any failure the gate
+        is closed, so a child the server forked for it anyway sees EOF there
+        and exits (a gate made before a new server is forked would be copied
+        into the server, and the child would wait on it for ever)."""
+        gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
+        request = (_WORKER if kind == "worker" else _STANDBY) + name.encode("utf-8")
+        fds = channel.worker_fds() + [gate_r] + list(extra_fds)
+        try:
+            pid = self._ask(request, fds)
+        except BaseException:
+            close_fd(gate_w)
+            raise
+        finally:
+            close_fd(gate_r)
+        self._failures = 0
         return pid, gate_w
 
     @staticmethod
@@ -419,10 +430,17 @@ class _Server:
         from .channel import Channel
         from .child import run_forked
         sock.close()
+        cloned = pipe_w is None  # else double-forked: our parent is the intermediate for now
         if pipe_w is not None:
             close_fd(pipe_w)
         memfd, rfd, wfd, gate = fds[:4]
         streams = fds[4:] or None
+        if cloned:
+            # Die with the daemon (our parent: clone(CLONE_PARENT)) from now
+            # on, even while waiting at the gate; gone already: nothing to do.
+            self.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != self.parent:
+                os._exit(0)
         # Wait until the daemon watches us; EOF: it gave up on us, or died.
         while True:
             try:

@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 
+import psutil
 import pytest
 
 from support import command, free_port, gone, pid_from_file, rpc, run, wait_gone, wait_until
@@ -717,9 +718,27 @@ def test_worker_failing_before_ready_makes_d_exit_1_naming_it(workdir, forever):
     assert len(lines) == 1, completed.stderr
     assert lines[0].startswith("error: ") and "'slow'" in lines[0]
     assert "no database at db.example:5432" in lines[0]
-    # The daemon did not stay behind.
+    # The daemon did not stay behind, nor any child of it (a respawn in
+    # flight when it stopped left one waiting for ever at its gate).
     wait_until(lambda: not os.path.exists(pidfile(workdir)), 15, message="the daemon to stop")
     assert run([sys.executable, script, "--status"], workdir).returncode == 3
+    wait_until(lambda: not holders_of(workdir), 10, message="no process left with a file of the daemon's")
+
+
+def holders_of(directory):
+    """Live processes with a descriptor open on a file under ``directory``."""
+    found = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            fd_dir = "/proc/%d/fd" % proc.info["pid"]
+            targets = [os.readlink(os.path.join(fd_dir, fd)) for fd in os.listdir(fd_dir)]
+        except OSError:
+            continue
+        if any(t.startswith(str(directory) + os.sep) for t in targets):
+            found.append(proc.info["pid"])
+    return found
 
 
 SETUP_RAISES = """
