@@ -106,6 +106,9 @@ def test_a_root_daemon_runs_a_worker_as_nobody_with_its_limits(start):
         assert limits["Max processes"] == ("500", "600"), attempt
         ids = proc.result("worker.call", ["who", "ids"])
         assert (ids["euid"], ids["home"], ids["user"]) == (NOBODY.pw_uid, NOBODY.pw_dir, "nobody")
+        # "who" LOOPING says nothing of "boss": its spawn may still wait for the
+        # fork server (the status is STOPPED until then: one CI run failed so).
+        wait_looping(proc, "boss")
         assert proc.result("worker.call", ["boss", "ids"])["home"] == os.environ.get("HOME")
         assert proc.result("worker.call", ["who", "become_root"]) == "refused: Operation not permitted"
         # The daemon and the other worker stay root, with the daemon's limits.
