@@ -160,7 +160,8 @@ def grow(manager, pool, handles, timeout):
     64 of them at once on two cores left the daemon waiting for a core (its
     ``daemon.status`` p99 at 5-7 ms).  Each is spawned once an earlier one
     is LOOPING, has died, or the ``timeout`` passed; all are spawned whatever
-    happens to the others.
+    happens to the others.  Greenlet instances, which start in the daemon's
+    own hub, are spawned at once.
 
     :raises WorkerUnavailable: one died or is not LOOPING within ``timeout``.
     """
@@ -169,7 +170,7 @@ def grow(manager, pool, handles, timeout):
     starting: Deque[Any] = collections.deque()  # handles spawned, not yet seen LOOPING
     failure = None
     for handle in handles:
-        while len(starting) >= limit:
+        while len(starting) >= limit and handle.kind != WorkerKind.GREENLET:
             failure = failure or _started(manager, pool, starting.popleft(), deadline)
         manager.spawn(handle)
         starting.append(handle)

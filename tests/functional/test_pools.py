@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 
 import pytest
@@ -17,7 +18,7 @@ from support import rpc, run, wait_until
 from support.workers import events, info, marks, wait_looping, write_daemon
 
 pytestmark = pytest.mark.timeout(90)
-LOOPING = 1
+SPINUP, LOOPING = 0, 1
 
 POOL_WORKERS = '''
 from gevent.server import StreamServer
@@ -147,6 +148,26 @@ def test_scale_up_and_down(start, workdir):
     assert proc.result("worker.scale", ["pool", 0]) == []
     assert proc.result("worker.list") == []
     assert proc.result("worker.scale", ["pool", 1]) == ["pool.0"]
+
+
+def test_scale_starts_at_most_one_process_per_spare_cpu_at_once(start):
+    """``worker.scale`` spawns a new forked instance only once fewer than
+    ``starting_limit`` (the CPUs less one, at least one) are starting: each
+    takes a core for its start, and the daemon needs one to answer."""
+    limit = max(1, (os.cpu_count() or 2) - 1)
+    proc = start('daemon.workers.install(Member("pool"), looptime=0.2, forever=True, instances=1)')
+    wait_until(lambda: all_looping(proc, ["pool"]), 15, message="looping")
+    result = {}
+    scaler = threading.Thread(target=lambda: result.update(names=proc.result("worker.scale", ["pool", 12])))
+    scaler.start()
+    most = 0
+    while scaler.is_alive():
+        codes = proc.result("daemon.status")["workers"]
+        most = max(most, sum(1 for code in codes.values() if code == SPINUP))
+    scaler.join()
+    assert result["names"] == ["pool"] + ["pool.%d" % i for i in range(1, 12)]
+    assert all_looping(proc, result["names"])
+    assert 1 <= most <= limit
 
 
 def test_reload_keeps_the_scaled_size(start):
