@@ -62,6 +62,8 @@ BARE_SERVER = textwrap.dedent("""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(1024)
+    if "ready" in globals():
+        ready()  # BARE_DETACHED's: the launcher may exit
     StreamServer(listener, handle).serve_forever()
 """)
 
@@ -72,11 +74,8 @@ BARE_SERVER = textwrap.dedent("""
 #: server's pid goes to ``argv[1] + ".pid"``.
 BARE_DETACHED = textwrap.dedent("""
     import json, os, sys
-    import blinker, docopt, logging, orjson  # what gdaemon imports besides gevent
-    from gevent.server import StreamServer
-    from gevent import socket
+    import blinker, docopt, gevent.server, gevent.socket, logging, orjson  # what gdaemon imports
 
-    path = sys.argv[1]
     ready_r, ready_w = os.pipe()
     if os.fork():  # the launcher
         os.close(ready_w)
@@ -88,23 +87,13 @@ BARE_DETACHED = textwrap.dedent("""
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
-    with open(path + ".pid", "w") as f:
+    with open(sys.argv[1] + ".pid", "w") as f:
         f.write(str(os.getpid()))
 
-    def handle(sock, addr):
-        f = sock.makefile("rb")
-        for line in f:
-            req = json.loads(line)
-            resp = {"jsonrpc": "2.0", "result": req["params"]["message"], "id": req["id"]}
-            sock.sendall(json.dumps(resp).encode() + b"\\n")
-
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(1024)
-    os.write(ready_w, b"1")
-    os.close(ready_w)
-    StreamServer(listener, handle).serve_forever()
-""")
+    def ready():
+        os.write(ready_w, b"1")
+        os.close(ready_w)
+""") + BARE_SERVER
 
 
 # -- helpers --------------------------------------------------------------------
