@@ -240,23 +240,34 @@ class WorkerManager:
         return handles[0] if handles else None
 
     def make_missing_instance(self, name: str) -> bool:
-        """In a copy of the daemon (the fork server): make instance ``name`` of a
-        pool scaled up since the copy was made, as :meth:`scale` made it in the
-        daemon (``Pool.make_worker``: a copy of the installed worker), with the
-        instances before it.  False when ``name`` is no such instance."""
+        """In a copy of the daemon (the fork server, a standby): make instance
+        ``name`` of a pool scaled up since the copy was made, as :meth:`scale`
+        made it in the daemon (``Pool.make_worker``: a copy of the installed
+        worker), with the instances before it.  False when ``name`` is no such
+        instance."""
         pool_name, dot, index = name.rpartition(".")
         pool = self._pools.get(pool_name) if dot and index.isdigit() else None
-        if pool is None or int(index) < len(pool.handles) or instance_name(pool.name, int(index), pool.plain) != name:
+        if pool is None or int(index) < len(pool.handles):
+            return False
+        if instance_name(pool.name, int(index), pool.plain) != name:
             return False
         self._add_instances(pool, int(index) + 1 - len(pool.handles))
         return True
 
-    def _add_instances(self, pool, count):
+    def _add_instances(self, pool, count, time_slice=None):
+        """Make ``count`` new instances of ``pool`` and add them to it together
+        (``time_slice``: give the hub away between two when it is due)."""
+        start = len(pool.handles)
         handles = []
-        for index in range(len(pool.handles), len(pool.handles) + count):
-            handle = WorkerHandle(self, pool.make_worker(index), self.policy)
-            pool.handles.append(handle)
-            handles.append(handle)
+        for index in range(start, start + count):
+            if time_slice is not None:
+                time_slice.check()
+            handles.append(WorkerHandle(self, pool.make_worker(index), self.policy))
+        if time_slice is not None:
+            # Others may have grown while this gave the hub away: the limit
+            # again, with nothing that yields from here to the adding.
+            self._check_scale_limit(pool, start + count)
+        pool.handles.extend(handles)
         return handles
 
     def uninstall(self, name, timeout=None):
@@ -518,16 +529,11 @@ class WorkerManager:
             current = len(pool.handles)
             if instances > current:
                 self._check_scale_limit(pool, instances)
-                # In slices, the hub serving others between them (64 handles
-                # made at once held it 2 ms).  No new standby nor fork server:
-                # the fork server makes the new instances in its copy as they
-                # are made here (make_missing_instance); the standby stays
-                # for the instances it knows.
-                handles = []
-                time_slice = TimeSlice()
-                for _ in range(instances - current):
-                    time_slice.check()
-                    handles += self._add_instances(pool, 1)
+                # Made in time slices, the hub serving others between them (64
+                # handles made at once held it 2 ms), and added together.  No
+                # new standby nor fork server: both make the new instances in
+                # their copies as they are made here (make_missing_instance).
+                handles = self._add_instances(pool, instances - current, TimeSlice())
                 if self.running:
                     grow(self, pool, handles, grace + self.restart_timeout)
             elif instances < current:
