@@ -205,17 +205,16 @@ class ForkServer:
                 fresh = True
             try:
                 return self._ask_gated(channel, kind, name, extra_fds)
-            except _Refused:
-                raise
             except OSError as exc:
                 if fresh or self.manager.stopping:
                     # (Stopping: the server was retired under this request;
                     # no new one now.)
-                    self.retire()
-                    self._failed(exc)
+                    if not isinstance(exc, _Refused):
+                        self.retire()
+                        self._failed(exc)
                     raise
-            # The server died, is stuck, or is a copy that lacks this worker:
-            # one new server, one more try.
+            # The server died, is stuck, or is a copy that lacks this worker
+            # (it refused): one new server, one more try.
             self.retire()
             self._start(epoch)
             try:
