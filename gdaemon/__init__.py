@@ -8,8 +8,7 @@ The library never monkey-patches on import.  Exec scripts whose handlers use
 blocking standard-library I/O should call ``gevent.monkey.patch_all()`` first.
 """
 
-import importlib
-
+from .lazy import lazy_exports
 from .version import __version__  # noqa: F401
 from .errors import (ConfigError, GDaemonError, ProcessError, RpcError,  # noqa: F401
                      WorkerError)
@@ -39,17 +38,8 @@ if TYPE_CHECKING:
     from .workers.worker import GreenletWorker, Worker, exposed
 
 
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError("module 'gdaemon' has no attribute %r" % (name,))
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # once: later lookups are plain attribute reads
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
 
 def _install_excepthook():
     """Make an uncaught start-up error one line, ``error: ...``, exit status 1 (docs/reference/config.rst; docs/reference/console.rst).

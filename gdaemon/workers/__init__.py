@@ -25,7 +25,7 @@ and the daemon's side:
 - :mod:`~gdaemon.workers.rpc`: the ``worker.*`` RPC methods.
 """
 
-import importlib
+from ..lazy import lazy_exports
 
 # The names below are imported at first use (PEP 562): the daemon imports
 # gdaemon.workers.rpc when it is made, and the rest of the worker layer only
@@ -42,15 +42,4 @@ _LAZY = {"Worker": ".worker", "GreenletWorker": ".worker", "exposed": ".worker",
 __all__ = ["Worker", "GreenletWorker", "ExecWorker", "exposed", "WorkerStatus", "WorkerExit", "WorkerKind",
            "WorkerManager"]
 
-
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError("module 'gdaemon.workers' has no attribute %r" % (name,))
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # once: the next lookup is a plain global
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -48,7 +48,7 @@ class MessageKind(enum.IntEnum):
 
 CMD, CALL, STATE, MSG, REPLY, ACTIVATE, REOPEN, LOG, EXEC_FAILED = MessageKind
 
-#: The pickle protocol of every message (``pickle.HIGHEST_PROTOCOL`` of Python 3.8 to 3.13).
+#: The pickle protocol of every message (``pickle.HIGHEST_PROTOCOL`` since Python 3.8).
 PROTOCOL = 5
 
 

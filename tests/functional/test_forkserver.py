@@ -113,9 +113,9 @@ def test_instances_added_by_scaling_start_and_respawn_from_standbys(start):
     assert info(proc, "pool.2")["pid"] == standby
     # It runs as pool.2: its name in its title, its own loops, its calls.
     assert "pool.2" in " ".join(psutil.Process(standby).cmdline())
-    stats = wait_until(lambda: (lambda s: s if s["count"] > 2 else None)(
-        proc.result("worker.call", ["pool.2", "stats"])), 5, message="pool.2 looping")
-    assert stats["pid"] == standby
+    wait_until(lambda: proc.result("worker.call", ["pool.2", "stats"])["count"] > 2, 5,
+               message="pool.2 looping")
+    assert proc.result("worker.call", ["pool.2", "stats"])["pid"] == standby
     later = wait_until(lambda: standby_pids(proc.pid), 5, message="a new standby")[0]
     first = wait_looping(proc, "pool.4")
     os.kill(first["pid"], signal.SIGKILL)
