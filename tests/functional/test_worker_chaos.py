@@ -103,6 +103,10 @@ def test_rpc_load_while_random_workers_are_killed(spawn, workdir):
     assert counts["kills"] >= 50 and counts["requests"] >= 500, counts
 
     # Every worker back LOOPING, no zombie, one process per forked worker.
+    # (The killer's last SIGKILL may have landed a moment ago: its worker is
+    # LOOPING for the daemon and a zombie for the kernel until the daemon
+    # hears of it.  Both must settle, within a deadline.)
+    wait_until(lambda: zombies(proc.pid) == [], 5, message="every dead child reaped")
     wait_until(lambda: set(proc.result("worker.status").values()) == {LOOPING}, 10,
                message="all workers LOOPING again")
     assert zombies(proc.pid) == []
