@@ -46,6 +46,7 @@ from .config import Config, slugify
 from .errors import GDaemonError
 from .events import EventBus, SignalRouter
 from .identity import drop_privileges
+from .lazy import collector_paused
 from .proctitle import set_title
 from .logring import LogRing
 from .readiness import StartupWatch
@@ -161,7 +162,8 @@ class Daemon:
 
     def init(self, argv: Optional[Sequence[str]] = None) -> None:
         """Parse the command line (docs/reference/console.rst) and act on it; exits the process."""
-        from .console import Console
+        with collector_paused():
+            from .console import Console
         if argv is None:
             argv = self.argv if self.argv is not None else sys.argv[1:]
         # The process ends with the daemon: signals arriving once it stopped
@@ -190,10 +192,25 @@ class Daemon:
         write end: workers forked before the report close it (it is
         registered on :attr:`forking`).
         """
+        self._import_before_detaching()
         ready_fd = process.detach(self.config["umask"])
         self.forking.add_fd(ready_fd, "readiness pipe of the -d launcher")
         process.redirect_stdio()
         return self._run(ready_fd=ready_fd, foreground=False)
+
+    def _import_before_detaching(self):
+        """Import now what the daemon would import right after detaching.
+
+        The launcher keeps its memory until the daemon is ready, so an
+        import in the daemon copies every page it touches (about 360 for
+        ``pprint``, 3 ms); in the launcher it costs a third of that.
+        """
+        # gevent's hub resolves these settings when it is made (its loop
+        # class, and pprint.saferepr for its error reports).
+        gevent.config.loop, gevent.config.libev_backend, gevent.config.format_context  # noqa: B018
+        if self.max_blocking_time:
+            with collector_paused():
+                from . import hubmonitor  # noqa: F401
 
     def run_upgrade(self, foreground: bool) -> int:
         """Run as the successor of an upgrade (started by the daemon it replaces).
@@ -254,7 +271,8 @@ class Daemon:
         """
         manager = self._workers
         if manager is None:
-            from .workers.manager import WorkerManager
+            with collector_paused():
+                from .workers.manager import WorkerManager
             manager = self._workers = WorkerManager(self)
             if self._workers_started:
                 manager.start()

@@ -14,11 +14,14 @@ and exit status 1; a bad command line prints the usage and one line, exit 2.
 import os
 import sys
 
-from docopt import DocoptExit
+from .lazy import collector_paused
 
-from .console import OPTIONS, parse_arguments, report_usage_error
-from .daemon import Daemon
-from .errors import ConfigError
+with collector_paused():  # the daemon side, without the collector (gdaemon.lazy)
+    from docopt import DocoptExit
+
+    from .console import OPTIONS, parse_arguments, report_usage_error
+    from .daemon import Daemon
+    from .errors import ConfigError
 
 __all__ = ["EchoDaemon", "main", "USAGE"]
 

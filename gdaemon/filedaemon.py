@@ -20,12 +20,15 @@ check out is refused: the daemon goes on unchanged and logs why on one line.
 import inspect
 import sys
 
-from docopt import DocoptExit
+from .lazy import collector_paused
 
-from . import daemonfile
-from .console import OPTIONS, USAGE, parse_arguments, report_usage_error, version_line
-from .daemon import Daemon
-from .errors import ConfigError, GDaemonError
+with collector_paused():  # the daemon side, without the collector (gdaemon.lazy)
+    from docopt import DocoptExit
+
+    from . import daemonfile
+    from .console import OPTIONS, USAGE, parse_arguments, report_usage_error, version_line
+    from .daemon import Daemon
+    from .errors import ConfigError, GDaemonError
 
 __all__ = ["FileDaemon", "main", "check"]
 
