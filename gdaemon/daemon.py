@@ -211,6 +211,8 @@ class Daemon:
         if self.max_blocking_time:
             with collector_paused():
                 from . import hubmonitor  # noqa: F401
+        if self.workers_made:
+            self.workers.before_detaching()
 
     def run_upgrade(self, foreground: bool) -> int:
         """Run as the successor of an upgrade (started by the daemon it replaces).

@@ -467,6 +467,11 @@ class WorkerManager:
         # and the first workers start without it beside them (see started_up).
         self.watchdog.schedule_standby(self.standby_first_delay)
 
+    def before_detaching(self):
+        """The daemon is about to detach (``-d``): do now what the first fork
+        would otherwise do in the detached daemon at a higher cost."""
+        self.spawner.resolve_prctl()
+
     def started_up(self):
         """The daemon's start-up is over (every worker installed at start is
         LOOPING, or one failed): fork the first standby now."""

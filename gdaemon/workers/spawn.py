@@ -53,6 +53,7 @@ class Spawner:
         #: children, or ``None`` where the daemon forks them itself.
         self.forkserver = None
         self._prctl = None
+        self._prctl_resolved = False
         #: The daemon's short process name (``/proc/self/comm``), which its
         #: workers keep (Linux; read when the first child is forked).
         self.comm: Optional[bytes] = None
@@ -73,13 +74,8 @@ class Spawner:
         # 2.5 ms on a slow day and found nothing either.
         gc.collect(0)
         gc.freeze()
+        self.resolve_prctl()
         if sys.platform.startswith("linux"):
-            try:
-                import ctypes
-                self._prctl = ctypes.CDLL(None, use_errno=True).prctl
-            except (OSError, AttributeError):
-                self.manager.logger.warning("prctl() unavailable: workers rely on getppid() "
-                                            "checks only", exc_info=True)
             try:
                 with open("/proc/self/comm", "rb") as f:
                     self.comm = f.read().strip()[:15]
@@ -87,6 +83,25 @@ class Spawner:
                 self.comm = None
         if self._prctl is not None and self.manager.use_forkserver and forkserver_supported():
             self.forkserver = ForkServer(self.manager, self._prctl)
+
+    def resolve_prctl(self):
+        """Import ctypes and find ``prctl()`` (Linux), once.
+
+        A daemon with workers does it before it detaches (:meth:`WorkerManager.before_detaching
+        <gdaemon.workers.manager.WorkerManager.before_detaching>`): while the
+        ``-d`` launcher waits, the daemon copies every page an import touches
+        (ctypes: 2-3 ms on the way to the first worker).
+        """
+        if self._prctl_resolved:
+            return
+        self._prctl_resolved = True
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+                self._prctl = ctypes.CDLL(None, use_errno=True).prctl
+            except (OSError, AttributeError):
+                self.manager.logger.warning("prctl() unavailable: workers rely on getppid() "
+                                            "checks only", exc_info=True)
 
     def stop_forkserver(self):
         """The daemon stops: let the fork server go."""
