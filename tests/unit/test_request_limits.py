@@ -198,6 +198,19 @@ def test_log_formatter_writes_one_line_per_record():
     assert "  2026-01-01 00:00:00,000 INFO forged[1]: line" in lines  # indented: no record
 
 
+def test_escape_control_skips_only_text_without_a_character_to_escape():
+    # Its shortcut returns printable text as it is: that is right only if no
+    # character it escapes is printable, whatever the Unicode version.
+    import re
+
+    from gdaemon.logfiles import _CONTROL
+    pattern = re.compile(_CONTROL)
+    assert not [code for code in range(0x110000) if pattern.match(chr(code)) and chr(code).isprintable()]
+    # Not printable, yet nothing to escape: a no-break space stays as it is.
+    assert escape_control("a\xa0b") == "a\xa0b"
+    assert escape_control("tab\there") == "tab\\x09here"
+
+
 def _busy(seconds):
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
