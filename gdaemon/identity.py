@@ -24,6 +24,8 @@ back to root.  Changing credentials clears the parent-death signal (see
 ``prctl(2)``), so it is set again afterwards.
 """
 
+from __future__ import annotations
+
 import grp
 import os
 import pwd

@@ -600,7 +600,9 @@ def bench_daemonmode(quick):
 
     def first_call(argv):
         start = time.perf_counter()
-        subprocess.run(argv + ["-d"], cwd=tmp, check=True, timeout=30)
+        # No timeout=: with one, Popen.wait() polls with sleeps of up to
+        # 50 ms, which then count in the figure.
+        subprocess.run(argv + ["-d"], cwd=tmp, check=True)
         client = LineClient(sock)
         client.call("worker.status", [])
         took = time.perf_counter() - start
@@ -1785,6 +1787,89 @@ def bench_echo_ab(quick):
 SECTIONS["echo-ab"] = bench_echo_ab
 
 
+# -- start-up A/B between two builds ---------------------------------------------------
+
+def bench_startup_ab(quick):
+    """``-d`` to the first answered call: ``gdaemon-echo`` and a daemon with one
+    forked worker (not monkey-patched), of this build and of another
+    (GDAEMON_AB_BUILD), and the floor, launched in turn (the order rotating),
+    so that each shares the machine's moods; paired differences to this build."""
+    other = os.environ.get("GDAEMON_AB_BUILD")
+    runs = 6 if quick else 16
+    tmp = tempfile.mkdtemp(prefix="gdb-", dir="/tmp")
+    floor_script = os.path.join(tmp, "bare_detached.py")
+    with open(floor_script, "w") as f:
+        f.write(BARE_DETACHED)
+    one = os.path.join(tmp, "oned.py")
+    with open(one, "w") as f:
+        f.write((WORKER_DAEMON % {"config": {}, "extra": "", "install": 'daemon.workers.install('
+                                  'Idle("only"), looptime=1, forever=True)'}).replace(_PATCH_ALL, ""))
+    echo_argv = [sys.executable, "-c", "import sys; from gdaemon.echo import main; sys.exit(main())"]
+    builds = {"this build": None}
+    if other:
+        builds["GDAEMON_AB_BUILD"] = other
+    sock = os.path.join(tmp, "daemon.sock")
+
+    def launch(argv, build, method, params):
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)
+        if build:
+            env["PYTHONPATH"] = build
+        start = time.perf_counter()
+        subprocess.run(argv + ["-d"], cwd=tmp, env=env, check=True)  # no timeout=: see bench_daemonmode
+        client = LineClient(sock)
+        client.call(method, params)
+        took = time.perf_counter() - start
+        client.close()
+        subprocess.run(argv + ["--stop"], cwd=tmp, env=env, timeout=60, stdout=subprocess.DEVNULL)
+        return took
+
+    def floor():
+        path = os.path.join(tmp, "floor.sock")
+        start = time.perf_counter()
+        subprocess.run([sys.executable, floor_script, path], cwd=tmp, check=True)
+        client = LineClient(path)
+        client.call("examples.echo", {"message": "first"})
+        took = time.perf_counter() - start
+        client.close()
+        with open(path + ".pid") as f:
+            os.kill(int(f.read()), signal.SIGKILL)
+        os.unlink(path)
+        return took
+
+    jobs = [("floor", floor)]
+    for name, build in builds.items():
+        jobs.append(("gdaemon-echo -d, " + name,
+                     lambda build=build: launch(echo_argv, build, "examples.echo", {"message": "first"})))
+        jobs.append(("one forked worker -d, " + name,
+                     lambda build=build: launch([sys.executable, one], build, "worker.status", [])))
+    times = {name: [] for name, _ in jobs}
+    try:
+        for run in range(runs):
+            turn = jobs[run % len(jobs):] + jobs[:run % len(jobs)]
+            for name, job in turn:
+                times[name].append(job())
+    finally:
+        for argv in (echo_argv, [sys.executable, one]):
+            subprocess.run(argv + ["--stop"], cwd=tmp, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        shutil.rmtree(tmp, ignore_errors=True)
+    floor_ms = statistics.median(times["floor"]) * 1e3
+    rows = [("floor (bare detached server)", "median %.0f ms, min %.0f ms" % (floor_ms, min(times["floor"]) * 1e3))]
+    for name, _ in jobs[1:]:
+        median = statistics.median(times[name]) * 1e3
+        text = "median %.0f ms, min %.0f ms, %.2fx the floor" % (median, min(times[name]) * 1e3, median / floor_ms)
+        if name.endswith("GDAEMON_AB_BUILD"):
+            mine = times[name.replace("GDAEMON_AB_BUILD", "this build")]
+            paired = statistics.median(b - a for a, b in zip(mine, times[name])) * 1e3
+            text += "; this build is %.1f ms faster (median of paired runs)" % paired
+        rows.append((name, text))
+    report(rows, "start-up A/B, %d launches each, in rotating order" % runs)
+
+
+SECTIONS["startup-ab"] = bench_startup_ab
+
+
 # -- upgrade -------------------------------------------------------------------
 
 def _hammer(attempt, answered, failures, stopping):
@@ -2130,8 +2215,10 @@ def bench_supervise(quick):
 
 
 SECTIONS["supervise"] = bench_supervise
-#: Sections run only when named: they install other software.
-ASKED_FOR_ONLY = {"supervise"}
+#: Sections run only when named: they install other software, or compare
+#: with another build (``startup-ab``: the floor's and this build's figures
+#: are in ``core``).
+ASKED_FOR_ONLY = {"supervise", "startup-ab"}
 
 
 # -- figures the tests used to assert (issue 18) ---------------------------------------------

@@ -23,6 +23,8 @@ The decision is taken in the accept loop itself, before a greenlet is
 spawned: a refusal on a plain socket costs no greenlet at all.
 """
 
+from __future__ import annotations
+
 import errno
 import fcntl
 import logging

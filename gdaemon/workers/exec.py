@@ -35,6 +35,8 @@ SIGKILLed: a shell's grandchildren never outlive it.
 commands: ``worker.send`` and ``worker.call`` do not reach it.
 """
 
+from __future__ import annotations
+
 import fcntl
 import os
 import signal

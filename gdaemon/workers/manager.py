@@ -25,6 +25,8 @@ The pools are the one registry of the workers: :meth:`WorkerManager.get` finds a
 instance in its pool by its name.
 """
 
+from __future__ import annotations
+
 import contextlib
 import itertools
 import os
