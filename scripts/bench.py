@@ -267,13 +267,10 @@ def bench_core(quick):
 
         # Start-up: launching `gdaemon-echo -d` to a successful first call,
         # alternating with the floor (BARE_DETACHED) launched the same way.
-        floor_script = os.path.join(tmp, "bare_detached.py")
-        with open(floor_script, "w") as f:
-            f.write(BARE_DETACHED)
-        floor_sock = os.path.join(tmp, "floor.sock")
+        floor_script = write_floor_script(tmp)
         times, floor_times = [], []
         for _ in range(5 if quick else 11):
-            for leftover in ("daemon.sock", "daemon.pid", "floor.sock"):
+            for leftover in ("daemon.sock", "daemon.pid"):
                 if os.path.exists(os.path.join(tmp, leftover)):
                     os.unlink(os.path.join(tmp, leftover))
             start = time.perf_counter()
@@ -284,14 +281,7 @@ def bench_core(quick):
             client.close()
             subprocess.run([os.path.join(BIN, "gdaemon-echo"), "--stop"], cwd=tmp, check=True,
                            stdout=subprocess.DEVNULL)
-            start = time.perf_counter()
-            subprocess.run([sys.executable, floor_script, floor_sock], cwd=tmp, check=True)
-            client = LineClient(floor_sock)
-            client.call("examples.echo", {"message": "first"})
-            floor_times.append(time.perf_counter() - start)
-            client.close()
-            with open(floor_sock + ".pid") as f:
-                os.kill(int(f.read()), signal.SIGKILL)
+            floor_times.append(time_floor_launch(floor_script, os.path.join(tmp, "floor.sock")))
         echo_ms, floor_ms = statistics.median(times) * 1e3, statistics.median(floor_times) * 1e3
         rows.append(("gdaemon-echo -d to first call", "median %.0f ms (min %.0f, max %.0f; target <= 120 ms)"
                      % (echo_ms, min(times) * 1e3, max(times) * 1e3)))
@@ -383,6 +373,42 @@ daemon.init()
 
 #: The first lines of WORKER_DAEMON.
 _PATCH_ALL = "from gevent import monkey\nmonkey.patch_all()\n"
+
+
+def write_one_worker_script(tmp):
+    """``tmp/oned.py``: a daemon with one forked worker, not monkey-patched (what
+    gdaemon itself costs: gevent's patch_all() asks importlib.metadata for the
+    plugins of every installed distribution, 125-315 ms in the test virtualenv)."""
+    one = os.path.join(tmp, "oned.py")
+    with open(one, "w") as f:
+        f.write((WORKER_DAEMON % {"config": {}, "extra": "", "install": 'daemon.workers.install('
+                                  'Idle("only"), looptime=1, forever=True)'}).replace(_PATCH_ALL, ""))
+    return one
+
+
+def write_floor_script(tmp):
+    """``tmp/bare_detached.py``: the start-up floor (:data:`BARE_DETACHED`)."""
+    script = os.path.join(tmp, "bare_detached.py")
+    with open(script, "w") as f:
+        f.write(BARE_DETACHED)
+    return script
+
+
+def time_floor_launch(script, path):
+    """Seconds from launching the floor ``script`` serving ``path`` to its first
+    answer; the floor is killed and its files removed afterwards."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, script, path], cwd=os.path.dirname(script), check=True)
+    client = LineClient(path)
+    client.call("examples.echo", {"message": "first"})
+    took = time.perf_counter() - start
+    client.close()
+    with open(path + ".pid") as f:
+        os.kill(int(f.read()), signal.SIGKILL)
+    for leftover in (path, path + ".pid"):
+        if os.path.exists(leftover):
+            os.unlink(leftover)
+    return took
 
 
 class BenchDaemon:
@@ -589,13 +615,7 @@ def bench_daemonmode(quick):
             daemon.workers.install(Idle("handyman"), looptime=10, forever=True)
             daemon.workers.install(Idle("second"), looptime=1, forever=True)
             daemon.workers.install(GIdle("green"), looptime=1)""").strip()})
-    # One forked worker, and no monkey-patching: what gdaemon itself costs
-    # (gevent's patch_all() asks importlib.metadata for the plugins of every
-    # installed distribution: 125 ms in the test virtualenv).
-    one = os.path.join(tmp, "oned.py")
-    with open(one, "w") as f:
-        f.write((WORKER_DAEMON % {"config": {}, "extra": "", "install": 'daemon.workers.install('
-                                  'Idle("only"), looptime=1, forever=True)'}).replace(_PATCH_ALL, ""))
+    one = write_one_worker_script(tmp)
     sock = os.path.join(tmp, "daemon.sock")
 
     def first_call(argv):
@@ -1797,13 +1817,8 @@ def bench_startup_ab(quick):
     other = os.environ.get("GDAEMON_AB_BUILD")
     runs = 6 if quick else 16
     tmp = tempfile.mkdtemp(prefix="gdb-", dir="/tmp")
-    floor_script = os.path.join(tmp, "bare_detached.py")
-    with open(floor_script, "w") as f:
-        f.write(BARE_DETACHED)
-    one = os.path.join(tmp, "oned.py")
-    with open(one, "w") as f:
-        f.write((WORKER_DAEMON % {"config": {}, "extra": "", "install": 'daemon.workers.install('
-                                  'Idle("only"), looptime=1, forever=True)'}).replace(_PATCH_ALL, ""))
+    floor_script = write_floor_script(tmp)
+    one = write_one_worker_script(tmp)
     echo_argv = [sys.executable, "-c", "import sys; from gdaemon.echo import main; sys.exit(main())"]
     builds = {"this build": None}
     if other:
@@ -1824,20 +1839,7 @@ def bench_startup_ab(quick):
         subprocess.run(argv + ["--stop"], cwd=tmp, env=env, timeout=60, stdout=subprocess.DEVNULL)
         return took
 
-    def floor():
-        path = os.path.join(tmp, "floor.sock")
-        start = time.perf_counter()
-        subprocess.run([sys.executable, floor_script, path], cwd=tmp, check=True)
-        client = LineClient(path)
-        client.call("examples.echo", {"message": "first"})
-        took = time.perf_counter() - start
-        client.close()
-        with open(path + ".pid") as f:
-            os.kill(int(f.read()), signal.SIGKILL)
-        os.unlink(path)
-        return took
-
-    jobs = [("floor", floor)]
+    jobs = [("floor", lambda: time_floor_launch(floor_script, os.path.join(tmp, "floor.sock")))]
     for name, build in builds.items():
         jobs.append(("gdaemon-echo -d, " + name,
                      lambda build=build: launch(echo_argv, build, "examples.echo", {"message": "first"})))
