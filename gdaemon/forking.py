@@ -32,17 +32,14 @@ import gevent
 
 from .compat import gevent_hub
 from .process import close_fd, closing_at_once
+from .unpatched import original
 
 __all__ = ["ForkRegistry", "fresh_default_hub", "abandon_hub", "run_fenced", "raw_fork",
            "unblock_child_signals", "CHILD_SIGNALS", "CHILD_FAILED"]
 
 log = logging.getLogger("gdaemon.forking")
 
-try:
-    from gevent.monkey import get_original
-    raw_fork = get_original("os", "fork")
-except (ImportError, AttributeError):  # pragma: no cover - older gevent
-    raw_fork = os.fork
+raw_fork = original("os", "fork")
 
 #: Exit status of a child whose fenced code raised (the same as a worker's
 #: ``WorkerExit.BOOT_FAILED``: it never got to run what it was forked for).

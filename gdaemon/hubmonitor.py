@@ -29,13 +29,13 @@ import sys
 import time
 from typing import Optional
 
-from gevent.monkey import get_original
+from .unpatched import original
 
 __all__ = ["HubMonitor"]
 
-_start_new_thread = get_original("_thread", "start_new_thread")
-_get_ident = get_original("_thread", "get_ident")
-_sleep = get_original("time", "sleep")
+_start_new_thread = original("_thread", "start_new_thread")
+_get_ident = original("_thread", "get_ident")
+_sleep = original("time", "sleep")
 
 
 class HubMonitor:

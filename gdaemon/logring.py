@@ -45,12 +45,9 @@ import gevent
 from greenlet import getcurrent
 
 from .logfiles import LogFormatter, escape_control
+from .unpatched import original
 
-try:
-    from gevent.monkey import get_original as _get_original
-    _thread_ident = _get_original("_thread", "get_ident")
-except ImportError:  # pragma: no cover
-    from _thread import get_ident as _thread_ident
+_thread_ident = original("_thread", "get_ident")
 
 __all__ = ["LogRing", "MAX_LINES", "DEFAULT_LINES"]
 

@@ -20,24 +20,20 @@ from typing import Optional
 import gevent
 
 from .errors import AlreadyRunning, ProcessError
+from .unpatched import original
 
 __all__ = ["close_fd", "closing_at_once", "PidFile", "read_pid", "pidfile_owner", "detach", "redirect_stdio", "set_niceness",
            "pid_alive", "resource_usage"]
 
 
-try:
-    # gevent >= 25.8.1's monkey-patched os.close defers closing to the next
-    # loop iteration; a launcher blocked in a raw read, or a forked child that
-    # switches hubs, would wait for that close forever.  Close at once.
-    from gevent.monkey import get_original as _get_original
-    _raw_close = _get_original("os", "close")
-    # The launcher reaps the intermediate of the double fork with the plain
-    # call: monkey-patched, waitpid waits for a child watcher in the hub,
-    # which now and then never fired, and ``-d`` never returned.
-    _raw_waitpid = _get_original("os", "waitpid")
-except ImportError:  # pragma: no cover
-    _raw_close = os.close
-    _raw_waitpid = os.waitpid
+# gevent >= 25.8.1's monkey-patched os.close defers closing to the next
+# loop iteration; a launcher blocked in a raw read, or a forked child that
+# switches hubs, would wait for that close forever.  Close at once.
+_raw_close = original("os", "close")
+# The launcher reaps the intermediate of the double fork with the plain
+# call: monkey-patched, waitpid waits for a child watcher in the hub,
+# which now and then never fired, and ``-d`` never returned.
+_raw_waitpid = original("os", "waitpid")
 
 
 def close_fd(fd):

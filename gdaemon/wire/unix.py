@@ -14,9 +14,9 @@ worker forked right after a bind cannot inherit it.
 import errno
 import os
 import socket
-import sys
 
 from ..errors import ProcessError
+from ..unpatched import original
 
 __all__ = ["UNIX_PATH_MAX", "connect_unix", "bind_unix", "unix_socket_is_live"]
 
@@ -27,11 +27,10 @@ UNIX_PATH_MAX = 107
 def _close_now(fd):
     """``os.close`` as it was before any monkey-patching (gevent's defers the close).
 
-    Looked up only where gevent is already imported: the client imports this
-    module without gevent.
+    Looked up at each call: the client imports this module without gevent,
+    and a program may patch after importing it.
     """
-    monkey = sys.modules.get("gevent.monkey")
-    (monkey.get_original("os", "close") if monkey is not None else os.close)(fd)
+    original("os", "close")(fd)
 
 
 def _at_path(sock_method, path):

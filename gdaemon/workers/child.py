@@ -40,7 +40,6 @@ from typing import NoReturn
 
 import gevent
 from gevent import socket as gsocket
-from gevent.monkey import get_original
 
 from ..errors import ChannelClosed, WorkerError
 from ..events import posix_event_name
@@ -49,6 +48,7 @@ from ..identity import apply_process_settings
 from ..logfiles import reopen_file_handlers
 from ..process import close_fd, closing_at_once
 from ..proctitle import set_title
+from ..unpatched import original
 from .exec import EXEC_FAILED_EXIT, exec_program, report_exec_failure
 from .messages import ACTIVATE, LOG, REOPEN, decode, encode
 from .runtime import WorkerRuntime
@@ -85,7 +85,7 @@ class _ChildSignals:
         for handle in self._handles:
             handle.cancel()
         self._handles = []
-        set_handler = get_original("signal", "signal")
+        set_handler = original("signal", "signal")
         for signum in WORKER_SIGNALS + (signal.SIGINT,):
             set_handler(signum, _ignore_signal)
         set_handler(signal.SIGTERM, _standby_terminated)
@@ -296,7 +296,7 @@ def _await_activation(end, parent):  # pragma: no cover - runs in a standby
     each: 0.4 ms of CPU on the respawn's critical path.  Signals meanwhile
     are handled by :meth:`_ChildSignals.install_for_standby`.
     """
-    poller = get_original("select", "poll")()
+    poller = original("select", "poll")()
     poller.register(end.fileno(), select.POLLIN)
     timeout_ms = int(Worker.heartbeat_interval * 1000)
     while True:

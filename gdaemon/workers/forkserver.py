@@ -69,6 +69,7 @@ from gevent.lock import Semaphore
 from ..forking import raw_fork
 from ..process import close_fd, closing_at_once
 from ..proctitle import set_title
+from ..unpatched import original
 
 __all__ = ["ForkServer", "supported", "FORKSERVER_COMM"]
 
@@ -87,11 +88,7 @@ _WORKER, _STANDBY = b"W", b"S"
 _REPLY = struct.Struct("=i")
 _MAX_REQUEST = 65536
 
-try:
-    from gevent.monkey import get_original
-    _waitpid = get_original("os", "waitpid")
-except (ImportError, AttributeError):  # pragma: no cover - older gevent
-    _waitpid = os.waitpid
+_waitpid = original("os", "waitpid")
 
 
 def _sibling_cloner():
