@@ -2,7 +2,8 @@
 
 One greenlet per connection reads lines and answers them in order through the
 pure :class:`~gdaemon.rpc.protocol.Engine`.  Pipelined requests that arrive
-together are answered with one ``sendall``.  Limits (docs/reference/config.rst; docs/reference/rpc.rst, Errors):
+together are answered with one ``sendall``, up to :data:`COMBINED_REPLIES_MAX`
+bytes of replies at a time.  Limits (docs/reference/config.rst; docs/reference/rpc.rst, Errors):
 
 - ``socketmaxmessage``: a longer line gets ``-32003`` and the connection is
   closed (we stop buffering as soon as the limit is passed, so a 10 MB line
@@ -69,6 +70,13 @@ from .protocol import Session
 from .push import EventPusher
 
 __all__ = ["RpcServer", "Connection"]
+
+#: Bytes of replies to pipelined requests collected before they are written.
+#: Small replies still go out together, with one ``sendall``; large ones are
+#: written as they come, so one read of short requests (``daemon.logtail``
+#: with 10,000 lines, thirty times over) costs one reply's memory, not thirty,
+#: and a client that does not read stops the next one from being computed.
+COMBINED_REPLIES_MAX = 65536
 
 log = logging.getLogger("gdaemon.rpc")
 
@@ -311,18 +319,24 @@ class Connection:
             return
         session = self.session
         out = []
+        collected = 0
         self.busy = True
         try:
             for line in lines:
                 response = engine.handle_line(line, session)
                 if response is not None:
                     out.append(response + b"\n")
+                    collected += len(response) + 1
+                    if collected >= COMBINED_REPLIES_MAX:
+                        self.write(out[0] if len(out) == 1 else b"".join(out))
+                        out = []
+                        collected = 0
                 if session.close_after:
                     break
                 if session.patterns and not self.pusher.running:
                     self.pusher.start()
             if out:
-                self.write(b"".join(out))
+                self.write(out[0] if len(out) == 1 else b"".join(out))
         finally:
             self.busy = False
 

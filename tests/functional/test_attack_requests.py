@@ -119,6 +119,28 @@ def raw(request):
     return read_line(sock), time.monotonic() - start
 
 
+def pipelined(n):
+    """``n`` requests on one connection, in one write; none of the replies read for
+    two seconds (the attack), then all of them: ``(replies, results)``."""
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(30)
+    sock.connect(address)
+    sock.sendall(AUTH + b"\n")
+    assert b'"result":true' in read_line(sock)
+    line = b'{"jsonrpc":"2.0","method":"daemon.logtail","params":[10000],"id":1}\n'
+    sock.sendall(line * n)
+    time.sleep(2)
+    replies = results = 0
+    with sock.makefile("rb") as stream:
+        while replies < n:
+            reply = stream.readline()
+            if not reply:
+                break
+            replies += 1
+            results += reply.startswith(b'{"jsonrpc":"2.0","result":')
+    return replies, results
+
+
 def websocket(request):
     host, port = address.rsplit(":", 1)
     sock = socket.create_connection((host, int(port)), timeout=30)
@@ -183,6 +205,10 @@ def xmlrpc_multicall(n):
                 "</int></value></data></array></value></member></struct></value>" * n)).encode()
 
 
+if kind == "raw-pipelined":
+    replies, results = pipelined(count)
+    print(json.dumps({"replies": replies, "results": results}))
+    raise SystemExit(0)
 if kind == "raw-batch":
     reply, took = raw(logtails(count))
 elif kind == "raw-multicall":
@@ -213,6 +239,12 @@ def vmhwm_mb(pid):
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024.0
     raise AssertionError("no VmHWM for %d" % pid)
+
+
+def reset_peak(pid):
+    """Start ``VmHWM`` afresh from the current RSS (``clear_refs``: the owner may)."""
+    with open("/proc/%d/clear_refs" % pid, "w") as f:
+        f.write("5")
 
 
 def authed(proc, timeout=10.0):
@@ -283,6 +315,20 @@ def test_a_batch_of_100_logtails_gets_at_most_socketmaxreply(attacked):
     assert report["named"]
     assert vmhwm_mb(attacked.pid) - before < 200, "peak memory grew by %.0f MB" % (
         vmhwm_mb(attacked.pid) - before)
+    assert_status_answers(attacked)
+
+
+def test_pipelined_logtails_cost_one_reply_at_a_time(attacked):
+    """60 x daemon.logtail(10000) in one write, none read for 2 s: about 15 of them
+    fit one read (socketbuffer), and their replies, 115 MB, were collected whole
+    before any was written; now the daemon holds one reply and waits for the
+    client to read it.  Every reply still arrives, in order."""
+    reset_peak(attacked.pid)
+    before = vmhwm_mb(attacked.pid)
+    report = attack(attacked, "raw-pipelined", 60)
+    assert report == {"replies": 60, "results": 60}, report
+    grown = vmhwm_mb(attacked.pid) - before
+    assert grown < 60, "peak memory grew by %.0f MB" % grown
     assert_status_answers(attacked)
 
 
