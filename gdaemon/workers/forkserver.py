@@ -53,6 +53,7 @@ Elsewhere than Linux (no subreaper, no memfd) the daemon forks its workers
 itself, as before.
 """
 
+import functools
 import os
 import signal
 import socket as _stdsocket
@@ -91,6 +92,7 @@ _MAX_REQUEST = 65536
 _waitpid = original("os", "waitpid")
 
 
+@functools.lru_cache(maxsize=None)
 def _sibling_cloner():
     """``clone(CLONE_PARENT)`` as a fork: the child is its caller's sibling.
 
@@ -104,7 +106,8 @@ def _sibling_cloner():
     the robust-mutex list, its at-fork handlers) is skipped: that is safe in
     the fork server, which has a single thread and takes no lock of glibc's
     across the call.  ``None`` where the call is not known (the server then
-    double-forks, see :meth:`_Server._fork`).
+    double-forks, see :meth:`_Server._fork`).  Made once, in the daemon: each
+    fork server inherits it, instead of loading ctypes' functions as it starts.
     """
     import ctypes
     import platform
@@ -171,6 +174,12 @@ class ForkServer:
         self._subreaper = False
         self._failures = 0
         self._retry_at = 0.0
+
+    @staticmethod
+    def prepare():
+        """Load now what every fork server forks with (the ``clone`` call through
+        ctypes): a ``-d`` daemon does it before it detaches, where it copies no page."""
+        _sibling_cloner()
 
     @property
     def pid(self):
@@ -274,8 +283,8 @@ class ForkServer:
         """Fork a new server from the daemon as it is now (in the hub: one fork per epoch)."""
         manager = self.manager
         self.retire()
-        clone = _sibling_cloner() is not None
-        if not clone and not self._subreaper:
+        cloner = _sibling_cloner()
+        if cloner is None and not self._subreaper:
             # Double forks: the worker must be re-parented to us, not to init.
             if self._prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
                 raise OSError("prctl(PR_SET_CHILD_SUBREAPER) failed")
@@ -287,7 +296,7 @@ class ForkServer:
             listeners = [w.listener.fileno() for w in (h.worker for h in manager)
                          if getattr(w, "listener", None) is not None]
             parent = os.getpid()
-            server = _Server(manager, theirs.fileno(), parent, self._prctl, set(listeners), clone)
+            server = _Server(manager, theirs.fileno(), parent, self._prctl, set(listeners), cloner)
             pid = forking.fork(server.run, "the fork server", keep=[theirs.fileno()] + listeners,
                                fresh_hub=False)
         except BaseException:
@@ -326,15 +335,12 @@ class ForkServer:
                 sock.close()
 
 
-#: Set in the fork server (see :meth:`_Server.run`).
-_clone_sibling = None
-
-
 class _Server:
     """The fork server's own side: everything here runs in the server process."""
 
-    def __init__(self, manager, fd, parent, prctl, listeners, clone=True):
-        self.clone = clone
+    def __init__(self, manager, fd, parent, prctl, listeners, cloner=None):
+        #: :func:`_sibling_cloner`'s clone, ``None``: the server double-forks.
+        self.cloner = cloner
         self.manager = manager
         self.fd = fd
         self.parent = parent
@@ -348,8 +354,6 @@ class _Server:
             os._exit(0)
         set_title(self.manager.daemon.config.get("description") or "gdaemon", "fork server",
                   comm=FORKSERVER_COMM.decode())
-        global _clone_sibling
-        _clone_sibling = _sibling_cloner() if self.clone else None
         sock = _socket.socket(fileno=self.fd)
         sock.setblocking(True)
         while True:
@@ -380,8 +384,8 @@ class _Server:
         handles = {h.name: h for h in self.manager}
         if kind == _WORKER and name not in handles and not self.manager.make_missing_instance(name):
             raise KeyError("no worker %r in this copy of the daemon" % name)
-        if _clone_sibling is not None:
-            pid = _clone_sibling()
+        if self.cloner is not None:
+            pid = self.cloner()
             if pid == 0:
                 self._worker(kind, name, fds, sock, None)
             return pid

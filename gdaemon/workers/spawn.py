@@ -102,6 +102,8 @@ class Spawner:
             except (OSError, AttributeError):
                 self.manager.logger.warning("prctl() unavailable: workers rely on getppid() "
                                             "checks only", exc_info=True)
+            if self._prctl is not None and self.manager.use_forkserver and forkserver_supported():
+                ForkServer.prepare()
 
     def stop_forkserver(self):
         """The daemon stops: let the fork server go."""
