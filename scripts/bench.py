@@ -1350,6 +1350,17 @@ REQUESTS_ATTACKER = textwrap.dedent(r'''
             out["request_bytes"] = len(json.dumps(batch))
             s.sendall(json.dumps(batch).encode() + b"\n")
             out["reply_bytes"], tail = line(s)
+        elif kind == "pipelined":  # n lines in one write, no reply read for 2 s, then all
+            request = b'{"jsonrpc":"2.0","method":"daemon.logtail","params":[10000],"id":1}\n'
+            s.sendall(request * n)
+            time.sleep(2)
+            replies = size = 0
+            while replies < n:  # (a newline in a reply's JSON is escaped: one per reply)
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                replies, size = replies + chunk.count(b"\n"), size + len(chunk)
+            out.update(replies=replies, reply_bytes=size)
         elif kind == "scale":
             size, tail = call(s, "worker.scale", ["idle", n])
             out["reply"] = tail.decode(errors="replace").strip()[-120:]
@@ -1462,6 +1473,11 @@ def bench_hostile_requests(quick):
                  "reply %.1f MB in %.2f s | %s | peak memory +%.0f MB%s"
                  % (found.get("reply_bytes", 0) / 1e6, found.get("seconds", float("nan")), status, grown,
                     "" if alive else " | DAEMON DIED")))
+    found, status, grown, alive = _requests_attack("pipelined", 60, spam=True)
+    rows.append(("60 x daemon.logtail(10000) pipelined in one write, none read for 2 s",
+                 "%s replies, %.0f MB, in %.2f s | %s | peak memory +%.0f MB%s"
+                 % (found.get("replies"), found.get("reply_bytes", 0) / 1e6, found.get("seconds", float("nan")),
+                    status, grown, "" if alive else " | DAEMON DIED")))
     for n in (60000, 64):
         found, status, grown, alive = _requests_attack("subscribe", n, events=3 if quick else 10)
         rows.append(("events.subscribe with %d patterns" % n,
