@@ -294,13 +294,13 @@ class Connection:
                         start = newline + 1
                         newline = buf.find(b"\n", start)
                 if newline >= 0:  # a complete line, too long
-                    self._answer(engine, lines)
+                    self._answer(engine, lines, time_slice)
                     if not session.close_after:
                         self._too_large(maxmessage)
                     return
                 del buf[:start]
                 scanned = len(buf)
-            self._answer(engine, lines)
+            self._answer(engine, lines, time_slice)
             wait_first = plain and not buf
             if session.close_after:
                 return
@@ -313,8 +313,13 @@ class Connection:
                 line_deadline = time.monotonic() + request_timeout
             idle_deadline = None  # idle from the next look at the clock
 
-    def _answer(self, engine, lines):
-        """Handle complete lines in order; write their responses with one sendall."""
+    def _answer(self, engine, lines, time_slice=None):
+        """Handle complete lines in order; write their responses with one sendall
+        (up to :data:`COMBINED_REPLIES_MAX` bytes at a time).  Between pipelined
+        lines ``time_slice`` is checked, as between reads: one read holds up to
+        ``socketbuffer`` bytes of short requests, each maybe a millisecond of
+        work (``worker.status`` of 1,000 workers), and the others must not wait
+        for all of them."""
         if not lines:
             return
         session = self.session
@@ -322,7 +327,9 @@ class Connection:
         collected = 0
         self.busy = True
         try:
-            for line in lines:
+            for index, line in enumerate(lines):
+                if index and time_slice is not None:
+                    time_slice.check()
                 response = engine.handle_line(line, session)
                 if response is not None:
                     out.append(response + b"\n")

@@ -33,6 +33,7 @@ MAX_REPLY = 16 * 1024 * 1024
 DAEMON = '''
 import logging
 import resource
+import time
 import typing
 
 # A guard for the machine, not part of any bound under test.
@@ -62,6 +63,21 @@ class AttackedDaemon(EchoDaemon):
         @self.rpc.method("t.same", params=[("value", typing.Any)], returns=typing.Any)
         def same(value):
             return value
+
+        worked = [0]
+
+        @self.rpc.method("t.work", returns=int)
+        def work():
+            # 10 ms of the hub's time, without ever yielding.
+            end = time.perf_counter() + 0.01
+            while time.perf_counter() < end:
+                pass
+            worked[0] += 1
+            return worked[0]
+
+        @self.rpc.method("t.worked", returns=int)
+        def worked_so_far():
+            return worked[0]
 
 
 class Idle(GreenletWorker):
@@ -330,6 +346,23 @@ def test_pipelined_logtails_cost_one_reply_at_a_time(attacked):
     grown = vmhwm_mb(attacked.pid) - before
     assert grown < 60, "peak memory grew by %.0f MB" % grown
     assert_status_answers(attacked)
+
+
+def test_pipelined_requests_share_the_hub_with_other_connections(attacked):
+    """20 requests of 10 ms each in one write (one read of the daemon's): another
+    connection is answered between two of them, not after all 20 (200 ms)."""
+    with authed(attacked) as busy, authed(attacked) as other:
+        before = other.result("t.worked")
+        line = b'{"jsonrpc":"2.0","method":"t.work","id":1}\n'
+        assert len(line) * 20 <= 1024  # socketbuffer: all of them in one read
+        busy.send_raw(line * 20)
+        seen = before
+        while seen == before:  # until the daemon has started on them
+            seen = other.result("t.worked")
+        assert seen - before < 20, "the other connection waited for all 20 requests"
+        for _ in range(20):
+            assert busy.read()["result"] > before
+        assert other.result("t.worked") == before + 20
 
 
 @pytest.mark.parametrize("kind", ["ws-batch", "http-batch", "xmlrpc-multicall", "raw-multicall"])
