@@ -29,6 +29,11 @@ Limits, the same as the raw socket's (docs/reference/config.rst; docs/reference/
   nothing arrives for this long is closed, unless it subscribed to events.
 - A request body the application did not read (a refused request) is not
   swallowed to keep the connection alive: the connection is closed.
+- Time slices (:class:`~gdaemon.rpc.endpoint.TimeSlice`, as on the raw
+  socket): before each next request of a keep-alive connection.  Requests
+  pipelined in one write are read from pywsgi's buffer without waiting, so
+  without it one client posting ``worker.status`` back to back kept the
+  hub for itself (``daemon.status`` on the unix socket got no answer in 5 s).
 - ``socketmaxconnections``: counts every HTTP connection from its accept,
   TLS handshakes and websockets included (websockets are also in
   :attr:`HttpEndpoint.connections`, summed into ``daemon.status``).  When it
@@ -113,7 +118,8 @@ from ..process import close_fd
 from ..ratelimit import RateLimitedLog
 from ..wire.websocket import CloseCode
 from .. import inherited
-from .endpoint import Admission, BoundedServer, Transport, bind_listener, connection_pool, refuse_connection
+from .endpoint import (Admission, BoundedServer, TimeSlice, Transport, bind_listener, connection_pool,
+                       refuse_connection)
 from .routes import BODY_READ, DEADLINE, JSON, HttpApplication
 from .routes import peer as peer_of
 from .websocket import Refuse, WebSocketConnection, error_message
@@ -227,6 +233,7 @@ class _Handler(WebSocketHandler):
         # hold a slot for socketidle seconds.
         self.deadline = time.monotonic() + endpoint.config["sockettimeout"]
         self.served = 0
+        self.time_slice = TimeSlice()
         endpoint._handlers.add(self)
         try:
             # Responses and frames are written whole; don't let Nagle hold
@@ -254,6 +261,9 @@ class _Handler(WebSocketHandler):
             return ""  # no more requests on this keep-alive connection
         cfg = endpoint.config
         if self.served:
+            # The next request may be buffered already (pipelined): it must
+            # not be served before the others had their turn.
+            self.time_slice.check()
             # Keep-alive: idle limit while waiting, then the request's own limit.
             self.waiting = True
             if self.slot is not None:
