@@ -3,9 +3,11 @@
 The daemon needs a few calls exactly as the standard library makes them
 (a close that closes at once, a fork that is not gevent's
 ``fork_and_watch``, a thread gevent does not turn into a greenlet).
-``gevent.monkey.get_original`` finds them after ``patch_all()``, but
-importing ``gevent.monkey`` only to ask costs every start-up six modules
-and about 2 ms, and a program that never imported it patched nothing.
+``gevent.monkey.get_original`` finds them after ``patch_all()``; but a
+program that never imported ``gevent.monkey`` patched nothing, and code
+that also runs without gevent (the client's unix sockets) must not import
+it only to ask.  One helper for both cases, instead of a try/except copy
+in each module.
 """
 
 import sys

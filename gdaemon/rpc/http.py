@@ -257,13 +257,14 @@ class _Handler(WebSocketHandler):
 
     def read_requestline(self):
         endpoint = self.server.endpoint
-        if endpoint.closing:
-            return ""  # no more requests on this keep-alive connection
-        cfg = endpoint.config
         if self.served:
             # The next request may be buffered already (pipelined): it must
             # not be served before the others had their turn.
             self.time_slice.check()
+        if endpoint.closing:
+            return ""  # no more requests on this keep-alive connection
+        cfg = endpoint.config
+        if self.served:
             # Keep-alive: idle limit while waiting, then the request's own limit.
             self.waiting = True
             if self.slot is not None:
