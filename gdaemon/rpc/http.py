@@ -257,10 +257,6 @@ class _Handler(WebSocketHandler):
 
     def read_requestline(self):
         endpoint = self.server.endpoint
-        if self.served:
-            # The next request may be buffered already (pipelined): it must
-            # not be served before the others had their turn.
-            self.time_slice.check()
         if endpoint.closing:
             return ""  # no more requests on this keep-alive connection
         cfg = endpoint.config
@@ -270,6 +266,12 @@ class _Handler(WebSocketHandler):
             if self.slot is not None:
                 self.slot.unsettle()
             try:
+                # Between two requests (a newcomer may take this one's place,
+                # a stop may close it): the next may be buffered already
+                # (pipelined), and must wait until the others had their turn.
+                self.time_slice.check()
+                if endpoint.closing:
+                    return ""
                 self.socket.settimeout(cfg["socketidle"])
                 if not self.rfile.peek(1):
                     return ""
