@@ -1295,7 +1295,10 @@ REQUESTS_DAEMON = textwrap.dedent('''
                 return True
 
     here = os.path.dirname(os.path.abspath(__file__))
-    daemon = D({"sockethandler": "unix://" + os.path.join(here, "daemon.sock"), "token": "bench-token"})
+    config = {"sockethandler": "unix://" + os.path.join(here, "daemon.sock"), "token": "bench-token"}
+    if os.environ.get("BENCH_HTTP_PORT"):
+        config["websockethandler"] = "tcp://127.0.0.1:" + os.environ["BENCH_HTTP_PORT"]
+    daemon = D(config)
     daemon.workers.install(Idle("idle"), looptime=1.0, forever=True)
     daemon.init()
 ''')
@@ -1327,7 +1330,35 @@ REQUESTS_ATTACKER = textwrap.dedent(r'''
         return line(s)
 
     out = {}
-    if kind == "auth-flood":
+    if kind in ("flood-raw", "flood-http"):
+        # 1,000 instances make worker.status about half a millisecond of work;
+        # then n seconds of it, pipelined, while a thread drains the replies.
+        s = connect()
+        call(s, "system.auth", ["bench-token"], 0)
+        call(s, "worker.scale", ["idle", 1000])
+        if kind == "flood-raw":
+            burst = b'{"jsonrpc":"2.0","method":"worker.status","id":1}\n' * 200
+        else:
+            s.close()
+            s = socket.create_connection(("127.0.0.1", int(sys.argv[4])), timeout=120)
+            body = b'{"jsonrpc":"2.0","method":"worker.status","id":1}'
+            burst = (b"POST /rpc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer bench-token\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body) * 50
+        received = [0]
+
+        def drain_replies():
+            while True:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    return
+                received[0] += len(chunk)
+        threading.Thread(target=drain_replies, daemon=True).start()
+        stop, writes = time.monotonic() + n, 0
+        while time.monotonic() < stop:
+            s.sendall(burst)
+            writes += 1
+        out = {"writes": writes, "received_mb": received[0] / 1e6}
+    elif kind == "auth-flood":
         stop, sent, answered = time.monotonic() + n, 0, 0
         bad = b'{"jsonrpc":"2.0","method":"system.auth","params":["\\ud800"],"id":' + b"7" * 40 + b"}\n"
         while time.monotonic() < stop:
@@ -1420,10 +1451,14 @@ def _requests_attack(kind, n, spam=False, events=0):
     with open(script, "w") as f:
         f.write(REQUESTS_DAEMON)
     path = os.path.join(tmp, "daemon.sock")
-    daemon = Proc([sys.executable, script, "-f"], cwd=tmp)
+    http_port = free_port() if kind == "flood-http" else 0
+    daemon = Proc([sys.executable, script, "-f"], cwd=tmp,
+                  env={"BENCH_HTTP_PORT": str(http_port)} if http_port else None)
     attacker = None
     try:
         wait_for_socket(path)
+        if http_port:
+            poll(lambda: _connectable(http_port), timeout=10.0, interval=0.01)
         if spam:  # 10,000 lines of ~760 characters: one logtail(10000) is some 7.7 MB
             client = LineClient(path, timeout=120.0)
             client.call("system.auth", ["bench-token"])
@@ -1432,7 +1467,7 @@ def _requests_attack(kind, n, spam=False, events=0):
         peak = _peak_mb(daemon.proc.pid)
         probe = _StatusProbe(path)
         time.sleep(0.3)
-        attacker = subprocess.Popen([sys.executable, "-c", REQUESTS_ATTACKER, kind, path, str(n)],
+        attacker = subprocess.Popen([sys.executable, "-c", REQUESTS_ATTACKER, kind, path, str(n), str(http_port)],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = attacker.stdout.readline()
         found = json.loads(line) if line.strip() else {"attacker": "no report"}
@@ -1478,6 +1513,11 @@ def bench_hostile_requests(quick):
                  "%s replies, %.0f MB, in %.2f s | %s | peak memory +%.0f MB%s"
                  % (found.get("replies"), found.get("reply_bytes", 0) / 1e6, found.get("seconds", float("nan")),
                     status, grown, "" if alive else " | DAEMON DIED")))
+    for kind, what in (("flood-raw", "worker.status (1,000 instances) pipelined on the raw socket, 200 a write"),
+                       ("flood-http", "... POSTed on one HTTP keep-alive connection, 50 a write")):
+        found, status, grown, alive = _requests_attack(kind, 2 if quick else 5)
+        rows.append((what, "%s writes, %.0f MB of replies | %s%s" % (
+            found.get("writes"), found.get("received_mb", 0), status, "" if alive else " | DAEMON DIED")))
     for n in (60000, 64):
         found, status, grown, alive = _requests_attack("subscribe", n, events=3 if quick else 10)
         rows.append(("events.subscribe with %d patterns" % n,
