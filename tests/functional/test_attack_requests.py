@@ -348,13 +348,27 @@ def test_pipelined_logtails_cost_one_reply_at_a_time(attacked):
     assert_status_answers(attacked)
 
 
-def pipelined_http_work(port, count):
+def pipelined_raw_work(proc, count):
+    """``count`` ``t.work`` requests in one write on an authenticated connection;
+    returns a function that reads their responses and returns how many succeeded."""
+    conn = authed(proc)
+    line = b'{"jsonrpc":"2.0","method":"t.work","id":1}\n'
+    assert len(line) * count <= 1024  # socketbuffer: all of them in one read
+    conn.send_raw(line * count)
+
+    def responses():
+        with conn:
+            return sum("result" in conn.read() for _ in range(count))
+    return responses
+
+
+def pipelined_http_work(proc, count):
     """``count`` keep-alive ``POST /rpc`` of ``t.work`` in one write; returns a
     function that reads their responses and returns how many succeeded."""
     body = b'{"jsonrpc":"2.0","method":"t.work","id":1}'
     request = (b"POST /rpc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode() +
                b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock = socket.create_connection(("127.0.0.1", proc.port), timeout=30)
     sock.sendall(request * count)
 
     def responses():
@@ -374,29 +388,19 @@ def pipelined_http_work(port, count):
     return responses
 
 
-@pytest.mark.parametrize("transport", ["raw", "http"])
-def test_pipelined_requests_share_the_hub_with_other_connections(attacked, transport):
+@pytest.mark.parametrize("pipeline", [pipelined_raw_work, pipelined_http_work], ids=["raw", "http"])
+def test_pipelined_requests_share_the_hub_with_other_connections(attacked, pipeline):
     """20 requests of 10 ms each in one write (one read of the daemon's; on
     HTTP, keep-alive requests pywsgi reads from its buffer): another
     connection is answered between two of them, not after all 20 (200 ms).
     Over HTTP it got no answer at all while a client kept posting."""
     with authed(attacked) as other:
         before = other.result("t.worked")
-        if transport == "raw":
-            busy = authed(attacked)
-            line = b'{"jsonrpc":"2.0","method":"t.work","id":1}\n'
-            assert len(line) * 20 <= 1024  # socketbuffer: all of them in one read
-            busy.send_raw(line * 20)
-
-            def responses():
-                with busy:
-                    return sum(busy.read()["result"] > before for _ in range(20))
-        else:
-            responses = pipelined_http_work(attacked.port, 20)
-        seen = before
-        while seen == before:  # until the daemon has started on them
-            seen = other.result("t.worked")
-        assert seen - before < 20, "the other connection waited for all 20 requests"
+        responses = pipeline(attacked, 20)
+        # The first answer once the daemon has started on them.
+        started = wait_until(lambda: other.result("t.worked") - before, 10, interval=0,
+                             message="the daemon to start on the pipelined requests")
+        assert started < 20, "the other connection waited for all 20 requests"
         assert responses() == 20
         assert other.result("t.worked") == before + 20
 
